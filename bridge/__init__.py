@@ -1,0 +1,1 @@
+"""SIP/RTP conference bridge: SIP stack, RTP media, numpy mixer and rooms."""
