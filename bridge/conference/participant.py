@@ -1,0 +1,101 @@
+"""A participant's media state: where its RTP comes from and goes to, its jitter buffer and flags.
+
+`receive_rtp` is the per-packet hot path: parse the header with struct, check the source, queue the
+frame. No logging, no allocation beyond the packet object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bridge.media.g711 import Codec
+from bridge.media.mixer import Concealer
+from bridge.rtp.jitter import JitterBuffer
+from bridge.rtp.packet import RtpError, RtpSender, is_rtcp, parse_rtp
+
+Address = tuple[str, int]
+SendFunction = Callable[[bytes, Address], None]
+
+
+@dataclass
+class MediaCounters:
+    packets_in: int = 0
+    packets_out: int = 0
+    bad_packets: int = 0
+    wrong_source: int = 0
+    other_payload: int = 0
+
+
+@dataclass(eq=False)
+class Participant:
+    """One call in a room. `remote` comes from SDP; `latched` is where its RTP really comes from."""
+
+    id: str
+    call_key: str
+    room: str
+    caller: str
+    display_name: str
+    codec: Codec
+    remote: Address
+    signalling_host: str
+    send: SendFunction
+    jitter: JitterBuffer
+    telephone_event_pt: int | None = None
+    muted: bool = False
+    deaf: bool = False
+    on_hold: bool = False  # remote is sendonly/inactive: not mixed, sent nothing
+    latched: Address | None = None
+    last_rtp: float = 0.0
+    joined_at: float = 0.0
+    sender: RtpSender = field(default_factory=RtpSender)
+    concealer: Concealer = field(default_factory=Concealer)
+    counters: MediaCounters = field(default_factory=MediaCounters)
+
+    def receive_rtp(self, data: bytes, source: Address, now: float) -> None:
+        """Queue one datagram from the participant's RTP socket (symmetric RTP latching)."""
+        if source != self.latched:
+            if self.latched is not None or source[0] not in (self.remote[0], self.signalling_host):
+                self.counters.wrong_source += 1
+                return
+            self.latched = source
+        if len(data) > 1 and is_rtcp(data):
+            return
+        try:
+            packet = parse_rtp(data)
+        except RtpError:
+            self.counters.bad_packets += 1
+            return
+        self.counters.packets_in += 1
+        self.last_rtp = now
+        if packet.payload_type != self.codec.payload_type:
+            # telephone-event (handled by the DTMF work) and comfort noise never reach the mix
+            self.counters.other_payload += 1
+            return
+        self.jitter.push(packet, now)
+
+    def next_frame(self, out: np.ndarray) -> None:
+        """Fill `out` (160 int16) with this tick's audio: the next frame or its concealment."""
+        payload = self.jitter.pop()
+        if payload is None:
+            out[:] = self.concealer.conceal()
+            return
+        samples = self.codec.decode(payload)
+        n = min(len(samples), len(out))
+        out[:n] = samples[:n]
+        out[n:] = 0
+        self.concealer.good(out)
+
+    @property
+    def destination(self) -> Address:
+        return self.latched or self.remote
+
+    def send_payload(self, payload: bytes) -> None:
+        if self.remote[1] == 0:
+            return
+        self.counters.packets_out += 1
+        self.send(
+            self.sender.packet(payload, payload_type=self.codec.payload_type), self.destination
+        )

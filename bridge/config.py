@@ -1,0 +1,362 @@
+"""Start-up configuration: TOML file, then CONFBRIDGE_<SECTION>_<KEY> environment overrides.
+
+Everything is validated once, here, into frozen dataclasses, so the rest of the bridge never
+sees a bad value. Each error names the key (or the environment variable) it came from, and
+unknown sections and keys are errors: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "LogConfig",
+    "RoomsConfig",
+    "RtpConfig",
+    "SipConfig",
+    "config_as_dict",
+    "load_config",
+]
+
+ENV_PREFIX = "CONFBRIDGE_"
+SUPPORTED_CODECS = ("PCMU", "PCMA")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("console", "json")
+_ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+_DATABASE_URL_RE = re.compile(r"^(sqlite|postgres|postgresql)(\+\w+)?://")
+_UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    bind: str = "0.0.0.0"
+    advertise: str = ""
+    udp_port: int = 5060
+    tcp_port: int = 5060
+    t1_ms: int = 500
+    t2_ms: int = 4000
+    t4_ms: int = 5000
+    max_message_bytes: int = 65535
+    user_agent: str = "confbridge/0.1"
+    answer_delay_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RtpConfig:
+    port_min: int = 20000
+    port_max: int = 29998
+    jitter_target_ms: int = 40
+    jitter_max_ms: int = 60
+    timeout_s: int = 30
+    codecs: tuple[str, ...] = SUPPORTED_CODECS
+
+
+@dataclass(frozen=True)
+class RoomsConfig:
+    auto_create: bool = True
+    max_participants: int = 40
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "console"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dir: str = "data"
+    database_url: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    sip: SipConfig = field(default_factory=SipConfig)
+    rtp: RtpConfig = field(default_factory=RtpConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @property
+    def advertise_address(self) -> str:
+        """The address peers should send to: a wildcard bind cannot be put in Via/Contact/SDP."""
+        if self.sip.advertise:
+            return self.sip.advertise
+        if self.sip.bind in _UNSPECIFIED_ADDRESSES:
+            return "127.0.0.1"
+        return self.sip.bind
+
+    @property
+    def database_url_resolved(self) -> str:
+        if self.data.database_url:
+            return self.data.database_url
+        return f"sqlite:///{PurePosixPath(self.data.dir) / 'confbridge.db'}"
+
+
+# --------------------------------------------------------------------------- value rules
+
+
+class _Invalid(Exception):
+    """Raised by a rule with the problem text; the caller prefixes the key's name."""
+
+
+Rule = Callable[[Any], Any]
+
+
+def _int_rule(lo: int, hi: int, *, even: bool = False, step: int = 1) -> Rule:
+    what = "an even integer" if even else "an integer"
+    if step != 1:
+        what = f"a multiple of {step}"
+
+    def check(value: Any) -> int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or not lo <= value <= hi or value % (2 if even else step):
+            raise _Invalid(f"must be {what} in {lo}..{hi}, got {value!r}")
+        return int(value)
+
+    return check
+
+
+def _bool_rule(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, got {value!r}")
+    return value
+
+
+def _choice_rule(choices: tuple[str, ...]) -> Rule:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise _Invalid(f"must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def _ip_rule(*, allow_empty: bool) -> Rule:
+    def check(value: Any) -> str:
+        if allow_empty and value == "":
+            return value
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise _Invalid(f"must be an IPv4 or IPv6 address, got {value!r}") from None
+
+    return check
+
+
+def _text_rule(
+    *, allow_empty: bool, pattern: re.Pattern[str] | None = None, hint: str = ""
+) -> Rule:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or (not value and not allow_empty):
+            raise _Invalid(f"must be a non-empty string, got {value!r}")
+        if any(c in value for c in "\r\n\0"):
+            raise _Invalid(f"must not contain control characters, got {value!r}")
+        if value and pattern is not None and not pattern.match(value):
+            raise _Invalid(f"must be {hint}, got {value!r}")
+        return value
+
+    return check
+
+
+def _list_rule(item: Rule, *, allow_empty: bool) -> Rule:
+    def check(value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _Invalid(f"must be a list, got {value!r}")
+        if not value and not allow_empty:
+            raise _Invalid("must not be empty")
+        items = tuple(item(v) for v in value)
+        duplicates = sorted({v for v in items if items.count(v) > 1})
+        if duplicates:
+            raise _Invalid(f"must not repeat {', '.join(map(str, duplicates))}")
+        return items
+
+    return check
+
+
+def _codec_rule(value: Any) -> str:
+    name = value.upper() if isinstance(value, str) else value
+    if name not in SUPPORTED_CODECS:
+        raise _Invalid(f"each must be one of {', '.join(SUPPORTED_CODECS)}, got {value!r}")
+    return str(name)
+
+
+def _room_name_rule(value: Any) -> str:
+    if not isinstance(value, str) or not _ROOM_NAME_RE.match(value):
+        raise _Invalid(f"each must match [A-Za-z0-9._-]{{1,32}}, got {value!r}")
+    return value
+
+
+_RULES: dict[str, dict[str, Rule]] = {
+    "sip": {
+        "bind": _ip_rule(allow_empty=False),
+        "advertise": _ip_rule(allow_empty=True),
+        "udp_port": _int_rule(0, 65535),
+        "tcp_port": _int_rule(0, 65535),
+        "t1_ms": _int_rule(1, 10_000),
+        "t2_ms": _int_rule(1, 60_000),
+        "t4_ms": _int_rule(1, 60_000),
+        "max_message_bytes": _int_rule(1024, 1_048_576),
+        "user_agent": _text_rule(allow_empty=False),
+        "answer_delay_ms": _int_rule(0, 10_000),
+    },
+    "rtp": {
+        "port_min": _int_rule(1024, 65534, even=True),
+        "port_max": _int_rule(1024, 65534, even=True),
+        "jitter_target_ms": _int_rule(20, 60, step=20),
+        "jitter_max_ms": _int_rule(20, 200, step=20),
+        "timeout_s": _int_rule(1, 3600),
+        "codecs": _list_rule(_codec_rule, allow_empty=False),
+    },
+    "rooms": {
+        "auto_create": _bool_rule,
+        "max_participants": _int_rule(2, 1000),
+        "names": _list_rule(_room_name_rule, allow_empty=True),
+    },
+    "log": {
+        "level": _choice_rule(LOG_LEVELS),
+        "format": _choice_rule(LOG_FORMATS),
+    },
+    "data": {
+        "dir": _text_rule(allow_empty=False),
+        "database_url": _text_rule(
+            allow_empty=True,
+            pattern=_DATABASE_URL_RE,
+            hint="empty or a sqlite:// or postgresql:// URL",
+        ),
+    },
+}
+_SECTIONS: dict[str, type[Any]] = {
+    "sip": SipConfig,
+    "rtp": RtpConfig,
+    "rooms": RoomsConfig,
+    "log": LogConfig,
+    "data": DataConfig,
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _from_env_text(default: Any, text: str) -> Any:
+    """Environment values are text: read them as the type of the field's default."""
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        return text
+    if isinstance(default, int):
+        stripped = text.strip()
+        return int(stripped) if re.fullmatch(r"[+-]?\d+", stripped) else text
+    if isinstance(default, tuple):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _collect(
+    document: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[str, dict[str, tuple[Any, str]]]:
+    """Raw values per section and key, each with the label to name in an error."""
+    raw: dict[str, dict[str, tuple[Any, str]]] = {section: {} for section in _RULES}
+    for section, table in document.items():
+        if section not in _RULES:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(_RULES)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: must be a table")
+        for key, value in table.items():
+            if key not in _RULES[section]:
+                raise ConfigError(f"{section}.{key}: unknown key")
+            raw[section][key] = (value, f"{section}.{key}")
+    defaults = Config()
+    for name, text in env.items():
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        section, _, key = upper[len(ENV_PREFIX) :].partition("_")
+        section, key = section.lower(), key.lower()
+        if section not in _RULES:
+            continue  # e.g. CONFBRIDGE_CONFIG belongs to the command line, not to us
+        if key not in _RULES[section]:
+            raise ConfigError(f"{name}: unknown key {section}.{key}")
+        default = getattr(getattr(defaults, section), key)
+        raw[section][key] = (_from_env_text(default, text), f"{name} ({section}.{key})")
+    return raw
+
+
+def _check_relations(config: Config) -> None:
+    """Rules that tie two keys together, reported on the second one."""
+    sip, rtp = config.sip, config.rtp
+    if sip.t2_ms < sip.t1_ms:
+        raise ConfigError(f"sip.t2_ms: must be >= sip.t1_ms ({sip.t1_ms}), got {sip.t2_ms}")
+    if rtp.port_max <= rtp.port_min:
+        raise ConfigError(
+            f"rtp.port_max: must be greater than rtp.port_min ({rtp.port_min}), got {rtp.port_max}"
+        )
+    if rtp.jitter_max_ms < rtp.jitter_target_ms:
+        raise ConfigError(
+            f"rtp.jitter_max_ms: must be >= rtp.jitter_target_ms ({rtp.jitter_target_ms}), "
+            f"got {rtp.jitter_max_ms}"
+        )
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Built-in defaults, overridden by the TOML file at ``path``, overridden by ``env``."""
+    document = _read_toml(path) if path is not None else {}
+    raw = _collect(document, os.environ if env is None else env)
+    sections: dict[str, Any] = {}
+    for section, rules in _RULES.items():
+        values: dict[str, Any] = {}
+        for key, (value, label) in raw[section].items():
+            try:
+                values[key] = rules[key](value)
+            except _Invalid as exc:
+                raise ConfigError(f"{label}: {exc}") from None
+        sections[section] = _SECTIONS[section](**values)
+    config = Config(**sections)
+    _check_relations(config)
+    return config
+
+
+def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """Plain nested dict (lists for tuples), e.g. for a `confctl config` dump."""
+    return {
+        section: {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(getattr(config, section)).items()
+        }
+        for section in _SECTIONS
+    }

@@ -1,0 +1,128 @@
+"""asyncio SIP transports: one UDP socket and one TCP listener feeding whole messages to a callback.
+
+This layer only moves bytes. It never lets one bad packet or a failed send close a listening socket:
+every destination is checked before `sendto` (asyncio closes a datagram transport on any exception
+other than OSError) and every send error is swallowed and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+
+import structlog
+
+from bridge.sip.message import SipError, StreamFramer
+from bridge.sip.transaction import Outgoing, Peer
+
+log = structlog.get_logger()
+
+MessageHandler = Callable[[bytes, Peer], None]
+
+
+def is_sendable(host: str, port: int) -> bool:
+    """True when (host, port) is an IP literal and a valid port: never resolve names on the loop."""
+    if not 0 < port < 65536:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransports) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.owner.deliver(data, Peer(addr[0], addr[1], "udp"))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the peer is gone, the socket is fine.
+        self.owner.send_errors += 1
+
+
+class SipTransports:
+    """The bridge's SIP sockets: UDP and TCP on the configured address."""
+
+    def __init__(self, on_message: MessageHandler, max_size: int) -> None:
+        self.on_message = on_message
+        self.max_size = max_size
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp_server: asyncio.Server | None = None
+        self.tcp_connections: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self.udp_port = 0
+        self.tcp_port = 0
+        self.send_errors = 0
+        self.handler_errors = 0
+
+    async def start(self, bind: str, udp_port: int, tcp_port: int) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(bind, udp_port)
+        )
+        self.udp = transport
+        self.udp_port = transport.get_extra_info("sockname")[1]
+        self.tcp_server = await asyncio.start_server(
+            self._serve_tcp, host=bind, port=tcp_port, reuse_address=True
+        )
+        self.tcp_port = self.tcp_server.sockets[0].getsockname()[1]
+
+    def deliver(self, data: bytes, peer: Peer) -> None:
+        """Hand one message to the SIP core; a bug there must not take the socket down."""
+        try:
+            self.on_message(data, peer)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("sip.handler_error", peer=f"{peer.host}:{peer.port}")
+
+    def send(self, out: Outgoing) -> None:
+        peer = out.peer
+        if peer.transport == "tcp":
+            writer = self.tcp_connections.get((peer.host, peer.port))
+            if writer is None or writer.is_closing():
+                self.send_errors += 1
+                return
+            writer.write(out.data)
+            return
+        if self.udp is None or not is_sendable(peer.host, peer.port):
+            self.send_errors += 1
+            return
+        try:
+            self.udp.sendto(out.data, (peer.host, peer.port))
+        except (OSError, ValueError, OverflowError, TypeError):
+            self.send_errors += 1
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = writer.get_extra_info("peername")
+        key = (addr[0], addr[1])
+        peer = Peer(addr[0], addr[1], "tcp")
+        self.tcp_connections[key] = writer
+        framer = StreamFramer(self.max_size)
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                try:
+                    messages = framer.feed(chunk)
+                except SipError as exc:
+                    log.info("sip.tcp_stream_error", peer=f"{key[0]}:{key[1]}", reason=exc.reason)
+                    break
+                for message in messages:
+                    self.deliver(message, peer)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.tcp_connections.pop(key, None)
+            writer.close()
+
+    def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+        for writer in list(self.tcp_connections.values()):
+            writer.close()

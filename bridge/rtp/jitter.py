@@ -1,0 +1,174 @@
+"""Per-participant audio jitter buffer, sans-I/O: arrival time comes in as `now`.
+
+The mixer pops exactly one frame per 20 ms tick. Packets are held in a small dict keyed by
+sequence number; playout starts once `target_frames` are queued and latency stays bounded by
+dropping the oldest frame when more than `max_frames` wait. A missing frame pops as None so the
+caller conceals it. Resets follow an SSRC change at once, and a sequence jump only once a second
+packet confirms it (RFC 3550 Appendix A.1 probation), so one stray packet cannot flush the buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.rtp.packet import RtpPacket
+from bridge.rtp.seq import seq_delta, ts_delta, uint16_add
+
+MAX_SEQUENCE_JUMP = 100
+"""A larger jump (either way) than this is a new stream, not loss or reordering."""
+EMPTY_POPS_TO_REBUFFER = 5
+"""After this many pops in a row with nothing queued, wait for `target_frames` again."""
+
+
+@dataclass(slots=True)
+class JitterStats:
+    """Counters for one participant's incoming stream (mutable: updated per packet)."""
+
+    received: int = 0
+    played: int = 0
+    lost: int = 0
+    """Pops that returned None while playing: frames the caller concealed."""
+    late: int = 0
+    duplicate: int = 0
+    reset: int = 0
+    jitter_ms: float = 0.0
+    """RFC 3550 §6.4.1 interarrival jitter estimate."""
+    overflow: int = 0
+    """Frames dropped because more than `max_frames` were queued."""
+    rejected_jump: int = 0
+    """Packets held back as an unconfirmed sequence jump."""
+
+
+class JitterBuffer:
+    """Reorders one SSRC's packets and hands out one payload per mixer tick."""
+
+    def __init__(self, target_frames: int = 2, max_frames: int = 3, clock_rate: int = 8000) -> None:
+        if target_frames < 1 or max_frames < target_frames:
+            raise ValueError("need 1 <= target_frames <= max_frames")
+        self.target_frames = target_frames
+        self.max_frames = max_frames
+        self.clock_rate = clock_rate
+        self.stats = JitterStats()
+        self._frames: dict[int, bytes] = {}
+        self._ssrc: int | None = None
+        self._next: int | None = None  # sequence to pop next; None while buffering
+        self._last_played: int | None = None
+        self._empty_pops = 0
+        self._probation: RtpPacket | None = None
+        self._jitter = 0.0  # in timestamp units, as RFC 3550 keeps it
+        self._last_arrival: float | None = None
+        self._last_timestamp = 0
+
+    @property
+    def playing(self) -> bool:
+        return self._next is not None
+
+    @property
+    def queued(self) -> int:
+        return len(self._frames)
+
+    def push(self, packet: RtpPacket, now: float) -> bool:
+        """Queue a packet that arrived at `now`; False when it was dropped."""
+        self.stats.received += 1
+        if packet.ssrc != self._ssrc:
+            if self._ssrc is not None:
+                self._reset()
+            self._ssrc = packet.ssrc
+        reference = self._reference()
+        if reference is not None and abs(seq_delta(packet.sequence, reference)) > MAX_SEQUENCE_JUMP:
+            probation = self._probation
+            if probation is None or packet.sequence != uint16_add(probation.sequence, 1):
+                self._probation = packet
+                self.stats.rejected_jump += 1
+                return False
+            self._reset()
+            self._store(probation, now)
+        self._probation = None
+        return self._store(packet, now)
+
+    def pop(self) -> bytes | None:
+        """The next frame's payload, or None when it is missing or while (re)buffering."""
+        if self._next is None:
+            return None
+        sequence = self._next
+        self._next = uint16_add(sequence, 1)
+        payload = self._frames.pop(sequence, None)
+        if payload is not None:
+            self._empty_pops = 0
+            self._last_played = sequence
+            self.stats.played += 1
+            return payload
+        self.stats.lost += 1
+        if self._frames:
+            self._empty_pops = 0
+        else:
+            self._empty_pops += 1
+            if self._empty_pops >= EMPTY_POPS_TO_REBUFFER:
+                # Keep _last_played: after silence suppression the sequence carries on from it.
+                self._next = None
+                self._empty_pops = 0
+        return None
+
+    def _store(self, packet: RtpPacket, now: float) -> bool:
+        self._update_jitter(packet.timestamp, now)
+        sequence = packet.sequence
+        if self._is_late(sequence):
+            self.stats.late += 1
+            return False
+        if sequence in self._frames:
+            self.stats.duplicate += 1
+            return False
+        self._frames[sequence] = packet.payload
+        if self._next is None:
+            if len(self._frames) >= self.target_frames:
+                self._next = self._oldest()
+        else:
+            while len(self._frames) > self.max_frames:
+                oldest = self._oldest()
+                del self._frames[oldest]
+                self._next = uint16_add(oldest, 1)
+                self.stats.overflow += 1
+        return True
+
+    def _is_late(self, sequence: int) -> bool:
+        if self._next is not None:
+            return seq_delta(sequence, self._next) < 0
+        return self._last_played is not None and seq_delta(sequence, self._last_played) <= 0
+
+    def _reference(self) -> int | None:
+        """The sequence number a new packet is expected near, if any."""
+        if self._next is not None:
+            return self._next
+        if self._last_played is not None:
+            return self._last_played
+        for sequence in self._frames:
+            return sequence
+        return None
+
+    def _oldest(self) -> int:
+        frames = iter(self._frames)
+        oldest = next(frames)
+        for sequence in frames:
+            if seq_delta(sequence, oldest) < 0:
+                oldest = sequence
+        return oldest
+
+    def _update_jitter(self, timestamp: int, now: float) -> None:
+        if self._last_arrival is not None:
+            arrival_delta = (now - self._last_arrival) * self.clock_rate
+            transit_delta = abs(arrival_delta - ts_delta(timestamp, self._last_timestamp))
+            self._jitter += (transit_delta - self._jitter) / 16.0
+            self.stats.jitter_ms = self._jitter * 1000.0 / self.clock_rate
+        self._last_arrival = now
+        self._last_timestamp = timestamp
+
+    def _reset(self) -> None:
+        self.stats.reset += 1
+        self._frames.clear()
+        self._next = None
+        self._last_played = None
+        self._empty_pops = 0
+        self._probation = None
+        self._jitter = 0.0
+        self._last_arrival = None
+        self.stats.jitter_ms = 0.0

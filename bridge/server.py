@@ -1,0 +1,182 @@
+"""Wires the bridge together: sockets, the SIP core, the conference service and the mixer clock.
+
+The one place that knows every part. Everything here is glue: move bytes into the sans-I/O cores,
+send what they return, re-arm one timer, and run the 20 ms mixer on absolute monotonic deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.conference.service import ConferenceService
+from bridge.config import Config
+from bridge.net.rtp_port import RtpPortPool
+from bridge.net.sip_transport import SipTransports
+from bridge.sip.timers import TimerConfig
+from bridge.sip.transaction import Peer
+from bridge.sip.useragent import UserAgent
+
+log = structlog.get_logger()
+
+TICK_SECONDS = 0.020
+WATCHDOG_SECONDS = 1.0
+MAX_TICK_BACKLOG = 10  # beyond this many missed ticks, skip ahead instead of bursting
+
+
+@dataclass
+class MixerClockStats:
+    ticks: int = 0
+    skipped: int = 0
+
+
+class BridgeServer:
+    """A running bridge. `await BridgeServer(config).start()`, then `await server.stop()`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        sip = config.sip
+        self.transports = SipTransports(self._on_sip_message, sip.max_message_bytes)
+        self.ua: UserAgent | None = None
+        self.service: ConferenceService | None = None
+        self.clock = MixerClockStats()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> BridgeServer:
+        self.loop = asyncio.get_running_loop()
+        sip, rtp = self.config.sip, self.config.rtp
+        await self.transports.start(sip.bind, sip.udp_port, sip.tcp_port)
+        timers = TimerConfig(t1=sip.t1_ms / 1000, t2=sip.t2_ms / 1000, t4=sip.t4_ms / 1000)
+        self.ua = UserAgent(
+            host=self.config.advertise_address,
+            udp_port=self.transports.udp_port,
+            tcp_port=self.transports.tcp_port,
+            timers=timers,
+            user_agent=sip.user_agent,
+            max_message_bytes=sip.max_message_bytes,
+        )
+        self.service = ConferenceService(
+            self.config, self.ua, RtpPortPool(rtp.port_min, rtp.port_max), schedule=self._schedule
+        )
+        self._tasks = [
+            asyncio.create_task(self._mixer_clock()),
+            asyncio.create_task(self._watchdog()),
+        ]
+        log.info(
+            "bridge.started",
+            sip_udp=self.transports.udp_port,
+            sip_tcp=self.transports.tcp_port,
+            advertise=self.config.advertise_address,
+            rtp_ports=f"{rtp.port_min}-{rtp.port_max}",
+        )
+        return self
+
+    async def stop(self) -> None:
+        """Hang up every call (BYE), give the BYEs a moment on the wire, close the sockets."""
+        if self.service is not None and self.loop is not None:
+            self.service.hangup_all(self.loop.time(), "shutdown")
+            self._flush(self.loop.time())
+            await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._timer is not None:
+            self._timer.cancel()
+        self.transports.close()
+        log.info("bridge.stopped")
+
+    # --- SIP glue ---------------------------------------------------------------------------
+
+    def _on_sip_message(self, data: bytes, peer: Peer) -> None:
+        assert self.ua is not None and self.loop is not None
+        now = self.loop.time()
+        self.ua.receive_data(data, peer, now)
+        self._flush(now)
+
+    def _schedule(self, delay: float, action: Callable[[float], None]) -> None:
+        assert self.loop is not None
+        loop = self.loop
+
+        def run() -> None:
+            now = loop.time()
+            action(now)
+            self._flush(now)
+
+        loop.call_later(delay, run)
+
+    def _on_timer(self) -> None:
+        assert self.ua is not None and self.loop is not None
+        self._timer = None
+        self._timer_deadline = None
+        now = self.loop.time()
+        self.ua.handle_timer(now)
+        self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        """Let the service act on UA events, send what the SIP core produced, re-arm its timer."""
+        ua, service = self.ua, self.service
+        assert ua is not None and service is not None and self.loop is not None
+        while (event := ua.next_event()) is not None:
+            service.handle(event, now)
+        for out in ua.datagrams_to_send():
+            self.transports.send(out)
+        deadline = ua.get_timer()
+        if deadline != self._timer_deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_deadline = deadline
+            if deadline is not None:
+                self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    # --- media clock ------------------------------------------------------------------------
+
+    async def _mixer_clock(self) -> None:
+        """Tick every room every 20 ms on absolute deadlines; record how late each room ran."""
+        assert self.loop is not None and self.service is not None
+        loop, service = self.loop, self.service
+        deadline = loop.time() + TICK_SECONDS
+        while True:
+            delay = deadline - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for room in list(service.rooms.values()):
+                room.stats.record(loop.time() - deadline)
+                room.tick()
+            self.clock.ticks += 1
+            deadline += TICK_SECONDS
+            behind = loop.time() - deadline
+            if behind > MAX_TICK_BACKLOG * TICK_SECONDS:
+                missed = int(behind / TICK_SECONDS)
+                self.clock.skipped += missed
+                deadline += missed * TICK_SECONDS
+
+    async def _watchdog(self) -> None:
+        assert self.loop is not None and self.service is not None
+        while True:
+            await asyncio.sleep(WATCHDOG_SECONDS)
+            now = self.loop.time()
+            self.service.check_rtp_timeouts(now)
+            self._flush(now)
+
+
+async def serve_forever(config: Config) -> None:
+    """Run the bridge until SIGINT/SIGTERM, then hang up cleanly."""
+    import signal
+
+    server = await BridgeServer(config).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

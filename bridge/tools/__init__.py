@@ -1,0 +1,1 @@
+"""Tools that drive the bridge from outside: scripted phones for tests, load and demos."""

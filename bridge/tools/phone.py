@@ -1,0 +1,247 @@
+"""A scripted SIP phone: dials a room over UDP, streams a tone as G.711 RTP, records what it hears.
+
+Tests use it to check the mix numerically (each phone sends its own frequency and looks for the
+others' in what it receives); `scripts/tone_call.py` is its command-line face. It reuses the
+bridge's transaction layer for INVITE/BYE retransmissions, so it survives packet loss too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from sipmessage import URI, Request, Response
+
+from bridge.media.g711 import CODECS
+from bridge.media.tones import ToneSource
+from bridge.rtp.packet import RtpError, RtpSender, parse_rtp
+from bridge.sip.message import (
+    SipError,
+    make_response,
+    new_branch,
+    new_call_id,
+    new_tag,
+    parse_message,
+)
+from bridge.sip.sdp import AudioSession, build_offer, negotiate_answer, parse_sdp
+from bridge.sip.transaction import (
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionLayer,
+)
+
+FRAME_SECONDS = 0.020
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, handler) -> None:
+        self.handler = handler
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.handler(data, addr)
+
+
+@dataclass
+class HeardFrame:
+    arrival: float
+    samples: np.ndarray
+
+
+@dataclass
+class Phone:
+    """One simulated participant. `await phone.call()`, later `await phone.hangup()`."""
+
+    bridge_host: str
+    bridge_port: int
+    room: str
+    tone_hz: float | None = None
+    amplitude: int = 6000
+    codec: str = "PCMU"
+    local_host: str = "127.0.0.1"
+    user: str = "phone"
+    final_status: int | None = None
+    heard: list[HeardFrame] = field(default_factory=list)
+    session: AudioSession | None = None
+    ended_by_bridge: bool = False
+
+    def __post_init__(self) -> None:
+        self.transactions = TransactionLayer()
+        self.call_id = new_call_id(self.local_host)
+        self.tag = new_tag()
+        self.remote_tag = ""
+        self.remote_target = f"sip:{self.room}@{self.bridge_host}:{self.bridge_port}"
+        self.cseq = 1
+        self._answered = asyncio.Event()
+        self._bye_done = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sender = RtpSender(payload_type=CODECS[self.codec].payload_type)
+        self.source = ToneSource(self.tone_hz, self.amplitude) if self.tone_hz else None
+        self.sent_packets = 0
+        self.received_packets = 0
+
+    @property
+    def bridge(self) -> Peer:
+        return Peer(self.bridge_host, self.bridge_port, "udp")
+
+    async def call(self, timeout: float = 10.0) -> int:
+        """Dial the room; on 200 start streaming. Returns the final status code."""
+        loop = asyncio.get_running_loop()
+        self.sip, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self._on_sip), local_addr=(self.local_host, 0)
+        )
+        self.rtp, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self._on_rtp), local_addr=(self.local_host, 0)
+        )
+        self.sip_port = self.sip.get_extra_info("sockname")[1]
+        self.rtp_port = self.rtp.get_extra_info("sockname")[1]
+        self._tasks.append(asyncio.create_task(self._timers()))
+        invite = self._request("INVITE", f"sip:{self.room}@{self.bridge_host}:{self.bridge_port}")
+        invite.headers.set("Content-Type", "application/sdp")
+        invite.body = build_offer(
+            local_host=self.local_host,
+            local_port=self.rtp_port,
+            session_id=random.randrange(1, 2**31),
+            version=1,
+            codecs=(self.codec,),
+        )
+        self.invite = invite
+        self.transactions.send_request(invite, self.bridge, loop.time())
+        self._flush()
+        await asyncio.wait_for(self._answered.wait(), timeout)
+        assert self.final_status is not None
+        if self.final_status == 200:
+            self._tasks.append(asyncio.create_task(self._stream()))
+        return self.final_status
+
+    async def hangup(self, timeout: float = 5.0) -> None:
+        if self.final_status == 200 and not self.ended_by_bridge:
+            self.cseq += 1
+            bye = self._request("BYE", self.remote_target)
+            self.transactions.send_request(bye, self.bridge, asyncio.get_running_loop().time())
+            self._flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._bye_done.wait(), timeout)
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for transport in (getattr(self, "sip", None), getattr(self, "rtp", None)):
+            if transport is not None:
+                transport.close()
+
+    def audio(self, since: float = 0.0, until: float = float("inf")) -> np.ndarray:
+        """What this phone heard between two loop times, as one int16 array."""
+        frames = [f.samples for f in self.heard if since <= f.arrival < until]
+        return np.concatenate(frames) if frames else np.zeros(0, np.int16)
+
+    # --- SIP ----------------------------------------------------------------------------------
+
+    def _request(self, method: str, uri: str) -> Request:
+        request = Request(method, URI.parse(uri))
+        request.headers.add(
+            "Via", f"SIP/2.0/UDP {self.local_host}:{self.sip_port};branch={new_branch()};rport"
+        )
+        request.headers.add("Max-Forwards", "70")
+        request.headers.add("From", f"<sip:{self.user}@{self.local_host}>;tag={self.tag}")
+        to_tag = f";tag={self.remote_tag}" if self.remote_tag else ""
+        request.headers.add("To", f"<sip:{self.room}@{self.bridge_host}>{to_tag}")
+        request.headers.add("Call-ID", self.call_id)
+        request.headers.add("CSeq", f"{self.cseq} {method}")
+        request.headers.add("Contact", f"<sip:{self.user}@{self.local_host}:{self.sip_port}>")
+        return request
+
+    def _on_sip(self, data: bytes, addr: tuple) -> None:
+        try:
+            message = parse_message(data)
+        except SipError:
+            return
+        now = asyncio.get_running_loop().time()
+        self.transactions.receive(message, Peer(addr[0], addr[1], "udp"), now)
+        while (event := self.transactions.next_event()) is not None:
+            if isinstance(event, ResponseReceived):
+                self._on_response(event.response)
+            elif isinstance(event, RequestReceived):
+                self._on_request(event.txn_id, event.request, now)
+        self._flush()
+
+    def _on_response(self, response: Response) -> None:
+        method = response.cseq.method
+        if method == "BYE" and response.code >= 200:
+            self._bye_done.set()
+            return
+        if method != "INVITE" or response.code < 200:
+            return
+        if response.code < 300:
+            self.remote_tag = response.to_address.parameters.get("tag") or ""
+            contacts = response.contact
+            if contacts:
+                self.remote_target = str(contacts[0].uri)
+            ack = self._request("ACK", self.remote_target)
+            ack.headers.set("CSeq", f"{self.invite.cseq.sequence} ACK")
+            self.transactions.send_stateless(ack, self.bridge)
+            if self.session is None and response.body:
+                self.session = negotiate_answer(parse_sdp(response.body), (self.codec,))
+        if self.final_status is None:
+            self.final_status = response.code
+            self._answered.set()
+
+    def _on_request(self, txn: str, request: Request, now: float) -> None:
+        if request.method == "BYE":
+            self.ended_by_bridge = True
+        self.transactions.send_response(txn, make_response(request, 200), now)
+
+    def _flush(self) -> None:
+        for out in self.transactions.datagrams_to_send():
+            self.sip.sendto(out.data, (out.peer.host, out.peer.port))
+
+    async def _timers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.01)
+            deadline = self.transactions.get_timer()
+            if deadline is not None and deadline <= loop.time():
+                self.transactions.handle_timer(loop.time())
+                self._flush()
+
+    # --- RTP ----------------------------------------------------------------------------------
+
+    def _on_rtp(self, data: bytes, addr: tuple) -> None:
+        try:
+            packet = parse_rtp(data)
+        except RtpError:
+            return
+        self.received_packets += 1
+        codec = CODECS[self.codec]
+        if packet.payload_type == codec.payload_type:
+            self.heard.append(
+                HeardFrame(asyncio.get_running_loop().time(), codec.decode(packet.payload))
+            )
+
+    async def _stream(self) -> None:
+        """Send a frame every 20 ms on absolute deadlines (start + n * 20 ms): no drift."""
+        assert self.session is not None
+        loop = asyncio.get_running_loop()
+        codec = CODECS[self.codec]
+        destination = (self.session.remote_host, self.session.remote_port)
+        start = loop.time()
+        frame = 0
+        while True:
+            if self.source is not None:
+                payload = codec.encode(self.source.next_frame(160))
+            else:
+                payload = codec.silence
+            self.rtp.sendto(self.sender.packet(payload), destination)
+            self.sent_packets += 1
+            frame += 1
+            delay = start + frame * FRAME_SECONDS - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)

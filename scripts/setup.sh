@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create the local virtualenv (.venv) and install the bridge into it.
+# With --test: also the test tools (pytest, ruff) and the real SIP peers the tests drive
+# (SIPp from Debian's sip-tester, the baresip softphone), installed with apt when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+if [ "${1:-}" = "--test" ]; then
+    .venv/bin/python -m pip install --quiet -e '.[test]'
+    missing=()
+    command -v sipp >/dev/null || missing+=(sip-tester)
+    command -v baresip >/dev/null || missing+=(baresip)
+    if [ ${#missing[@]} -gt 0 ]; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+else
+    .venv/bin/python -m pip install --quiet -e .
+fi

@@ -1,0 +1,120 @@
+"""Helpers for tests that run the real bridge on loopback against real SIP peers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import shutil
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bridge.config import Config, RoomsConfig, RtpConfig, SipConfig
+
+LOOPBACK = "127.0.0.1"
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def free_port(kinds: Sequence[int] = (socket.SOCK_DGRAM, socket.SOCK_STREAM)) -> int:
+    """A port that is free for every socket kind given (UDP and TCP by default)."""
+    for _ in range(200):
+        port = random.randrange(20000, 60000)
+        sockets = []
+        try:
+            for kind in kinds:
+                sock = socket.socket(socket.AF_INET, kind)
+                sockets.append(sock)
+                sock.bind((LOOPBACK, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free port found")
+
+
+def loopback_config(
+    *,
+    sip: dict[str, Any] | None = None,
+    rtp: dict[str, Any] | None = None,
+    rooms: dict[str, Any] | None = None,
+) -> Config:
+    """A loopback-only configuration on free ports with a private RTP range; `sip`, `rtp` and
+    `rooms` override single keys of their section."""
+    port = free_port()
+    rtp_base = random.randrange(30000, 58000, 2)
+    return Config(
+        sip=SipConfig(
+            **{
+                "bind": LOOPBACK,
+                "advertise": LOOPBACK,
+                "udp_port": port,
+                "tcp_port": port,
+                **(sip or {}),
+            }
+        ),
+        rtp=RtpConfig(**{"port_min": rtp_base, "port_max": rtp_base + 798, **(rtp or {})}),
+        rooms=RoomsConfig(**(rooms or {})),
+    )
+
+
+@dataclasses.dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    successful: int
+    failed: int
+
+
+def _count(stats_csv: Path, column: str) -> int:
+    lines = stats_csv.read_text().strip().splitlines()
+    header = lines[0].split(";")
+    values = lines[-1].split(";")
+    return int(values[header.index(column)])
+
+
+async def run_sipp(
+    bridge_port: int, args: Sequence[str], workdir: Path, timeout: float = 120.0
+) -> SippResult:
+    """Run SIPp against the bridge on loopback; counts come from its statistics file."""
+    sipp = shutil.which("sipp")
+    assert sipp, "SIPp is missing: scripts/setup.sh --test installs Debian's sip-tester"
+    stats = workdir / f"sipp-{random.randrange(1 << 30)}.csv"
+    command = [
+        sipp,
+        f"{LOOPBACK}:{bridge_port}",
+        "-i",
+        LOOPBACK,
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(free_port((socket.SOCK_DGRAM,))),
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(stats),
+        "-fd",
+        "1",
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        *args,
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout + 30)
+    assert process.returncode is not None
+    successful = _count(stats, "SuccessfulCall(C)") if stats.exists() else 0
+    failed = _count(stats, "FailedCall(C)") if stats.exists() else 0
+    return SippResult(
+        process.returncode,
+        out.decode(errors="replace"),
+        err.decode(errors="replace"),
+        successful,
+        failed,
+    )

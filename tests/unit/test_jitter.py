@@ -1,0 +1,213 @@
+"""Jitter buffer: buffering, reordering, loss, late/duplicate, overflow, wrap, resets, jitter."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.rtp.jitter import JitterBuffer, JitterStats
+from bridge.rtp.packet import RtpPacket
+
+FRAME = 0.020
+
+
+def packet(sequence: int, ssrc: int = 1, timestamp: int | None = None) -> RtpPacket:
+    sequence &= 0xFFFF
+    if timestamp is None:
+        timestamp = sequence * 160
+    return RtpPacket(0, sequence, timestamp & 0xFFFF_FFFF, ssrc, payload(sequence))
+
+
+def payload(sequence: int) -> bytes:
+    return sequence.to_bytes(2, "big") * 80
+
+
+def pops(buffer: JitterBuffer, count: int) -> list[int | None]:
+    """Pop `count` ticks; frames shown by their sequence number."""
+    result: list[int | None] = []
+    for _ in range(count):
+        frame = buffer.pop()
+        result.append(None if frame is None else int.from_bytes(frame[:2], "big"))
+    return result
+
+
+def test_buffers_until_target_then_plays_in_order() -> None:
+    buffer = JitterBuffer()
+    assert buffer.push(packet(0), 0.0)
+    assert pops(buffer, 1) == [None]
+    assert not buffer.playing
+    assert buffer.push(packet(1), FRAME)
+    assert buffer.playing
+    assert pops(buffer, 2) == [0, 1]
+    assert buffer.stats == JitterStats(received=2, played=2)
+
+
+def test_target_frames_one_plays_at_once() -> None:
+    buffer = JitterBuffer(target_frames=1, max_frames=1)
+    buffer.push(packet(7), 0.0)
+    assert pops(buffer, 1) == [7]
+
+
+def test_reordered_packets_come_out_in_order() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=4)
+    buffer.push(packet(11), 0.0)
+    buffer.push(packet(10), 0.001)
+    buffer.push(packet(13), 0.002)
+    buffer.push(packet(12), 0.003)
+    assert pops(buffer, 4) == [10, 11, 12, 13]
+    assert buffer.stats.late == 0
+
+
+def test_missing_frame_pops_none_and_counts_lost() -> None:
+    buffer = JitterBuffer()
+    for sequence in (0, 1, 3):
+        buffer.push(packet(sequence), 0.0)
+    assert pops(buffer, 4) == [0, 1, None, 3]
+    assert (buffer.stats.played, buffer.stats.lost) == (3, 1)
+
+
+def test_late_and_duplicate_packets_are_dropped() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(10), 0.0)
+    buffer.push(packet(11), 0.0)
+    assert pops(buffer, 1) == [10]
+    assert not buffer.push(packet(10), 0.0)  # already played
+    assert not buffer.push(packet(9), 0.0)  # older still
+    assert buffer.push(packet(12), 0.0)
+    assert not buffer.push(packet(12), 0.0)
+    assert not buffer.push(packet(11), 0.0)  # queued already: a duplicate
+    assert pops(buffer, 2) == [11, 12]
+    assert (buffer.stats.late, buffer.stats.duplicate) == (2, 2)
+
+
+def test_packet_for_a_concealed_slot_is_late() -> None:
+    buffer = JitterBuffer()
+    for sequence in (0, 1, 3):
+        buffer.push(packet(sequence), 0.0)
+    assert pops(buffer, 3) == [0, 1, None]
+    assert not buffer.push(packet(2), 0.0)
+    assert buffer.stats.late == 1
+
+
+def test_overflow_drops_oldest_to_bound_latency() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    for sequence in range(5):
+        buffer.push(packet(sequence), 0.0)
+    assert buffer.queued == 3
+    assert buffer.stats.overflow == 2
+    assert pops(buffer, 3) == [2, 3, 4]
+
+
+def test_overflow_skips_a_gap() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    buffer.push(packet(0), 0.0)
+    buffer.push(packet(1), 0.0)
+    assert pops(buffer, 2) == [0, 1]
+    for sequence in (50, 51, 52, 53):
+        buffer.push(packet(sequence), 0.0)
+    assert pops(buffer, 3) == [51, 52, 53]
+
+
+def test_sequence_wrap() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=4)
+    for sequence in (65534, 65535, 1, 0, 2):
+        buffer.push(packet(sequence), 0.0)
+        if sequence == 65535:
+            assert pops(buffer, 1) == [65534]
+    assert pops(buffer, 4) == [65535, 0, 1, 2]
+    assert buffer.stats.lost == 0 and buffer.stats.late == 0
+
+
+def test_ssrc_change_resets_to_the_new_stream() -> None:
+    buffer = JitterBuffer()
+    for sequence in (100, 101, 102):
+        buffer.push(packet(sequence, ssrc=1), 0.0)
+    assert pops(buffer, 1) == [100]
+    assert buffer.push(packet(5, ssrc=2), 0.0)
+    assert pops(buffer, 1) == [None]  # buffering the new stream
+    buffer.push(packet(6, ssrc=2), 0.0)
+    assert pops(buffer, 2) == [5, 6]
+    assert buffer.stats.reset == 1
+
+
+def test_big_sequence_jump_resets_once_confirmed() -> None:
+    buffer = JitterBuffer()
+    for sequence in (0, 1):
+        buffer.push(packet(sequence), 0.0)
+    assert pops(buffer, 1) == [0]
+    assert not buffer.push(packet(5000), 0.0)  # one stray packet is held back...
+    assert buffer.stats.reset == 0
+    assert buffer.push(packet(2), 0.0)
+    assert pops(buffer, 2) == [1, 2]
+    assert not buffer.push(packet(9000), 0.0)
+    assert buffer.push(packet(9001), 0.0)  # ...two in a row are a new stream
+    assert buffer.stats.reset == 1
+    assert pops(buffer, 2) == [9000, 9001]
+    assert buffer.stats.rejected_jump == 2
+
+
+def test_jump_backwards_also_resets() -> None:
+    buffer = JitterBuffer()
+    for sequence in (1000, 1001):
+        buffer.push(packet(sequence), 0.0)
+    assert not buffer.push(packet(10), 0.0)
+    assert buffer.push(packet(11), 0.0)
+    assert pops(buffer, 2) == [10, 11]
+    assert buffer.stats.reset == 1
+
+
+def test_rebuffers_after_a_long_gap_and_keeps_the_sequence() -> None:
+    buffer = JitterBuffer()
+    for sequence in (0, 1):
+        buffer.push(packet(sequence), 0.0)
+    assert pops(buffer, 2) == [0, 1]
+    assert pops(buffer, 5) == [None] * 5  # silence suppression or a dead link
+    assert not buffer.playing
+    assert pops(buffer, 3) == [None] * 3  # buffering: not counted as lost
+    assert buffer.stats.lost == 5
+    # the talkspurt carries on from the last played sequence: not late
+    assert buffer.push(packet(2, timestamp=8000), 1.0)
+    assert pops(buffer, 1) == [None]
+    assert buffer.push(packet(3, timestamp=8160), 1.02)
+    assert pops(buffer, 2) == [2, 3]
+    assert not buffer.push(packet(1), 1.03)
+    assert buffer.stats.reset == 0
+
+
+def test_gap_with_frames_queued_does_not_rebuffer() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    for sequence in (0, 1, 9):
+        buffer.push(packet(sequence), 0.0)
+    assert pops(buffer, 10) == [0, 1, *[None] * 7, 9]
+    assert buffer.stats.lost == 7
+
+
+def test_payloads_of_other_sizes_pass_through() -> None:
+    buffer = JitterBuffer(target_frames=1, max_frames=2)
+    buffer.push(RtpPacket(0, 1, 0, 1, b"\xff" * 80), 0.0)
+    assert buffer.pop() == b"\xff" * 80
+
+
+def test_jitter_is_zero_for_perfect_pacing_across_timestamp_wrap() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    for i in range(10):
+        # 1/64 s apart and 125 timestamp units apart: exact in binary floating point
+        buffer.push(packet(i, timestamp=2**32 - 500 + 125 * i), i * 0.015625)
+        buffer.pop()
+    assert buffer.stats.jitter_ms == 0.0
+
+
+def test_jitter_estimate_follows_rfc3550() -> None:
+    buffer = JitterBuffer()
+    # arrival times in exact binary fractions: 0, 250 and 375 timestamp units
+    buffer.push(packet(0, timestamp=0), 0.0)
+    buffer.push(packet(1, timestamp=160), 0.03125)
+    assert buffer.stats.jitter_ms == 0.703125  # |250-160| / 16 = 5.625 units
+    buffer.push(packet(2, timestamp=320), 0.046875)
+    assert buffer.stats.jitter_ms == 0.9326171875  # 5.625 + (|125-160| - 5.625) / 16
+
+
+def test_invalid_sizes_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        JitterBuffer(target_frames=3, max_frames=2)
+    with pytest.raises(ValueError):
+        JitterBuffer(target_frames=0)
