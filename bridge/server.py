@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,6 +82,9 @@ class BridgeServer:
 
     async def stop(self) -> None:
         """Hang up every call (BYE), give the BYEs a moment on the wire, close the sockets."""
+        if self.service is not None:
+            for room in self.service.rooms.values():
+                log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
         if self.service is not None and self.loop is not None:
             self.service.hangup_all(self.loop.time(), "shutdown")
             self._flush(self.loop.time())
@@ -92,7 +97,9 @@ class BridgeServer:
         if self._timer is not None:
             self._timer.cancel()
         self.transports.close()
-        log.info("bridge.stopped")
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        log.info("bridge.stopped", ticks=self.clock.ticks, skipped_ticks=self.clock.skipped,
+                 cpu_user_s=round(usage.ru_utime, 3), cpu_system_s=round(usage.ru_stime, 3))
 
     # --- SIP glue ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ loop; this class only needs `now` and a way to open RTP sockets, so tests can ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -296,7 +297,7 @@ class ConferenceService:
             and not any(m.room is room for m in self.media.values())
         ):
             self.rooms.pop(room.name, None)
-            log.info("room.closed", room=room.name)
+            log.info("room.closed", room=room.name, **dataclasses.asdict(room.stats))
 
     def check_rtp_timeouts(self, now: float) -> None:
         """Hang up calls whose RTP stopped (a vanished phone must not hold a seat forever)."""

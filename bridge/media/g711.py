@@ -107,17 +107,21 @@ def alaw_decode(payload: bytes) -> np.ndarray:
 
 def ulaw_encode(samples: np.ndarray) -> bytes:
     """int16 samples (any shape, C order) to mu-law bytes."""
-    return LINEAR_TO_ULAW[_as_uint16(samples)].tobytes()
+    return LINEAR_TO_ULAW.take(_as_uint16(samples)).tobytes()
 
 
 def alaw_encode(samples: np.ndarray) -> bytes:
     """int16 samples (any shape, C order) to A-law bytes."""
-    return LINEAR_TO_ALAW[_as_uint16(samples)].tobytes()
+    return LINEAR_TO_ALAW.take(_as_uint16(samples)).tobytes()
 
 
 def _decode_into(table: np.ndarray, payload: bytes, out: np.ndarray) -> int:
-    count = min(len(payload), out.shape[0])
-    np.take(table, _codes(payload)[:count], out=out[:count])
+    count = len(payload)
+    if count == out.shape[0]:  # the usual 20 ms frame: one call
+        table.take(_codes(payload), out=out)
+        return count
+    count = min(count, out.shape[0])
+    table.take(_codes(payload)[:count], out=out[:count])
     out[count:] = 0
     return count
 

@@ -11,7 +11,7 @@ import secrets
 import struct
 from dataclasses import dataclass, field
 
-from bridge.rtp.seq import uint16_add, uint32_add
+from bridge.rtp.seq import uint32_add
 
 RTP_HEADER_SIZE = 12
 RTP_VERSION = 2
@@ -40,12 +40,15 @@ class RtpPacket:
 
 def parse_rtp(data: bytes) -> RtpPacket:
     """Parse one RTP datagram; raise RtpError on anything malformed."""
-    length = len(data)
-    if length < RTP_HEADER_SIZE:
-        raise RtpError(f"RTP packet too short: {length} bytes")
-    first, second, sequence, timestamp, ssrc = _unpack_header(data)
+    try:
+        first, second, sequence, timestamp, ssrc = _unpack_header(data)
+    except struct.error:
+        raise RtpError(f"RTP packet too short: {len(data)} bytes") from None
+    if first == 0x80:  # the usual packet: version 2, no padding, extension or CSRC
+        return RtpPacket(second & 0x7F, sequence, timestamp, ssrc, data[12:], second > 0x7F)
     if first >> 6 != RTP_VERSION:
         raise RtpError(f"RTP version {first >> 6}, expected 2")
+    length = len(data)
     offset = RTP_HEADER_SIZE + 4 * (first & 0x0F)
     if first & 0x10:
         if offset + 4 > length:
@@ -125,16 +128,16 @@ class RtpSender:
         stream's SSRC and sequence space); pass samples=0 to repeat a timestamp, as RFC 4733
         event updates do.
         """
-        data = build_rtp(
-            self.payload_type if payload_type is None else payload_type,
-            self.sequence,
-            self.timestamp,
-            self.ssrc,
-            payload,
-            marker,
-        )
-        self.sequence = uint16_add(self.sequence, 1)
-        self.timestamp = uint32_add(self.timestamp, samples)
+        if payload_type is None:
+            payload_type = self.payload_type
+        elif not 0 <= payload_type <= 127:
+            raise ValueError(f"RTP payload type out of range: {payload_type}")
+        second = payload_type | 0x80 if marker else payload_type
+        sequence = self.sequence
+        timestamp = self.timestamp
+        data = _pack_header(0x80, second, sequence, timestamp, self.ssrc) + payload
+        self.sequence = (sequence + 1) & 0xFFFF
+        self.timestamp = (timestamp + samples) & 0xFFFF_FFFF
         self.packets_sent += 1
         self.octets_sent += len(payload)
         return data

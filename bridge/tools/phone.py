@@ -26,7 +26,14 @@ from bridge.sip.message import (
     new_tag,
     parse_message,
 )
-from bridge.sip.sdp import AudioSession, build_offer, negotiate_answer, parse_sdp
+from bridge.sip.sdp import (
+    AudioSession,
+    build_answer,
+    build_offer,
+    negotiate_answer,
+    negotiate_offer,
+    parse_sdp,
+)
 from bridge.sip.transaction import (
     Peer,
     RequestReceived,
@@ -67,6 +74,7 @@ class Phone:
     heard: list[HeardFrame] = field(default_factory=list)
     session: AudioSession | None = None
     ended_by_bridge: bool = False
+    late_offer: bool = False  # INVITE without SDP: the bridge offers in its 200, we answer in ACK
 
     def __post_init__(self) -> None:
         self.transactions = TransactionLayer()
@@ -75,9 +83,11 @@ class Phone:
         self.remote_tag = ""
         self.remote_target = f"sip:{self.room}@{self.bridge_host}:{self.bridge_port}"
         self.cseq = 1
-        self._answered = asyncio.Event()
+        self._invites: dict[int, asyncio.Future[int]] = {}
+        self.sdp_version = 1
         self._bye_done = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stream_task: asyncio.Task[None] | None = None
         self.sender = RtpSender(payload_type=CODECS[self.codec].payload_type)
         self.source = ToneSource(self.tone_hz, self.amplitude) if self.tone_hz else None
         self.sent_packets = 0
@@ -99,23 +109,47 @@ class Phone:
         self.sip_port = self.sip.get_extra_info("sockname")[1]
         self.rtp_port = self.rtp.get_extra_info("sockname")[1]
         self._tasks.append(asyncio.create_task(self._timers()))
-        invite = self._request("INVITE", f"sip:{self.room}@{self.bridge_host}:{self.bridge_port}")
-        invite.headers.set("Content-Type", "application/sdp")
-        invite.body = build_offer(
+        self.session_id = random.randrange(1, 2**31)
+        uri = f"sip:{self.room}@{self.bridge_host}:{self.bridge_port}"
+        self.final_status = await self._invite(
+            uri, None if self.late_offer else "sendrecv", timeout
+        )
+        if self.final_status == 200:
+            self._stream_task = asyncio.create_task(self._stream())
+            self._tasks.append(self._stream_task)
+        return self.final_status
+
+    async def reinvite(self, direction: str, timeout: float = 5.0) -> int:
+        """Offer again with a new direction: "sendonly"/"inactive" hold, "sendrecv" resumes."""
+        self.cseq += 1
+        self.sdp_version += 1
+        return await self._invite(self.remote_target, direction, timeout)
+
+    async def stop_streaming(self) -> None:
+        """Go silent on RTP (as a phone that vanished would)."""
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+
+    def _offer(self, direction: str) -> bytes:
+        return build_offer(
             local_host=self.local_host,
             local_port=self.rtp_port,
-            session_id=random.randrange(1, 2**31),
-            version=1,
+            session_id=self.session_id,
+            version=self.sdp_version,
             codecs=(self.codec,),
+            direction=direction,
         )
-        self.invite = invite
-        self.transactions.send_request(invite, self.bridge, loop.time())
+
+    async def _invite(self, uri: str, direction: str | None, timeout: float) -> int:
+        invite = self._request("INVITE", uri)
+        if direction is not None:
+            invite.headers.set("Content-Type", "application/sdp")
+            invite.body = self._offer(direction)
+        done = asyncio.get_running_loop().create_future()
+        self._invites[self.cseq] = done
+        self.transactions.send_request(invite, self.bridge, asyncio.get_running_loop().time())
         self._flush()
-        await asyncio.wait_for(self._answered.wait(), timeout)
-        assert self.final_status is not None
-        if self.final_status == 200:
-            self._tasks.append(asyncio.create_task(self._stream()))
-        return self.final_status
+        return await asyncio.wait_for(done, timeout)
 
     async def hangup(self, timeout: float = 5.0) -> None:
         if self.final_status == 200 and not self.ended_by_bridge:
@@ -180,19 +214,32 @@ class Phone:
             return
         if method != "INVITE" or response.code < 200:
             return
+        number = response.cseq.sequence
         if response.code < 300:
             self.remote_tag = response.to_address.parameters.get("tag") or ""
             contacts = response.contact
             if contacts:
                 self.remote_target = str(contacts[0].uri)
             ack = self._request("ACK", self.remote_target)
-            ack.headers.set("CSeq", f"{self.invite.cseq.sequence} ACK")
-            self.transactions.send_stateless(ack, self.bridge)
-            if self.session is None and response.body:
+            ack.headers.set("CSeq", f"{number} ACK")
+            if self.session is None and response.body and self.late_offer:
+                offer = parse_sdp(response.body)
+                self.session = negotiate_offer(offer, (self.codec,))
+                ack.headers.set("Content-Type", "application/sdp")
+                ack.body = build_answer(
+                    offer,
+                    self.session,
+                    local_host=self.local_host,
+                    local_port=self.rtp_port,
+                    session_id=self.session_id,
+                    version=self.sdp_version,
+                )
+            elif self.session is None and response.body:
                 self.session = negotiate_answer(parse_sdp(response.body), (self.codec,))
-        if self.final_status is None:
-            self.final_status = response.code
-            self._answered.set()
+            self.transactions.send_stateless(ack, self.bridge)
+        waiting = self._invites.pop(number, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(response.code)
 
     def _on_request(self, txn: str, request: Request, now: float) -> None:
         if request.method == "BYE":
