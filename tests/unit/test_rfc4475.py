@@ -10,7 +10,7 @@ from sipmessage import Request
 from bridge.sip.message import SipError, error_response, parse_message
 from bridge.sip.validate import check_request
 
-TORTURE_DIR = Path("/work/shared/rfc4475")
+TORTURE_DIR = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
 ALLOWED = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"})
 OK = "parse OK"
 DISCARD = "discard"
