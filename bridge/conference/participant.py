@@ -82,10 +82,7 @@ class Participant:
         if payload is None:
             out[:] = self.concealer.conceal()
             return
-        samples = self.codec.decode(payload)
-        n = min(len(samples), len(out))
-        out[:n] = samples[:n]
-        out[n:] = 0
+        self.codec.decode_into(payload, out)
         self.concealer.good(out)
 
     @property

@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridge.conference.participant import Participant
-from bridge.media.g711 import LINEAR_TO_ALAW, LINEAR_TO_ULAW
-from bridge.media.mixer import mix_minus
+from bridge.media.mixer import RoomMix
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
-FRAME_SAMPLES = 160
-ENCODE_TABLES = {"PCMU": LINEAR_TO_ULAW, "PCMA": LINEAR_TO_ALAW}
 
 
 def valid_room_name(name: str) -> bool:
@@ -50,7 +47,7 @@ class Room:
     max_participants: int
     participants: list[Participant] = field(default_factory=list)
     stats: TickStats = field(default_factory=TickStats)
-    frames: np.ndarray = field(default_factory=lambda: np.zeros((8, FRAME_SAMPLES), np.int16))
+    mixer: RoomMix = field(default_factory=RoomMix)
 
     @property
     def full(self) -> bool:
@@ -58,8 +55,6 @@ class Room:
 
     def add(self, participant: Participant) -> None:
         self.participants.append(participant)
-        if len(self.participants) > len(self.frames):
-            self.frames = np.zeros((2 * len(self.frames), FRAME_SAMPLES), np.int16)
 
     def remove(self, participant: Participant) -> None:
         if participant in self.participants:
@@ -74,17 +69,13 @@ class Room:
         n = len(members)
         if n == 0:
             return
-        frames = self.frames[:n]
+        frames = self.mixer.slots(n)
         for i, participant in enumerate(members):
             participant.next_frame(frames[i])
         contributes = np.fromiter((not (p.muted or p.on_hold) for p in members), bool, n)
-        mixed = mix_minus(frames, contributes)
-        as_index = mixed.view(np.uint16)
-        encoded = {
-            name: table[as_index]
-            for name, table in ENCODE_TABLES.items()
-            if any(p.codec.name == name for p in members)
-        }
+        as_index = self.mixer.mix(frames, contributes).view(np.uint16)
+        codecs = {p.codec.name: p.codec for p in members}
+        encoded = {name: codec.encode_table.take(as_index) for name, codec in codecs.items()}
         for i, participant in enumerate(members):
             if participant.on_hold:
                 continue
