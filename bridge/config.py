@@ -21,7 +21,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "KeypadConfig",
     "LogConfig",
+    "RoomDefinition",
     "RoomsConfig",
     "RtpConfig",
     "SipConfig",
@@ -33,6 +35,7 @@ ENV_PREFIX = "CONFBRIDGE_"
 SUPPORTED_CODECS = ("PCMU", "PCMA")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("console", "json")
+ACCESS_MODES = ("none", "room", "caller", "room+caller")
 _ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 _DATABASE_URL_RE = re.compile(r"^(sqlite|postgres|postgresql)(\+\w+)?://")
 _UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::")
@@ -71,6 +74,30 @@ class RoomsConfig:
     auto_create: bool = True
     max_participants: int = 40
     names: tuple[str, ...] = ()
+    ivr_users: tuple[str, ...] = ("conference",)
+    code_attempts: int = 3
+    code_timeout_s: int = 15
+
+
+@dataclass(frozen=True)
+class KeypadConfig:
+    """Keys a joined participant presses (a key or short sequence; "" disables the action)."""
+
+    toggle_mute: str = "1"
+    volume_down: str = "4"
+    volume_up: str = "6"
+    leave: str = "8"
+
+
+@dataclass(frozen=True)
+class RoomDefinition:
+    """A room declared in the config file ([[room]] tables): its access mode and code."""
+
+    name: str
+    access: str = "none"  # none | room | caller | room+caller
+    code: str = ""  # digits the caller enters (ended by #) in room and room+caller modes
+    callers: tuple[str, ...] = ()  # caller numbers admitted without a code (caller modes)
+    max_participants: int = 0  # 0: rooms.max_participants
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,8 @@ class Config:
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    keypad: KeypadConfig = field(default_factory=KeypadConfig)
+    room: tuple[RoomDefinition, ...] = ()
 
     @property
     def advertise_address(self) -> str:
@@ -192,6 +221,12 @@ def _list_rule(item: Rule, *, allow_empty: bool) -> Rule:
     return check
 
 
+def _keys_rule(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9*#A-D]{0,3}", value):
+        raise _Invalid(f"must be up to 3 keys of 0-9, *, #, A-D (or empty), got {value!r}")
+    return value
+
+
 def _codec_rule(value: Any) -> str:
     name = value.upper() if isinstance(value, str) else value
     if name not in SUPPORTED_CODECS:
@@ -230,6 +265,15 @@ _RULES: dict[str, dict[str, Rule]] = {
         "auto_create": _bool_rule,
         "max_participants": _int_rule(2, 1000),
         "names": _list_rule(_room_name_rule, allow_empty=True),
+        "ivr_users": _list_rule(_room_name_rule, allow_empty=True),
+        "code_attempts": _int_rule(1, 10),
+        "code_timeout_s": _int_rule(3, 120),
+    },
+    "keypad": {
+        "toggle_mute": _keys_rule,
+        "volume_down": _keys_rule,
+        "volume_up": _keys_rule,
+        "leave": _keys_rule,
     },
     "log": {
         "level": _choice_rule(LOG_LEVELS),
@@ -244,7 +288,19 @@ _RULES: dict[str, dict[str, Rule]] = {
         ),
     },
 }
+_ROOM_RULES: dict[str, Rule] = {
+    "name": _room_name_rule,
+    "access": _choice_rule(ACCESS_MODES),
+    "code": _text_rule(allow_empty=True, pattern=re.compile(r"^[0-9]{1,16}$"), hint="1-16 digits"),
+    "callers": _list_rule(
+        _text_rule(allow_empty=False, pattern=re.compile(r"^[+]?[A-Za-z0-9._-]{1,64}$"),
+                   hint="a caller number or user name"),
+        allow_empty=True,
+    ),
+    "max_participants": _int_rule(0, 1000),
+}
 _SECTIONS: dict[str, type[Any]] = {
+    "keypad": KeypadConfig,
     "sip": SipConfig,
     "rtp": RtpConfig,
     "rooms": RoomsConfig,
@@ -293,8 +349,11 @@ def _collect(
     """Raw values per section and key, each with the label to name in an error."""
     raw: dict[str, dict[str, tuple[Any, str]]] = {section: {} for section in _RULES}
     for section, table in document.items():
+        if section == "room":
+            continue  # [[room]] tables: see _room_definitions
         if section not in _RULES:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(_RULES)})")
+            known = ", ".join([*_RULES, "room"])
+            raise ConfigError(f"{section}: unknown section (known: {known})")
         if not isinstance(table, dict):
             raise ConfigError(f"{section}: must be a table")
         for key, value in table.items():
@@ -346,9 +405,37 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             except _Invalid as exc:
                 raise ConfigError(f"{label}: {exc}") from None
         sections[section] = _SECTIONS[section](**values)
-    config = Config(**sections)
+    config = Config(**sections, room=_room_definitions(document.get("room", [])))
     _check_relations(config)
     return config
+
+
+def _room_definitions(tables: Any) -> tuple[RoomDefinition, ...]:
+    """The [[room]] tables, each validated, named in errors as room[<index>].<key>."""
+    if not isinstance(tables, list):
+        raise ConfigError("room: must be an array of tables ([[room]])")
+    rooms: list[RoomDefinition] = []
+    for index, table in enumerate(tables):
+        label = f"room[{index}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{label}: must be a table")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in _ROOM_RULES:
+                raise ConfigError(f"{label}.{key}: unknown key")
+            try:
+                values[key] = _ROOM_RULES[key](value)
+            except _Invalid as exc:
+                raise ConfigError(f"{label}.{key}: {exc}") from None
+        if "name" not in values:
+            raise ConfigError(f"{label}.name: missing")
+        room = RoomDefinition(**values)
+        if room.access in ("room", "room+caller") and not room.code:
+            raise ConfigError(f"{label}.code: required when access is {room.access}")
+        if any(r.name == room.name for r in rooms):
+            raise ConfigError(f"{label}.name: room {room.name!r} is defined twice")
+        rooms.append(room)
+    return tuple(rooms)
 
 
 def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sipmessage import URI, Address, Parameters, Request, Via
 
 from bridge.sip.dialog import Dialog, dialog_id_of
+from bridge.sip.info import DTMF_TYPES, InfoBodyError, dtmf_from_info
 from bridge.sip.message import (
     SipError,
     error_response,
@@ -109,8 +110,10 @@ class ReInvite(UaEvent):
 
 @dataclass(frozen=True)
 class InfoReceived(UaEvent):
+    """A DTMF digit sent in an INFO of the call's dialog (already answered 200)."""
+
     call: Call
-    request: Request
+    digit: str
 
 
 @dataclass(frozen=True)
@@ -310,8 +313,15 @@ class UserAgent:
             call.reinvite = (txn, request)
             self.events.append(ReInvite(call, sdp_body(request)))
         elif method == "INFO":
+            try:
+                digit = dtmf_from_info(request.headers.get("Content-Type"), request.body)
+            except InfoBodyError as exc:
+                headers = (("Accept", ", ".join(DTMF_TYPES)),) if exc.status == 415 else ()
+                self._respond_plain(txn, request, exc.status, now, exc.reason, headers)
+                return
             self._respond(txn, request, call, 200, now)
-            self.events.append(InfoReceived(call, request))
+            if digit is not None:
+                self.events.append(InfoReceived(call, digit))
 
     def _on_new_invite(self, txn: str, request: Request, peer: Peer) -> None:
         call = Call(

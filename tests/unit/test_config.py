@@ -171,7 +171,7 @@ def test_explicit_database_url_wins(tmp_path: Path) -> None:
             "data.database_url: must be empty or a sqlite:// or postgresql:// URL, got 'mysql://x'",
         ),
         ("[sip]\nudp_prot = 5070", "sip.udp_prot: unknown key"),
-        ("[rtpp]\nport_min = 20000", "rtpp: unknown section (known: sip, rtp, rooms, log, data)"),
+        ("[rtpp]\nport_min = 20000", "rtpp: unknown section (known: sip, rtp, rooms, keypad"),
         ('sip = "x"', "sip: must be a table"),
     ],
 )
@@ -252,3 +252,27 @@ def test_config_is_frozen() -> None:
     config = Config()
     with pytest.raises(AttributeError):
         config.sip.udp_port = 1  # type: ignore[misc]
+
+
+def test_room_tables_are_validated_and_named_by_index(tmp_path: Path) -> None:
+    good = tmp_path / "rooms.toml"
+    good.write_text(
+        '[[room]]\nname = "sales"\naccess = "room+caller"\ncode = "4711"\n'
+        'callers = ["+441234", "alice"]\n\n[[room]]\nname = "open"\n'
+    )
+    config = load_config(good, env={})
+    assert [r.name for r in config.room] == ["sales", "open"]
+    assert config.room[0].callers == ("+441234", "alice") and config.room[1].access == "none"
+    for text, message in [
+        ('[[room]]\nname = "a"\naccess = "room"\n', "room[0].code: required"),
+        ('[[room]]\nname = "a"\naccess = "pin"\n', "room[0].access: must be one of"),
+        ('[[room]]\nname = "a"\n[[room]]\nname = "b"\ncode = "12x"\n', "room[1].code: must be"),
+        ('[[room]]\nname = "a"\ncolor = 1\n', "room[0].color: unknown key"),
+        ('[[room]]\naccess = "none"\n', "room[0].name: missing"),
+        ('[keypad]\nleave = "99999"\n', "keypad.leave: must be up to 3 keys"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(bad, env={})
+        assert str(info.value).startswith(message), str(info.value)

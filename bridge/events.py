@@ -1,0 +1,64 @@
+"""The bridge's internal event bus: what happened to rooms and participants, for the control plane.
+
+Events are frozen dataclasses stamped with wall-clock time (epoch seconds, for people and APIs).
+Publishing is synchronous fan-out; a failing subscriber is logged and never breaks the caller,
+which is usually the media or SIP path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class BridgeEvent:
+    time: float
+    room: str
+    participant: str
+
+
+@dataclass(frozen=True)
+class ParticipantJoined(BridgeEvent):
+    caller: str
+
+
+@dataclass(frozen=True)
+class ParticipantLeft(BridgeEvent):
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParticipantMuted(BridgeEvent):
+    muted: bool
+    by: str  # "keypad" or "api"
+
+
+@dataclass(frozen=True)
+class DtmfReceived(BridgeEvent):
+    digit: str
+    method: str  # "rfc4733", "info" or "inband"
+
+
+Subscriber = Callable[[BridgeEvent], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add a subscriber; returns the function that removes it."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def publish(self, event: BridgeEvent) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("events.subscriber_failed", event=type(event).__name__)
