@@ -8,6 +8,7 @@ from bridge.sip.useragent import (
     CallConfirmed,
     CallEnded,
     IncomingCall,
+    InfoReceived,
     UaEvent,
     UserAgent,
 )
@@ -156,3 +157,28 @@ def test_reinvite_in_unknown_dialog_gets_481_and_retransmitted_invite_one_call()
     ua.receive_data(request("INVITE", branch="z9hG4bKnew", body=SDP, call_id="c2"), PHONE, 0.0)
     ua.receive_data(request("INVITE", branch="z9hG4bKnew", body=SDP, call_id="c2"), PHONE, 0.3)
     assert len([e for e in events(ua) if isinstance(e, IncomingCall)]) == 1
+
+
+def info(tag: str, body: bytes, content_type: str, cseq: int, branch: str) -> bytes:
+    data = request("INFO", branch=branch, to_tag=tag, cseq=cseq)
+    head, _ = data.split(b"\r\n\r\n", 1)
+    head = head.replace(b"Content-Length: 0", f"Content-Type: {content_type}".encode())
+    return head + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def test_info_digits_answered_200_malformed_400_other_types_415() -> None:
+    ua = new_ua()
+    ua.receive_data(request("INVITE", body=SDP), PHONE, 0.0)
+    (incoming,) = events(ua)
+    ua.answer(incoming.call, SDP, 0.0)
+    ua.receive_data(request("ACK", branch="z9hG4bKack", to_tag=incoming.call.local_tag), PHONE, 0.1)
+    events(ua)
+    ua.datagrams_to_send()
+    tag = incoming.call.local_tag
+    relay = "application/dtmf-relay"
+    ua.receive_data(info(tag, b"Signal=5\r\nDuration=160\r\n", relay, 2, "z9hG4bKi1"), PHONE, 1)
+    ua.receive_data(info(tag, b"Signal=\r\n", relay, 3, "z9hG4bKi2"), PHONE, 1)
+    ua.receive_data(info(tag, b"hello", "text/plain", 4, "z9hG4bKi3"), PHONE, 1)
+    assert statuses(ua.datagrams_to_send()) == [(200, "INFO"), (400, "INFO"), (415, "INFO")]
+    (digit,) = events(ua)
+    assert isinstance(digit, InfoReceived) and digit.digit == "5"
