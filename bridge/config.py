@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 __all__ = [
+    "AnnouncementsConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -90,6 +91,14 @@ class KeypadConfig:
 
 
 @dataclass(frozen=True)
+class AnnouncementsConfig:
+    """What the bridge says and plays on its own, as ConfBridge does."""
+
+    only_participant: bool = True  # "you are the only participant" to whoever joins alone
+    join_leave_tones: bool = True  # a short chime to the others when someone joins or leaves
+
+
+@dataclass(frozen=True)
 class RoomDefinition:
     """A room declared in the config file ([[room]] tables): its access mode and code."""
 
@@ -120,6 +129,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
     keypad: KeypadConfig = field(default_factory=KeypadConfig)
+    announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     room: tuple[RoomDefinition, ...] = ()
 
     @property
@@ -269,6 +279,10 @@ _RULES: dict[str, dict[str, Rule]] = {
         "code_attempts": _int_rule(1, 10),
         "code_timeout_s": _int_rule(3, 120),
     },
+    "announcements": {
+        "only_participant": _bool_rule,
+        "join_leave_tones": _bool_rule,
+    },
     "keypad": {
         "toggle_mute": _keys_rule,
         "volume_down": _keys_rule,
@@ -300,6 +314,7 @@ _ROOM_RULES: dict[str, Rule] = {
     "max_participants": _int_rule(0, 1000),
 }
 _SECTIONS: dict[str, type[Any]] = {
+    "announcements": AnnouncementsConfig,
     "keypad": KeypadConfig,
     "sip": SipConfig,
     "rtp": RtpConfig,

@@ -98,8 +98,13 @@ class BridgeServer:
             self._timer.cancel()
         self.transports.close()
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        log.info("bridge.stopped", ticks=self.clock.ticks, skipped_ticks=self.clock.skipped,
-                 cpu_user_s=round(usage.ru_utime, 3), cpu_system_s=round(usage.ru_stime, 3))
+        log.info(
+            "bridge.stopped",
+            ticks=self.clock.ticks,
+            skipped_ticks=self.clock.skipped,
+            cpu_user_s=round(usage.ru_utime, 3),
+            cpu_system_s=round(usage.ru_stime, 3),
+        )
 
     # --- SIP glue ---------------------------------------------------------------------------
 
@@ -156,9 +161,9 @@ class BridgeServer:
             delay = deadline - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            for room in list(service.rooms.values()):
-                room.stats.record(loop.time() - deadline)
-                room.tick()
+            now = loop.time()
+            service.tick(now, deadline)
+            self._flush(now)
             self.clock.ticks += 1
             deadline += TICK_SECONDS
             behind = loop.time() - deadline

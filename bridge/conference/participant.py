@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bridge.media.dtmf import DtmfState
 from bridge.media.g711 import Codec
 from bridge.media.mixer import Concealer
+from bridge.media.prompt import PromptPlayer
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpError, RtpSender, is_rtcp, parse_rtp
+from bridge.rtp.telephone_event import TelephoneEventDecoder
 
 Address = tuple[str, int]
 SendFunction = Callable[[bytes, Address], None]
@@ -47,12 +50,23 @@ class Participant:
     muted: bool = False
     deaf: bool = False
     on_hold: bool = False  # remote is sendonly/inactive: not mixed, sent nothing
+    dtmf_enabled: bool = True  # False: digits are reported but trigger no menu action
+    volume_db: int = 0  # listening volume, applied to what this participant hears
     latched: Address | None = None
     last_rtp: float = 0.0
     joined_at: float = 0.0
     sender: RtpSender = field(default_factory=RtpSender)
     concealer: Concealer = field(default_factory=Concealer)
     counters: MediaCounters = field(default_factory=MediaCounters)
+    prompts: PromptPlayer = field(default_factory=PromptPlayer)
+    rfc4733: TelephoneEventDecoder = field(default_factory=TelephoneEventDecoder)
+    inband: DtmfState | None = None  # the room's detector state, set when the room takes us
+    digits: list[tuple[str, str]] = field(default_factory=list)  # (digit, method) not yet taken
+
+    @property
+    def inband_dtmf(self) -> bool:
+        """In-band detection is for callers who did not negotiate telephone-event."""
+        return self.telephone_event_pt is None
 
     def receive_rtp(self, data: bytes, source: Address, now: float) -> None:
         """Queue one datagram from the participant's RTP socket (symmetric RTP latching)."""
@@ -71,8 +85,13 @@ class Participant:
         self.counters.packets_in += 1
         self.last_rtp = now
         if packet.payload_type != self.codec.payload_type:
-            # telephone-event (handled by the DTMF work) and comfort noise never reach the mix
-            self.counters.other_payload += 1
+            # telephone-event and comfort noise never reach the mix
+            if packet.payload_type == self.telephone_event_pt:
+                detected = self.rfc4733.receive(packet)
+                if detected is not None:
+                    self.digits.append((detected.digit, "rfc4733"))
+            else:
+                self.counters.other_payload += 1
             return
         self.jitter.push(packet, now)
 

@@ -1,8 +1,9 @@
 """A room: its participants and its 20 ms mix-minus tick.
 
 The tick is a pure step over arrays (decode each participant's frame into one preallocated
-matrix, one vectorised mix, one table lookup per codec to encode), so a test can drive it without
-a clock.
+matrix, one vectorised in-band DTMF step, one vectorised mix, one table lookup per codec to
+encode), so a test can drive it without a clock. Only participants hearing a prompt or with a
+listening volume of their own get a frame encoded on its own.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridge.conference.participant import Participant
+from bridge.media.dtmf import DtmfDetector
 from bridge.media.mixer import RoomMix
+from bridge.media.prompt import overlay
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
+FRAME_SAMPLES = 160
+
+Digit = tuple[Participant, str, str]  # who, which key, how it was sent
 
 
 def valid_room_name(name: str) -> bool:
@@ -43,17 +49,23 @@ class TickStats:
 
 @dataclass(eq=False)
 class Room:
+    """`mixing=False` makes a lobby: each member hears only its own prompts (the code IVR)."""
+
     name: str
     max_participants: int
+    mixing: bool = True
     participants: list[Participant] = field(default_factory=list)
     stats: TickStats = field(default_factory=TickStats)
     mixer: RoomMix = field(default_factory=RoomMix)
+    detector: DtmfDetector = field(default_factory=DtmfDetector)
 
     @property
     def full(self) -> bool:
         return len(self.participants) >= self.max_participants
 
     def add(self, participant: Participant) -> None:
+        participant.inband = self.detector.new_state()
+        participant.room = self.name
         self.participants.append(participant)
 
     def remove(self, participant: Participant) -> None:
@@ -63,23 +75,60 @@ class Room:
     def find(self, participant_id: str) -> Participant | None:
         return next((p for p in self.participants if p.id == participant_id), None)
 
-    def tick(self) -> None:
-        """Mix one 20 ms frame: everyone hears the sum of the others who are not muted or held."""
+    def tick(self) -> list[Digit]:
+        """Mix one 20 ms frame: everyone hears the sum of the others who are not muted or held.
+
+        Returns the digits pressed since the last tick, in-band ones detected here."""
         members = self.participants
         n = len(members)
         if n == 0:
-            return
+            return []
         frames = self.mixer.slots(n)
+        digits: list[Digit] = []
         for i, participant in enumerate(members):
             participant.next_frame(frames[i])
-        contributes = np.fromiter((not (p.muted or p.on_hold) for p in members), bool, n)
-        as_index = self.mixer.mix(frames, contributes).view(np.uint16)
+            if participant.digits:
+                digits.extend((participant, d, m) for d, m in participant.digits)
+                participant.digits.clear()
+        states = [p.inband for p in members]
+        for participant, digit in zip(members, self.detector.process(frames, states), strict=True):
+            if digit is not None and participant.inband_dtmf:
+                digits.append((participant, digit, "inband"))
+        if self.mixing:
+            contributes = np.fromiter(
+                (
+                    not (p.muted or p.on_hold or (p.inband is not None and p.inband.tone_present))
+                    for p in members
+                ),
+                bool,
+                n,
+            )
+            mixed = self.mixer.mix(frames, contributes)
+        else:
+            mixed = np.zeros((n, FRAME_SAMPLES), np.int16)
+        as_index = mixed.view(np.uint16)
         codecs = {p.codec.name: p.codec for p in members}
         encoded = {name: codec.encode_table.take(as_index) for name, codec in codecs.items()}
         for i, participant in enumerate(members):
             if participant.on_hold:
                 continue
-            if participant.deaf:
-                participant.send_payload(participant.codec.silence)
-            else:
-                participant.send_payload(encoded[participant.codec.name][i].tobytes())
+            prompt = participant.prompts.next_frame() if participant.prompts.busy else None
+            if prompt is None and participant.volume_db == 0:
+                if participant.deaf:
+                    participant.send_payload(participant.codec.silence)
+                else:
+                    participant.send_payload(encoded[participant.codec.name][i].tobytes())
+                continue
+            heard = np.zeros(FRAME_SAMPLES, np.int16) if participant.deaf else mixed[i]
+            if participant.volume_db:
+                heard = _scaled(heard, participant.volume_db)
+            if prompt is not None:
+                frame, replace = prompt
+                heard = overlay(heard, frame, replace=replace)
+            participant.send_payload(participant.codec.encode(heard))
+        return digits
+
+
+def _scaled(frame: np.ndarray, volume_db: int) -> np.ndarray:
+    gain = 10.0 ** (volume_db / 20.0)
+    return np.clip(np.rint(frame * gain), -32768, 32767).astype(np.int16)

@@ -1,7 +1,9 @@
-"""Call policy: which room a call joins, how its media is negotiated, when it is hung up.
+"""Call policy: which room a call joins, how its media is negotiated, what its keys do, when it
+is hung up.
 
-It consumes the UA core's events and drives rooms and RTP sockets. The asyncio server owns the
-loop; this class only needs `now` and a way to open RTP sockets, so tests can run it in-process.
+It consumes the UA core's events and the rooms' digits, and drives rooms, prompts and RTP
+sockets. The asyncio server owns the loop; this class only needs `now` and a way to open RTP
+sockets, so tests can run it in-process.
 """
 
 from __future__ import annotations
@@ -9,14 +11,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+from sipmessage import Request
 
+from bridge.conference.ivr import Admission, Admit, CodeEntry, IvrAction, Play, Refuse, admission
+from bridge.conference.keypad import Keypad, MenuAction, bindings_from_config
 from bridge.conference.participant import Participant
 from bridge.conference.room import Room, valid_room_name
-from bridge.config import Config
+from bridge.config import Config, RoomDefinition
+from bridge.events import (
+    DtmfReceived,
+    EventBus,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantMuted,
+)
 from bridge.media.g711 import CODECS
 from bridge.net.rtp_port import PortRangeExhausted, RtpPortPool, RtpSocket
 from bridge.rtp.jitter import JitterBuffer
@@ -45,18 +58,47 @@ log = structlog.get_logger()
 Scheduler = Callable[[float, Callable[[float], None]], None]
 """Run an action after a delay (seconds) with the then-current time; the server flushes after."""
 
+VOLUME_STEP_DB = 3
+VOLUME_LIMIT_DB = 12
+LOBBY = "(lobby)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where an answered call goes: straight into `room`, through a code dialogue, or away."""
+
+    admission: Admission
+    room: str = ""
+    code_for: Callable[[str], str | None] | None = None
+
 
 @dataclass(eq=False)
 class CallMedia:
     """What the service keeps per call: its socket, its SDP state and (once joined) participant."""
 
     call: Call
-    room: Room
+    plan: Plan
     socket: RtpSocket
     session_id: int
+    caller: str
     sdp_version: int = 1
     participant: Participant | None = None
     offered_in_answer: bool = False  # INVITE had no SDP: we offered in the 200
+    code_entry: CodeEntry | None = None
+    hangup_reason: str | None = None  # hang up once the queued prompts have played
+    keypad: Keypad | None = None
+
+
+def caller_number(request: Request) -> str:
+    """The caller's number: the P-Asserted-Identity user part when present, else From's."""
+    asserted = request.headers.get("P-Asserted-Identity")
+    if asserted:
+        start, end = asserted.find("sip:"), asserted.find("@")
+        if start == -1:
+            start, end = asserted.find("tel:"), len(asserted.rstrip(">"))
+        if start != -1 and end > start + 4:
+            return asserted[start + 4 : end].split(";")[0].strip(">")
+    return request.from_address.uri.user or ""
 
 
 @dataclass
@@ -65,12 +107,19 @@ class ConferenceService:
     ua: UserAgent
     ports: RtpPortPool
     schedule: Scheduler = field(default=lambda delay, action: None)
+    events: EventBus = field(default_factory=EventBus)
+    clock: Callable[[], float] = time.time  # wall clock, for event timestamps
+    monotonic: Callable[[], float] = time.monotonic  # the loop's timebase, for tick lateness
     rooms: dict[str, Room] = field(default_factory=dict)
     media: dict[str, CallMedia] = field(default_factory=dict)
+    attention: set[str] = field(default_factory=set)  # calls in the code IVR or hanging up
 
     def __post_init__(self) -> None:
-        for name in self.config.rooms.names:
-            self.rooms[name] = Room(name, self.config.rooms.max_participants)
+        self.definitions: dict[str, RoomDefinition] = {r.name: r for r in self.config.room}
+        for name in (*self.config.rooms.names, *self.definitions):
+            self.rooms[name] = self._new_room(name)
+        self.lobby = Room(LOBBY, max_participants=1_000_000, mixing=False)
+        self.bindings = bindings_from_config(self.config.keypad)
 
     # --- UA events --------------------------------------------------------------------------
 
@@ -84,27 +133,56 @@ class ConferenceService:
         elif isinstance(event, CallEnded):
             self._end_media(event.call.key, event.reason)
         elif isinstance(event, InfoReceived):
-            pass  # DTMF over INFO arrives with the DTMF work
+            media = self.media.get(event.call.key)
+            if media is not None and media.participant is not None:
+                self._on_digit(media.participant, event.digit, "info", now)
+
+    def _plan(self, call: Call, caller: str) -> Plan | tuple[int, str]:
+        """Where this call goes, or the (status, reason) to reject it with."""
+        name = call.room
+        if not name or name in self.config.rooms.ivr_users:
+            return Plan(Admission.ASK_CODE, code_for=self._room_for_code)
+        if not valid_room_name(name):
+            return (404, "Invalid room name")
+        definition = self.definitions.get(name)
+        if name not in self.rooms and not self.config.rooms.auto_create:
+            return (404, "No such room")
+        decision = admission(definition, caller)
+        if decision is Admission.ASK_CODE:
+            assert definition is not None
+            code = definition.code
+            return Plan(decision, name, code_for=lambda entered: name if entered == code else None)
+        if decision is Admission.JOIN and self._room_is_full(name):
+            return (486, "Room full")
+        return Plan(decision, name)
+
+    def _room_for_code(self, code: str) -> str | None:
+        return next((r.name for r in self.config.room if r.code and r.code == code), None)
+
+    def _room_is_full(self, name: str) -> bool:
+        room = self.rooms.get(name)
+        return room is not None and room.full
+
+    def _new_room(self, name: str) -> Room:
+        definition = self.definitions.get(name)
+        limit = (
+            definition.max_participants if definition else 0
+        ) or self.config.rooms.max_participants
+        return Room(name, limit)
 
     def _on_incoming(self, call: Call, offer: bytes | None, now: float) -> None:
-        name = call.room
-        if not valid_room_name(name):
-            self.ua.reject(call, 404, now, reason="Invalid room name")
+        caller = caller_number(call.invite)
+        plan = self._plan(call, caller)
+        if isinstance(plan, tuple):
+            status, reason = plan
+            self.ua.reject(call, status, now, reason=reason)
             log.info(
                 "call.rejected",
                 call_id=call.invite.call_id,
-                room=name,
-                status=404,
-                reason="invalid room name",
+                room=call.room,
+                status=status,
+                reason=reason,
             )
-            return
-        room = self.rooms.get(name)
-        if room is None and not self.config.rooms.auto_create:
-            self.ua.reject(call, 404, now, reason="No such room")
-            return
-        if room is not None and room.full:
-            self.ua.reject(call, 486, now, reason="Room full")
-            log.info("call.rejected", call_id=call.invite.call_id, room=name, status=486)
             return
         session: AudioSession | None = None
         if offer:
@@ -115,7 +193,7 @@ class ConferenceService:
                 log.info(
                     "call.rejected",
                     call_id=call.invite.call_id,
-                    room=name,
+                    room=call.room,
                     status=exc.status,
                     reason=str(exc),
                 )
@@ -125,10 +203,7 @@ class ConferenceService:
         except PortRangeExhausted:
             self.ua.reject(call, 503, now, reason="No RTP port free")
             return
-        if room is None:
-            room = self.rooms[name] = Room(name, self.config.rooms.max_participants)
-            log.info("room.created", room=name)
-        media = CallMedia(call, room, sock, session_id=random.randrange(1, 2**31))
+        media = CallMedia(call, plan, sock, session_id=random.randrange(1, 2**31), caller=caller)
         self.media[call.key] = media
         host = self.config.advertise_address
         if session is None:
@@ -164,9 +239,14 @@ class ConferenceService:
         if self.media.get(media.call.key) is not media:
             return  # cancelled while ringing
         self.ua.answer(media.call, sdp, now)
-        log.info("call.answered", call_id=media.call.invite.call_id, room=media.room.name)
+        log.info(
+            "call.answered",
+            call_id=media.call.invite.call_id,
+            room=media.call.room,
+            caller=media.caller,
+        )
         if session is not None:
-            self._join(media, session, now)
+            self._start(media, session, now)
 
     def _on_confirmed(self, call: Call, answer: bytes | None, now: float) -> None:
         media = self.media.get(call.key)
@@ -180,7 +260,7 @@ class ConferenceService:
             log.info("call.bad_answer", call_id=call.invite.call_id, reason=str(exc))
             self.hangup(call.key, now, reason="bad SDP answer")
             return
-        self._join(media, session, now)
+        self._start(media, session, now)
 
     def _on_reinvite(self, call: Call, offer: bytes | None, now: float) -> None:
         media = self.media.get(call.key)
@@ -216,22 +296,22 @@ class ConferenceService:
         self.ua.answer_reinvite(call, sdp, now)
         log.info(
             "participant.hold" if session.on_hold else "participant.resume",
-            room=media.room.name,
+            room=participant.room,
             participant=participant.id,
         )
 
-    # --- media ------------------------------------------------------------------------------
+    # --- media and admission ----------------------------------------------------------------
 
-    def _join(self, media: CallMedia, session: AudioSession, now: float) -> None:
+    def _start(self, media: CallMedia, session: AudioSession, now: float) -> None:
+        """Media is up: join the room, or wait in the lobby for a code, or refuse politely."""
         call = media.call
         rtp = self.config.rtp
-        caller = call.invite.from_address
         participant = Participant(
             id=call.local_tag,
             call_key=call.key,
-            room=media.room.name,
-            caller=caller.uri.user or "",
-            display_name=caller.name,
+            room=LOBBY,
+            caller=media.caller,
+            display_name=call.invite.from_address.name,
             codec=CODECS[session.codec.encoding.upper()],
             remote=(session.remote_host, session.remote_port),
             signalling_host=call.peer.host,
@@ -245,17 +325,113 @@ class ConferenceService:
             joined_at=now,
         )
         media.participant = participant
-        media.room.add(participant)
+        plan = media.plan
+        if plan.admission is Admission.JOIN:
+            self._join(media, plan.room, now)
+            return
+        self.lobby.add(participant)
+        if plan.admission is Admission.REFUSE:
+            participant.prompts.play("not_allowed", replace_room_audio=True)
+            self._hang_up_after_prompts(media, "caller not allowed")
+            log.info("call.refused", room=plan.room, caller=media.caller)
+            return
+        assert plan.code_for is not None
+        media.code_entry = CodeEntry(
+            plan.code_for, self.config.rooms.code_attempts, self.config.rooms.code_timeout_s
+        )
+        self.attention.add(media.call.key)
+        self._ivr_actions(media, media.code_entry.start(now), now)
+
+    def _join(self, media: CallMedia, name: str, now: float) -> None:
+        participant = media.participant
+        assert participant is not None
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = self._new_room(name)
+            log.info("room.created", room=name)
+        if room.full:
+            participant.prompts.play("conference_locked", replace_room_audio=True)
+            self._hang_up_after_prompts(media, "room full")
+            return
+        self.lobby.remove(participant)
+        others = list(room.participants)
+        room.add(participant)
+        participant.joined_at = now
+        media.keypad = Keypad(self.bindings)
+        announce = self.config.announcements
+        if not others and announce.only_participant:
+            participant.prompts.play("only_participant")
+        if announce.join_leave_tones:
+            for other in others:
+                other.prompts.play("join")
         log.info(
             "participant.joined",
-            room=media.room.name,
+            room=name,
             participant=participant.id,
             caller=participant.caller,
             codec=participant.codec.name,
-            count=len(media.room.participants),
+            count=len(room.participants),
+        )
+        self.events.publish(
+            ParticipantJoined(self.clock(), name, participant.id, participant.caller)
         )
 
-    def _receiver(self, call_key: str):
+    def _ivr_actions(self, media: CallMedia, actions: list[IvrAction], now: float) -> None:
+        participant = media.participant
+        assert participant is not None
+        for action in actions:
+            if isinstance(action, Play):
+                participant.prompts.play(action.prompt, replace_room_audio=True)
+            elif isinstance(action, Admit):
+                media.code_entry = None
+                participant.prompts.clear()
+                self._join(media, action.room, now)
+            elif isinstance(action, Refuse):
+                self._hang_up_after_prompts(media, action.reason)
+                log.info(
+                    "call.refused", room=media.plan.room, caller=media.caller, reason=action.reason
+                )
+
+    def _on_digit(self, participant: Participant, digit: str, method: str, now: float) -> None:
+        media = self.media.get(participant.call_key)
+        if media is None:
+            return
+        self.events.publish(
+            DtmfReceived(self.clock(), participant.room, participant.id, digit, method)
+        )
+        if media.code_entry is not None:
+            participant.prompts.clear()  # barge-in: a key press stops the prompt playing
+            self._ivr_actions(media, media.code_entry.press(digit, now), now)
+            return
+        if media.keypad is None or not participant.dtmf_enabled or media.hangup_reason:
+            return
+        action = media.keypad.press(digit, now)
+        if action is MenuAction.TOGGLE_MUTE:
+            self.set_muted(participant, not participant.muted, by="keypad")
+            participant.prompts.play("muted" if participant.muted else "unmuted")
+        elif action in (MenuAction.VOLUME_UP, MenuAction.VOLUME_DOWN):
+            step = VOLUME_STEP_DB if action is MenuAction.VOLUME_UP else -VOLUME_STEP_DB
+            participant.volume_db = max(
+                -VOLUME_LIMIT_DB, min(VOLUME_LIMIT_DB, participant.volume_db + step)
+            )
+            participant.prompts.play(action.value)
+        elif action is MenuAction.LEAVE:
+            participant.prompts.play("goodbye", replace_room_audio=True)
+            self._hang_up_after_prompts(media, "left by keypad")
+
+    def _hang_up_after_prompts(self, media: CallMedia, reason: str) -> None:
+        media.hangup_reason = reason
+        self.attention.add(media.call.key)
+
+    def set_muted(self, participant: Participant, muted: bool, by: str) -> None:
+        if participant.muted == muted:
+            return
+        participant.muted = muted
+        self.events.publish(
+            ParticipantMuted(self.clock(), participant.room, participant.id, muted, by)
+        )
+
+    def _receiver(self, call_key: str) -> Callable[[bytes, tuple[str, int]], None]:
         loop = asyncio.get_running_loop()
         media_by_key = self.media
 
@@ -265,6 +441,8 @@ class ConferenceService:
                 media.participant.receive_rtp(data, source, loop.time())
 
         return on_packet
+
+    # --- ending calls -----------------------------------------------------------------------
 
     def hangup(self, call_key: str, now: float, reason: str) -> None:
         """End a call from the bridge's side (BYE) and free its media."""
@@ -276,25 +454,35 @@ class ConferenceService:
 
     def _end_media(self, call_key: str, reason: str) -> None:
         media = self.media.pop(call_key, None)
+        self.attention.discard(call_key)
         if media is None:
             return
         media.socket.close()
-        room = media.room
-        if media.participant is not None:
-            room.remove(media.participant)
-            log.info(
-                "participant.left",
-                room=room.name,
-                participant=media.participant.id,
-                reason=reason,
-                count=len(room.participants),
-                packets_in=media.participant.counters.packets_in,
-                lost=media.participant.jitter.stats.lost,
-            )
+        participant = media.participant
+        if participant is None:
+            return
+        self.lobby.remove(participant)
+        room = self.rooms.get(participant.room)
+        if room is None or participant not in room.participants:
+            return
+        room.remove(participant)
+        if self.config.announcements.join_leave_tones:
+            for other in room.participants:
+                other.prompts.play("leave")
+        log.info(
+            "participant.left",
+            room=room.name,
+            participant=participant.id,
+            reason=reason,
+            count=len(room.participants),
+            packets_in=participant.counters.packets_in,
+            lost=participant.jitter.stats.lost,
+        )
+        self.events.publish(ParticipantLeft(self.clock(), room.name, participant.id, reason))
         if (
             not room.participants
             and room.name not in self.config.rooms.names
-            and not any(m.room is room for m in self.media.values())
+            and room.name not in self.definitions
         ):
             self.rooms.pop(room.name, None)
             log.info("room.closed", room=room.name, **dataclasses.asdict(room.stats))
@@ -313,9 +501,29 @@ class ConferenceService:
         for key in list(self.media):
             self.hangup(key, now, reason)
 
-    def tick(self) -> None:
+    # --- the media clock --------------------------------------------------------------------
+
+    def tick(self, now: float, deadline: float) -> None:
+        """One 20 ms step of every room, then act on the keys pressed and prompts finished."""
+        digits = self.lobby.tick()
         for room in list(self.rooms.values()):
-            room.tick()
+            room.stats.record(self.monotonic() - deadline)
+            digits.extend(room.tick())
+        for participant, digit, method in digits:
+            self._on_digit(participant, digit, method, now)
+        for key in list(self.attention):
+            media = self.media.get(key)
+            if media is None or (media.code_entry is None and not media.hangup_reason):
+                self.attention.discard(key)
+                continue
+            if media.code_entry is not None:
+                self._ivr_actions(media, media.code_entry.tick(now), now)
+            if (
+                media.hangup_reason
+                and media.participant is not None
+                and not media.participant.prompts.busy
+            ):
+                self.hangup(key, now, media.hangup_reason)
 
 
 def _reason(text: str) -> str:

@@ -106,3 +106,38 @@ class ToneSource:
         frame = _sine_values(self.freq, self._position, samples, self.amplitude, self.rate, 0.0)
         self._position += samples
         return frame
+
+
+DBM0_PEAK = FULL_SCALE / 10 ** (3.17 / 20)
+"""Peak amplitude of a 0 dBm0 sine in 16-bit linear G.711 (a full-scale sine is +3.17 dBm0)."""
+
+DTMF_FREQUENCIES: dict[str, tuple[float, float]] = {
+    key: (low, high)
+    for row, low in zip(("123A", "456B", "789C", "*0#D"), (697.0, 770.0, 852.0, 941.0), strict=True)
+    for key, high in zip(row, (1209.0, 1336.0, 1477.0, 1633.0), strict=True)
+}
+
+
+def dtmf_tones(
+    digits: str,
+    level_dbm0: float = -10.0,
+    on_ms: int = 50,
+    off_ms: int = 50,
+    twist_db: float = 0.0,
+    rate: int = 8000,
+) -> np.ndarray:
+    """Key tones as a phone sends them in-band: each tone pair at `level_dbm0` per frequency,
+    the high tone `twist_db` louder (negative: quieter), separated by silence."""
+    low_amplitude = DBM0_PEAK * 10 ** (level_dbm0 / 20)
+    high_amplitude = low_amplitude * 10 ** (twist_db / 20)
+    on, off = round(on_ms * rate / 1000), round(off_ms * rate / 1000)
+    t = np.arange(on) / rate
+    parts = []
+    for digit in digits:
+        low, high = DTMF_FREQUENCIES[digit.upper()]
+        pair = low_amplitude * np.sin(2 * np.pi * low * t) + high_amplitude * np.sin(
+            2 * np.pi * high * t
+        )
+        parts.append(np.clip(np.rint(pair), -32768, 32767).astype(np.int16))
+        parts.append(np.zeros(off, np.int16))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int16)

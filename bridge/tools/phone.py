@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 from sipmessage import URI, Request, Response
 
 from bridge.media.g711 import CODECS
-from bridge.media.tones import ToneSource
+from bridge.media.tones import ToneSource, dtmf_tones
 from bridge.rtp.packet import RtpError, RtpSender, parse_rtp
+from bridge.rtp.telephone_event import digit_packets
 from bridge.sip.message import (
     SipError,
     make_response,
@@ -75,6 +77,7 @@ class Phone:
     session: AudioSession | None = None
     ended_by_bridge: bool = False
     late_offer: bool = False  # INVITE without SDP: the bridge offers in its 200, we answer in ACK
+    telephone_event: bool = True  # offer RFC 4733 telephone-event (else keys go in-band)
 
     def __post_init__(self) -> None:
         self.transactions = TransactionLayer()
@@ -84,10 +87,13 @@ class Phone:
         self.remote_target = f"sip:{self.room}@{self.bridge_host}:{self.bridge_port}"
         self.cseq = 1
         self._invites: dict[int, asyncio.Future[int]] = {}
+        self._infos: dict[int, asyncio.Future[int]] = {}
         self.sdp_version = 1
         self._bye_done = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stream_task: asyncio.Task[None] | None = None
+        self._queued_audio: deque[np.ndarray] = deque()  # frames sent instead of the tone
+        self._queued_packets: deque[bytes] = deque()  # RTP packets sent instead of audio
         self.sender = RtpSender(payload_type=CODECS[self.codec].payload_type)
         self.source = ToneSource(self.tone_hz, self.amplitude) if self.tone_hz else None
         self.sent_packets = 0
@@ -125,6 +131,51 @@ class Phone:
         self.sdp_version += 1
         return await self._invite(self.remote_target, direction, timeout)
 
+    def send_rfc4733(self, digits: str, duration_ms: int = 100, gap_ms: int = 60) -> None:
+        """Queue RFC 4733 telephone-events in the RTP stream, one packet per 20 ms."""
+        assert self.session is not None and self.session.telephone_event is not None
+        payload_type = self.session.telephone_event.payload_type
+        for digit in digits:
+            self._queued_packets.extend(
+                digit_packets(self.sender, digit, duration_ms, payload_type=payload_type)
+            )
+            for _ in range(gap_ms // 20):  # audio between key presses
+                self._queued_packets.append(self.sender.packet(CODECS[self.codec].silence))
+
+    def send_inband(
+        self,
+        digits: str,
+        level_dbm0: float = -10.0,
+        on_ms: int = 60,
+        off_ms: int = 60,
+        twist_db: float = 0.0,
+    ) -> None:
+        """Queue key tones in the audio itself (for callers without telephone-event)."""
+        samples = dtmf_tones(digits, level_dbm0, on_ms, off_ms, twist_db)
+        padded = np.zeros(-(-len(samples) // 160) * 160, np.int16)
+        padded[: len(samples)] = samples
+        self._queued_audio.extend(padded.reshape(-1, 160))
+
+    async def send_info(
+        self,
+        digit: str,
+        duration_ms: int = 160,
+        body: bytes | None = None,
+        content_type: str = "application/dtmf-relay",
+    ) -> int:
+        """Send a key press as a SIP INFO (dtmf-relay by default); returns the final status."""
+        self.cseq += 1
+        info = self._request("INFO", self.remote_target)
+        info.headers.set("Content-Type", content_type)
+        info.body = (
+            body if body is not None else (f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode())
+        )
+        done = asyncio.get_running_loop().create_future()
+        self._infos[self.cseq] = done
+        self.transactions.send_request(info, self.bridge, asyncio.get_running_loop().time())
+        self._flush()
+        return await asyncio.wait_for(done, 5.0)
+
     async def stop_streaming(self) -> None:
         """Go silent on RTP (as a phone that vanished would)."""
         if self._stream_task is not None:
@@ -138,6 +189,7 @@ class Phone:
             version=self.sdp_version,
             codecs=(self.codec,),
             direction=direction,
+            telephone_event_pt=101 if self.telephone_event else None,
         )
 
     async def _invite(self, uri: str, direction: str | None, timeout: float) -> int:
@@ -212,6 +264,11 @@ class Phone:
         if method == "BYE" and response.code >= 200:
             self._bye_done.set()
             return
+        if method == "INFO" and response.code >= 200:
+            waiting_info = self._infos.pop(response.cseq.sequence, None)
+            if waiting_info is not None and not waiting_info.done():
+                waiting_info.set_result(response.code)
+            return
         if method != "INVITE" or response.code < 200:
             return
         number = response.cseq.sequence
@@ -282,11 +339,17 @@ class Phone:
         start = loop.time()
         frame = 0
         while True:
-            if self.source is not None:
-                payload = codec.encode(self.source.next_frame(160))
+            if self._queued_packets:
+                self.rtp.sendto(self._queued_packets.popleft(), destination)
             else:
-                payload = codec.silence
-            self.rtp.sendto(self.sender.packet(payload), destination)
+                if self._queued_audio:
+                    samples = self._queued_audio.popleft()
+                elif self.source is not None:
+                    samples = self.source.next_frame(160)
+                else:
+                    samples = None
+                payload = codec.silence if samples is None else codec.encode(samples)
+                self.rtp.sendto(self.sender.packet(payload), destination)
             self.sent_packets += 1
             frame += 1
             delay = start + frame * FRAME_SECONDS - loop.time()

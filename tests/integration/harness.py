@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bridge.config import Config, RoomsConfig, RtpConfig, SipConfig
+from bridge.config import (
+    AnnouncementsConfig,
+    Config,
+    RoomDefinition,
+    RoomsConfig,
+    RtpConfig,
+    SipConfig,
+)
 
 LOOPBACK = "127.0.0.1"
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -41,9 +48,12 @@ def loopback_config(
     sip: dict[str, Any] | None = None,
     rtp: dict[str, Any] | None = None,
     rooms: dict[str, Any] | None = None,
+    announcements: bool = False,
+    room: tuple[RoomDefinition, ...] = (),
 ) -> Config:
     """A loopback-only configuration on free ports with a private RTP range; `sip`, `rtp` and
-    `rooms` override single keys of their section."""
+    `rooms` override single keys of their section. Announcements (prompts and chimes the
+    bridge plays by itself) are off unless asked for, so tone measurements stay clean."""
     port = free_port()
     rtp_base = random.randrange(30000, 58000, 2)
     return Config(
@@ -58,6 +68,10 @@ def loopback_config(
         ),
         rtp=RtpConfig(**{"port_min": rtp_base, "port_max": rtp_base + 798, **(rtp or {})}),
         rooms=RoomsConfig(**(rooms or {})),
+        announcements=AnnouncementsConfig(
+            only_participant=announcements, join_leave_tones=announcements
+        ),
+        room=room,
     )
 
 
