@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration OK")
         return 0
     configure_logging(config.log.level, config.log.format)
-    from bridge.server import serve_forever
+    from control.runtime import serve_forever
 
     uvloop.run(serve_forever(config))
     return 0

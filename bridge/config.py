@@ -19,8 +19,10 @@ from typing import Any
 
 __all__ = [
     "AnnouncementsConfig",
+    "ApplicationDefinition",
     "Config",
     "ConfigError",
+    "ControlConfig",
     "DataConfig",
     "KeypadConfig",
     "LogConfig",
@@ -96,6 +98,7 @@ class AnnouncementsConfig:
 
     only_participant: bool = True  # "you are the only participant" to whoever joins alone
     join_leave_tones: bool = True  # a short chime to the others when someone joins or leaves
+    tones_max_room: int = 20  # ...only in rooms this small: chiming a crowd costs and annoys
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,25 @@ class RoomDefinition:
     code: str = ""  # digits the caller enters (ended by #) in room and room+caller modes
     callers: tuple[str, ...] = ()  # caller numbers admitted without a code (caller modes)
     max_participants: int = 0  # 0: rooms.max_participants
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The HTTP control plane served in the bridge's own event loop."""
+
+    enabled: bool = True
+    http_bind: str = "127.0.0.1"
+    http_port: int = 8080  # 0 = pick a free port (tests)
+    admin_token: str = ""  # bearer token for /v1/admin (tenants, tokens); "" = admin API off
+    max_page: int = 500  # largest `limit` a list accepts
+
+
+@dataclass(frozen=True)
+class ApplicationDefinition:
+    """A tenant declared in the config file ([[application]] tables) with one API token."""
+
+    name: str
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +152,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     keypad: KeypadConfig = field(default_factory=KeypadConfig)
     announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     room: tuple[RoomDefinition, ...] = ()
+    application: tuple[ApplicationDefinition, ...] = ()
 
     @property
     def advertise_address(self) -> str:
@@ -282,12 +306,22 @@ _RULES: dict[str, dict[str, Rule]] = {
     "announcements": {
         "only_participant": _bool_rule,
         "join_leave_tones": _bool_rule,
+        "tones_max_room": _int_rule(0, 1000),
     },
     "keypad": {
         "toggle_mute": _keys_rule,
         "volume_down": _keys_rule,
         "volume_up": _keys_rule,
         "leave": _keys_rule,
+    },
+    "control": {
+        "enabled": _bool_rule,
+        "http_bind": _ip_rule(allow_empty=False),
+        "http_port": _int_rule(0, 65535),
+        "admin_token": _text_rule(
+            allow_empty=True, pattern=re.compile(r"^\S{16,}$"), hint="16+ characters, no spaces"
+        ),
+        "max_page": _int_rule(1, 10_000),
     },
     "log": {
         "level": _choice_rule(LOG_LEVELS),
@@ -313,7 +347,15 @@ _ROOM_RULES: dict[str, Rule] = {
     ),
     "max_participants": _int_rule(0, 1000),
 }
+_APPLICATION_RULES: dict[str, Rule] = {
+    "name": _text_rule(allow_empty=False, pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$"),
+                       hint="1-64 of A-Za-z0-9._-"),
+    "token": _text_rule(allow_empty=False, pattern=re.compile(r"^\S{16,}$"),
+                        hint="16+ characters, no spaces"),
+}
+_TABLE_ARRAYS = ("room", "application")
 _SECTIONS: dict[str, type[Any]] = {
+    "control": ControlConfig,
     "announcements": AnnouncementsConfig,
     "keypad": KeypadConfig,
     "sip": SipConfig,
@@ -364,10 +406,10 @@ def _collect(
     """Raw values per section and key, each with the label to name in an error."""
     raw: dict[str, dict[str, tuple[Any, str]]] = {section: {} for section in _RULES}
     for section, table in document.items():
-        if section == "room":
-            continue  # [[room]] tables: see _room_definitions
+        if section in _TABLE_ARRAYS:
+            continue  # [[room]] and [[application]] tables: see _table_array
         if section not in _RULES:
-            known = ", ".join([*_RULES, "room"])
+            known = ", ".join([*_RULES, *_TABLE_ARRAYS])
             raise ConfigError(f"{section}: unknown section (known: {known})")
         if not isinstance(table, dict):
             raise ConfigError(f"{section}: must be a table")
@@ -420,37 +462,61 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             except _Invalid as exc:
                 raise ConfigError(f"{label}: {exc}") from None
         sections[section] = _SECTIONS[section](**values)
-    config = Config(**sections, room=_room_definitions(document.get("room", [])))
+    config = Config(
+        **sections,
+        room=_room_definitions(document.get("room", [])),
+        application=_application_definitions(document.get("application", [])),
+    )
     _check_relations(config)
     return config
 
 
-def _room_definitions(tables: Any) -> tuple[RoomDefinition, ...]:
-    """The [[room]] tables, each validated, named in errors as room[<index>].<key>."""
+def _table_array(
+    name: str, tables: Any, rules: Mapping[str, Rule]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Validated [[name]] tables, each with its label <name>[<index>] for errors."""
     if not isinstance(tables, list):
-        raise ConfigError("room: must be an array of tables ([[room]])")
-    rooms: list[RoomDefinition] = []
+        raise ConfigError(f"{name}: must be an array of tables ([[{name}]])")
+    validated = []
     for index, table in enumerate(tables):
-        label = f"room[{index}]"
+        label = f"{name}[{index}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{label}: must be a table")
         values: dict[str, Any] = {}
         for key, value in table.items():
-            if key not in _ROOM_RULES:
+            if key not in rules:
                 raise ConfigError(f"{label}.{key}: unknown key")
             try:
-                values[key] = _ROOM_RULES[key](value)
+                values[key] = rules[key](value)
             except _Invalid as exc:
                 raise ConfigError(f"{label}.{key}: {exc}") from None
         if "name" not in values:
             raise ConfigError(f"{label}.name: missing")
+        if any(other["name"] == values["name"] for _, other in validated):
+            raise ConfigError(f"{label}.name: {name} {values['name']!r} is defined twice")
+        validated.append((label, values))
+    return validated
+
+
+def _room_definitions(tables: Any) -> tuple[RoomDefinition, ...]:
+    """The [[room]] tables; errors name room[<index>].<key>."""
+    rooms = []
+    for label, values in _table_array("room", tables, _ROOM_RULES):
         room = RoomDefinition(**values)
         if room.access in ("room", "room+caller") and not room.code:
             raise ConfigError(f"{label}.code: required when access is {room.access}")
-        if any(r.name == room.name for r in rooms):
-            raise ConfigError(f"{label}.name: room {room.name!r} is defined twice")
         rooms.append(room)
     return tuple(rooms)
+
+
+def _application_definitions(tables: Any) -> tuple[ApplicationDefinition, ...]:
+    """The [[application]] tables: tenants and their tokens, created at start if missing."""
+    applications = []
+    for label, values in _table_array("application", tables, _APPLICATION_RULES):
+        if "token" not in values:
+            raise ConfigError(f"{label}.token: missing")
+        applications.append(ApplicationDefinition(**values))
+    return tuple(applications)
 
 
 def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:

@@ -44,6 +44,34 @@ class DtmfReceived(BridgeEvent):
     method: str  # "rfc4733", "info" or "inband"
 
 
+@dataclass(frozen=True)
+class ParticipantTalking(BridgeEvent):
+    talking: bool
+
+
+@dataclass(frozen=True)
+class ParticipantChanged(BridgeEvent):
+    """An option set through the API (deaf, held, dtmf_enabled, volume_db): its new value."""
+
+    option: str
+    value: object
+
+
+@dataclass(frozen=True)
+class CallFinished(BridgeEvent):
+    """Every call that reached the bridge, once, when it is over: the call-detail record.
+
+    `participant` is empty for calls refused before joining a room; `answered_at` is None for
+    calls never answered; `status` is the final SIP status we sent (200 when answered)."""
+
+    call_id: str
+    caller: str
+    started_at: float
+    answered_at: float | None
+    status: int
+    reason: str
+
+
 Subscriber = Callable[[BridgeEvent], None]
 
 

@@ -50,6 +50,7 @@ class BridgeServer:
         self._timer_deadline: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.on_tick: Callable[[float], None] | None = None  # lateness in s, e.g. for metrics
 
     async def start(self) -> BridgeServer:
         self.loop = asyncio.get_running_loop()
@@ -162,6 +163,8 @@ class BridgeServer:
             if delay > 0:
                 await asyncio.sleep(delay)
             now = loop.time()
+            if self.on_tick is not None:
+                self.on_tick(now - deadline)
             service.tick(now, deadline)
             self._flush(now)
             self.clock.ticks += 1

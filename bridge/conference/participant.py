@@ -32,6 +32,29 @@ class MediaCounters:
     other_payload: int = 0
 
 
+@dataclass(slots=True)
+class VoiceActivity:
+    """Talking or not, from frame loudness with hysteresis: starts after 60 ms of voice, stops
+    after 500 ms without, so a pause between words is not a stop."""
+
+    START_FRAMES = 3
+    STOP_FRAMES = 25
+
+    talking: bool = False
+    run: int = 0  # consecutive frames disagreeing with `talking`
+
+    def update(self, loud: bool) -> bool:
+        """Feed one frame; True when `talking` changed."""
+        if loud == self.talking:
+            self.run = 0
+            return False
+        self.run += 1
+        if self.run < (self.STOP_FRAMES if self.talking else self.START_FRAMES):
+            return False
+        self.talking, self.run = loud, 0
+        return True
+
+
 @dataclass(eq=False)
 class Participant:
     """One call in a room. `remote` comes from SDP; `latched` is where its RTP really comes from."""
@@ -50,11 +73,13 @@ class Participant:
     muted: bool = False
     deaf: bool = False
     on_hold: bool = False  # remote is sendonly/inactive: not mixed, sent nothing
+    held: bool = False  # put on hold by the API: not mixed, hears hold music
     dtmf_enabled: bool = True  # False: digits are reported but trigger no menu action
     volume_db: int = 0  # listening volume, applied to what this participant hears
     latched: Address | None = None
     last_rtp: float = 0.0
-    joined_at: float = 0.0
+    joined_at: float = 0.0  # the loop's clock
+    joined_wall: float = 0.0  # wall clock, for people and the API
     sender: RtpSender = field(default_factory=RtpSender)
     concealer: Concealer = field(default_factory=Concealer)
     counters: MediaCounters = field(default_factory=MediaCounters)
@@ -62,6 +87,7 @@ class Participant:
     rfc4733: TelephoneEventDecoder = field(default_factory=TelephoneEventDecoder)
     inband: DtmfState | None = None  # the room's detector state, set when the room takes us
     digits: list[tuple[str, str]] = field(default_factory=list)  # (digit, method) not yet taken
+    voice: VoiceActivity = field(default_factory=lambda: VoiceActivity())
 
     @property
     def inband_dtmf(self) -> bool:

@@ -15,13 +15,18 @@ import numpy as np
 
 from bridge.conference.participant import Participant
 from bridge.media.dtmf import DtmfDetector
+from bridge.media.g711 import Codec
 from bridge.media.mixer import RoomMix
 from bridge.media.prompt import overlay
+from bridge.media.tones import DBM0_PEAK, hold_music
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 FRAME_SAMPLES = 160
 
 Digit = tuple[Participant, str, str]  # who, which key, how it was sent
+VOICE_POWER = (DBM0_PEAK**2 / 2) * 10 ** (-40 / 10)
+"""Mean power over which a frame counts as voice: -40 dBm0, well over G.711 idle noise."""
+HOLD_MUSIC = hold_music()
 
 
 def valid_room_name(name: str) -> bool:
@@ -58,6 +63,8 @@ class Room:
     stats: TickStats = field(default_factory=TickStats)
     mixer: RoomMix = field(default_factory=RoomMix)
     detector: DtmfDetector = field(default_factory=DtmfDetector)
+    talk_changes: list[Participant] = field(default_factory=list)  # since the service looked
+    hold_position: int = 0
 
     @property
     def full(self) -> bool:
@@ -90,6 +97,11 @@ class Room:
             if participant.digits:
                 digits.extend((participant, d, m) for d, m in participant.digits)
                 participant.digits.clear()
+        wide = frames.astype(np.float32)
+        loud = (np.einsum("ij,ij->i", wide, wide) > VOICE_POWER * FRAME_SAMPLES).tolist()
+        for participant, is_loud in zip(members, loud, strict=True):
+            if participant.voice.update(is_loud and not participant.held):
+                self.talk_changes.append(participant)
         states = [p.inband for p in members]
         for participant, digit in zip(members, self.detector.process(frames, states), strict=True):
             if digit is not None and participant.inband_dtmf:
@@ -97,7 +109,12 @@ class Room:
         if self.mixing:
             contributes = np.fromiter(
                 (
-                    not (p.muted or p.on_hold or (p.inband is not None and p.inband.tone_present))
+                    not (
+                        p.muted
+                        or p.on_hold
+                        or p.held
+                        or (p.inband is not None and p.inband.tone_present)
+                    )
                     for p in members
                 ),
                 bool,
@@ -109,8 +126,14 @@ class Room:
         as_index = mixed.view(np.uint16)
         codecs = {p.codec.name: p.codec for p in members}
         encoded = {name: codec.encode_table.take(as_index) for name, codec in codecs.items()}
+        music: dict[str, bytes] = {}
         for i, participant in enumerate(members):
             if participant.on_hold:
+                continue
+            if participant.held:
+                if not music:
+                    music = self._hold_music_frames(codecs)
+                participant.send_payload(music[participant.codec.name])
                 continue
             prompt = participant.prompts.next_frame() if participant.prompts.busy else None
             if prompt is None and participant.volume_db == 0:
@@ -127,6 +150,14 @@ class Room:
                 heard = overlay(heard, frame, replace=replace)
             participant.send_payload(participant.codec.encode(heard))
         return digits
+
+
+    def _hold_music_frames(self, codecs: dict[str, Codec]) -> dict[str, bytes]:
+        """This tick's frame of the hold music, encoded once per codec for every held caller."""
+        start = self.hold_position
+        self.hold_position = (start + FRAME_SAMPLES) % HOLD_MUSIC.size
+        frame = HOLD_MUSIC[start : start + FRAME_SAMPLES]
+        return {name: codec.encode(frame) for name, codec in codecs.items()}
 
 
 def _scaled(frame: np.ndarray, volume_db: int) -> np.ndarray:

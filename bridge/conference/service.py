@@ -24,11 +24,14 @@ from bridge.conference.participant import Participant
 from bridge.conference.room import Room, valid_room_name
 from bridge.config import Config, RoomDefinition
 from bridge.events import (
+    CallFinished,
     DtmfReceived,
     EventBus,
+    ParticipantChanged,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
+    ParticipantTalking,
 )
 from bridge.media.g711 import CODECS
 from bridge.net.rtp_port import PortRangeExhausted, RtpPortPool, RtpSocket
@@ -64,6 +67,21 @@ LOBBY = "(lobby)"
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A call turned away before it is answered: the SIP status, reason and extra headers
+    (a Contact for a 302 to a divert target)."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Gate = Callable[[str, str], Refusal | None]
+"""(room, caller) -> a refusal, or None to let the room's own access rules decide. The control
+plane's hook for conference states, locks and reservations; it must not do I/O."""
+
+
+@dataclass(frozen=True)
 class Plan:
     """Where an answered call goes: straight into `room`, through a code dialogue, or away."""
 
@@ -87,6 +105,8 @@ class CallMedia:
     code_entry: CodeEntry | None = None
     hangup_reason: str | None = None  # hang up once the queued prompts have played
     keypad: Keypad | None = None
+    started_at: float = 0.0  # wall clock, for the call-detail record
+    answered_at: float | None = None
 
 
 def caller_number(request: Request) -> str:
@@ -113,6 +133,7 @@ class ConferenceService:
     rooms: dict[str, Room] = field(default_factory=dict)
     media: dict[str, CallMedia] = field(default_factory=dict)
     attention: set[str] = field(default_factory=set)  # calls in the code IVR or hanging up
+    gate: Gate | None = None
 
     def __post_init__(self) -> None:
         self.definitions: dict[str, RoomDefinition] = {r.name: r for r in self.config.room}
@@ -137,27 +158,29 @@ class ConferenceService:
             if media is not None and media.participant is not None:
                 self._on_digit(media.participant, event.digit, "info", now)
 
-    def _plan(self, call: Call, caller: str) -> Plan | tuple[int, str]:
-        """Where this call goes, or the (status, reason) to reject it with."""
+    def _plan(self, call: Call, caller: str) -> Plan | Refusal:
+        """Where this call goes, or how to turn it away."""
         name = call.room
         if not name or name in self.config.rooms.ivr_users:
             return Plan(Admission.ASK_CODE, code_for=self._room_for_code)
         if not valid_room_name(name):
-            return (404, "Invalid room name")
+            return Refusal(404, "Invalid room name")
+        if self.gate is not None and (refusal := self.gate(name, caller)) is not None:
+            return refusal
         definition = self.definitions.get(name)
         if name not in self.rooms and not self.config.rooms.auto_create:
-            return (404, "No such room")
+            return Refusal(404, "No such room")
         decision = admission(definition, caller)
         if decision is Admission.ASK_CODE:
             assert definition is not None
             code = definition.code
             return Plan(decision, name, code_for=lambda entered: name if entered == code else None)
         if decision is Admission.JOIN and self._room_is_full(name):
-            return (486, "Room full")
+            return Refusal(486, "Room full")
         return Plan(decision, name)
 
     def _room_for_code(self, code: str) -> str | None:
-        return next((r.name for r in self.config.room if r.code and r.code == code), None)
+        return next((r.name for r in self.definitions.values() if r.code and r.code == code), None)
 
     def _room_is_full(self, name: str) -> bool:
         room = self.rooms.get(name)
@@ -172,38 +195,31 @@ class ConferenceService:
 
     def _on_incoming(self, call: Call, offer: bytes | None, now: float) -> None:
         caller = caller_number(call.invite)
+        started_at = self.clock()
         plan = self._plan(call, caller)
-        if isinstance(plan, tuple):
-            status, reason = plan
-            self.ua.reject(call, status, now, reason=reason)
-            log.info(
-                "call.rejected",
-                call_id=call.invite.call_id,
-                room=call.room,
-                status=status,
-                reason=reason,
-            )
+        if isinstance(plan, Refusal):
+            self._refuse(call, caller, started_at, plan, now)
             return
         session: AudioSession | None = None
         if offer:
             try:
                 session = negotiate_offer(parse_sdp(offer), self.config.rtp.codecs)
             except SdpError as exc:
-                self.ua.reject(call, exc.status, now, reason=_reason(str(exc)))
-                log.info(
-                    "call.rejected",
-                    call_id=call.invite.call_id,
-                    room=call.room,
-                    status=exc.status,
-                    reason=str(exc),
-                )
+                self._refuse(call, caller, started_at, Refusal(exc.status, _reason(str(exc))), now)
                 return
         try:
             sock = RtpSocket(self.ports.bind(self.config.sip.bind), self.ports)
         except PortRangeExhausted:
-            self.ua.reject(call, 503, now, reason="No RTP port free")
+            self._refuse(call, caller, started_at, Refusal(503, "No RTP port free"), now)
             return
-        media = CallMedia(call, plan, sock, session_id=random.randrange(1, 2**31), caller=caller)
+        media = CallMedia(
+            call,
+            plan,
+            sock,
+            session_id=random.randrange(1, 2**31),
+            caller=caller,
+            started_at=started_at,
+        )
         self.media[call.key] = media
         host = self.config.advertise_address
         if session is None:
@@ -233,12 +249,38 @@ class ConferenceService:
         else:
             self._answer(media, sdp, session, now)
 
+    def _refuse(
+        self, call: Call, caller: str, started_at: float, refusal: Refusal, now: float
+    ) -> None:
+        self.ua.reject(call, refusal.status, now, reason=refusal.reason, headers=refusal.headers)
+        log.info(
+            "call.rejected",
+            call_id=call.invite.call_id,
+            room=call.room,
+            status=refusal.status,
+            reason=refusal.reason,
+        )
+        self.events.publish(
+            CallFinished(
+                self.clock(),
+                call.room,
+                "",
+                call.invite.call_id,
+                caller,
+                started_at,
+                None,
+                refusal.status,
+                refusal.reason,
+            )
+        )
+
     def _answer(
         self, media: CallMedia, sdp: bytes, session: AudioSession | None, now: float
     ) -> None:
         if self.media.get(media.call.key) is not media:
             return  # cancelled while ringing
         self.ua.answer(media.call, sdp, now)
+        media.answered_at = self.clock()
         log.info(
             "call.answered",
             call_id=media.call.invite.call_id,
@@ -357,13 +399,12 @@ class ConferenceService:
         others = list(room.participants)
         room.add(participant)
         participant.joined_at = now
+        participant.joined_wall = self.clock()
         media.keypad = Keypad(self.bindings)
         announce = self.config.announcements
         if not others and announce.only_participant:
             participant.prompts.play("only_participant")
-        if announce.join_leave_tones:
-            for other in others:
-                other.prompts.play("join")
+        self._chime(others, "join")
         log.info(
             "participant.joined",
             room=name,
@@ -375,6 +416,16 @@ class ConferenceService:
         self.events.publish(
             ParticipantJoined(self.clock(), name, participant.id, participant.caller)
         )
+
+    def _chime(self, listeners: list[Participant], prompt: str) -> None:
+        """Join/leave tones for small rooms, never queued behind another prompt: a burst of
+        arrivals gives one chime, not a queue of them."""
+        announce = self.config.announcements
+        if not announce.join_leave_tones or len(listeners) >= announce.tones_max_room:
+            return
+        for listener in listeners:
+            if not listener.prompts.busy:
+                listener.prompts.play(prompt)
 
     def _ivr_actions(self, media: CallMedia, actions: list[IvrAction], now: float) -> None:
         participant = media.participant
@@ -431,6 +482,61 @@ class ConferenceService:
             ParticipantMuted(self.clock(), participant.room, participant.id, muted, by)
         )
 
+    # --- the control plane's operations (no I/O; called from the API and the scheduler) ------
+
+    def define_room(self, definition: RoomDefinition) -> Room:
+        """Create or update a managed room: its access rules and participant limit."""
+        self.definitions[definition.name] = definition
+        room = self.rooms.get(definition.name)
+        if room is None:
+            room = self.rooms[definition.name] = self._new_room(definition.name)
+        room.max_participants = definition.max_participants or self.config.rooms.max_participants
+        return room
+
+    def forget_room(self, name: str, now: float, reason: str) -> None:
+        """A managed room is over: hang everyone up and drop its rules."""
+        self.hang_up_room(name, now, reason)
+        self.definitions.pop(name, None)
+        room = self.rooms.get(name)
+        if room is not None and not room.participants and name not in self.config.rooms.names:
+            del self.rooms[name]
+
+    def participants(self, room: str) -> list[Participant]:
+        current = self.rooms.get(room)
+        return list(current.participants) if current else []
+
+    def find_participant(self, room: str, participant_id: str) -> Participant | None:
+        current = self.rooms.get(room)
+        return current.find(participant_id) if current else None
+
+    def set_option(self, participant: Participant, option: str, value: object) -> None:
+        """Set deaf, held, dtmf_enabled or volume_db (muted goes through `set_muted`)."""
+        if option not in ("deaf", "held", "dtmf_enabled", "volume_db"):
+            raise ValueError(f"unknown participant option {option!r}")
+        if getattr(participant, option) == value:
+            return
+        setattr(participant, option, value)
+        self.events.publish(
+            ParticipantChanged(self.clock(), participant.room, participant.id, option, value)
+        )
+
+    def eject(self, participant: Participant, now: float, reason: str = "ejected") -> None:
+        self.hangup(participant.call_key, now, reason)
+
+    def hang_up_room(self, room: str, now: float, reason: str) -> None:
+        for participant in self.participants(room):
+            self.hangup(participant.call_key, now, reason)
+
+    def play_to_room(self, room: str, prompt: str) -> None:
+        for participant in self.participants(room):
+            participant.prompts.play(prompt)
+
+    def set_mixing(self, room: str, mixing: bool) -> None:
+        """False while a conference is HOLDING: callers wait without hearing each other."""
+        current = self.rooms.get(room)
+        if current is not None:
+            current.mixing = mixing
+
     def _receiver(self, call_key: str) -> Callable[[bytes, tuple[str, int]], None]:
         loop = asyncio.get_running_loop()
         media_by_key = self.media
@@ -459,6 +565,19 @@ class ConferenceService:
             return
         media.socket.close()
         participant = media.participant
+        self.events.publish(
+            CallFinished(
+                self.clock(),
+                participant.room if participant is not None else media.call.room,
+                participant.id if participant is not None else "",
+                media.call.invite.call_id,
+                media.caller,
+                media.started_at,
+                media.answered_at,
+                200 if media.answered_at is not None else 487,
+                reason,
+            )
+        )
         if participant is None:
             return
         self.lobby.remove(participant)
@@ -466,9 +585,7 @@ class ConferenceService:
         if room is None or participant not in room.participants:
             return
         room.remove(participant)
-        if self.config.announcements.join_leave_tones:
-            for other in room.participants:
-                other.prompts.play("leave")
+        self._chime(room.participants, "leave")
         log.info(
             "participant.left",
             room=room.name,
@@ -506,9 +623,17 @@ class ConferenceService:
     def tick(self, now: float, deadline: float) -> None:
         """One 20 ms step of every room, then act on the keys pressed and prompts finished."""
         digits = self.lobby.tick()
+        self.lobby.talk_changes.clear()
         for room in list(self.rooms.values()):
             room.stats.record(self.monotonic() - deadline)
             digits.extend(room.tick())
+            if room.talk_changes:
+                stamp = self.clock()
+                for who in room.talk_changes:
+                    self.events.publish(
+                        ParticipantTalking(stamp, room.name, who.id, who.voice.talking)
+                    )
+                room.talk_changes.clear()
         for participant, digit, method in digits:
             self._on_digit(participant, digit, method, now)
         for key in list(self.attention):

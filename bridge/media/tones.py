@@ -141,3 +141,20 @@ def dtmf_tones(
         parts.append(np.clip(np.rint(pair), -32768, 32767).astype(np.int16))
         parts.append(np.zeros(off, np.int16))
     return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+
+def hold_music(seconds: float = 8.0, rate: int = 8000) -> np.ndarray:
+    """A soft, looping arpeggio (C major, then A minor) for callers the API put on hold.
+
+    Generated, not recorded: nothing to license and nothing to ship. Each note fades in and out,
+    so the loop has no clicks; its length is a whole number of 20 ms frames."""
+    notes = (261.63, 329.63, 392.0, 523.25, 220.0, 261.63, 329.63, 440.0)
+    note_samples = int(seconds * rate) // len(notes) // 160 * 160
+    t = np.arange(note_samples) / rate
+    envelope = np.sin(np.pi * np.arange(note_samples) / note_samples) ** 2
+    amplitude = DBM0_PEAK * 10 ** (-18 / 20)
+    parts = [
+        amplitude * envelope * (np.sin(2 * np.pi * f * t) + 0.3 * np.sin(4 * np.pi * f * t))
+        for f in notes
+    ]
+    return np.rint(np.concatenate(parts)).astype(np.int16)

@@ -140,6 +140,8 @@ class TransactionLayer:
         self.timers = timers if timers is not None else TimerConfig()
         self.auto_trying = auto_trying
         self._server: dict[Key, _Transaction] = {}
+        # §8.2.2.2 merge detection without scanning every live transaction per request
+        self._by_origin: dict[tuple[str, int, str, str | None], _Transaction] = {}
         self._client: dict[Key, _Transaction] = {}
         self._by_id: dict[str, _Transaction] = {}
         self._accepted: dict[tuple[str, int], _Transaction] = {}
@@ -277,6 +279,8 @@ class TransactionLayer:
             return
         txn = self._new(key, request, destination, server=True)
         self._server[key] = txn
+        if header_tag(request, "To") is None:
+            self._by_origin.setdefault(_origin(request), txn)
         if request.method == "INVITE":
             txn.state = State.PROCEEDING
             if self.auto_trying:
@@ -313,18 +317,8 @@ class TransactionLayer:
         """§8.2.2.2: same From tag, Call-ID and CSeq as a live transaction, another branch."""
         if header_tag(request, "To") is not None:
             return False
-        from_tag = header_tag(request, "From")
-        cseq = request.cseq.sequence
-        for txn in self._server.values():
-            if (
-                txn.key != key
-                and txn.call_id == request.call_id
-                and txn.cseq == cseq
-                and txn.method == request.method
-                and header_tag(txn.request, "From") == from_tag
-            ):
-                return True
-        return False
+        live = self._by_origin.get(_origin(request))
+        return live is not None and live.key != key
 
     def _complete_non_invite_server(self, txn: _Transaction, now: float) -> None:
         txn.state = State.COMPLETED
@@ -473,11 +467,20 @@ class TransactionLayer:
         table = self._server if txn.server else self._client
         if table.get(txn.key) is txn:
             del table[txn.key]
+        if txn.server and header_tag(txn.request, "To") is None:
+            origin = _origin(txn.request)
+            if self._by_origin.get(origin) is txn:
+                del self._by_origin[origin]
         if self._accepted.get((txn.call_id, txn.cseq)) is txn:
             del self._accepted[(txn.call_id, txn.cseq)]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _origin(request: Request) -> tuple[str, int, str, str | None]:
+    """What identifies a request across forked copies: Call-ID, CSeq, method, From tag."""
+    return (request.call_id, request.cseq.sequence, request.method, header_tag(request, "From"))
 
 
 def _top_via(request: Request) -> tuple[str, Via]:

@@ -98,6 +98,8 @@ class Phone:
         self.source = ToneSource(self.tone_hz, self.amplitude) if self.tone_hz else None
         self.sent_packets = 0
         self.received_packets = 0
+        self.last_final: Response | None = None  # the last final response to an INVITE
+        self._closed = False
 
     @property
     def bridge(self) -> Peer:
@@ -204,7 +206,8 @@ class Phone:
         return await asyncio.wait_for(done, timeout)
 
     async def hangup(self, timeout: float = 5.0) -> None:
-        if self.final_status == 200 and not self.ended_by_bridge:
+        """BYE if the call is up, then close; safe to call again."""
+        if self.final_status == 200 and not self.ended_by_bridge and not self._closed:
             self.cseq += 1
             bye = self._request("BYE", self.remote_target)
             self.transactions.send_request(bye, self.bridge, asyncio.get_running_loop().time())
@@ -214,6 +217,7 @@ class Phone:
         await self.close()
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -271,6 +275,7 @@ class Phone:
             return
         if method != "INVITE" or response.code < 200:
             return
+        self.last_final = response
         number = response.cseq.sequence
         if response.code < 300:
             self.remote_tag = response.to_address.parameters.get("tag") or ""

@@ -132,3 +132,18 @@ async def run_sipp(
         successful,
         failed,
     )
+
+
+ADMIN_TOKEN = "admin-secret-0123456789"
+
+
+def with_control(config: Config, data_dir: Path) -> Config:
+    """`config` plus the control plane: HTTP on a free loopback port, the admin token, and the
+    SQLite file under `data_dir` (reuse the directory to simulate a restart)."""
+    return dataclasses.replace(
+        config,
+        control=dataclasses.replace(
+            config.control, http_bind=LOOPBACK, http_port=0, admin_token=ADMIN_TOKEN
+        ),
+        data=dataclasses.replace(config.data, dir=str(data_dir)),
+    )

@@ -1,0 +1,87 @@
+"""JSON shapes of records the API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.conference.participant import Participant
+from control.events import iso
+from control.plane import ControlPlane
+from control.store.records import CallRecord, Conference, Subscription
+
+
+def conference_view(plane: ControlPlane, conference: Conference) -> dict[str, Any]:
+    return {
+        "id": conference.id,
+        "name": conference.name,
+        "access": conference.access,
+        "code": conference.code,
+        "state": conference.state,
+        "start_time": iso(conference.start_at),
+        "end_time": iso(conference.end_at),
+        "duration_minutes": None if conference.duration_s is None else conference.duration_s // 60,
+        "max_participants": conference.max_participants
+        or plane.config.rooms.max_participants,
+        "divert_to": conference.divert_to,
+        "leader": conference.leader,
+        "locked": conference.locked,
+        "callers": list(conference.callers),
+        "participants": len(plane.service.participants(conference.name))
+        if conference.state != "COMPLETED"
+        else 0,
+        "dial_in": dial_in(plane, conference.name),
+        "created_at": iso(conference.created_at),
+        "ended_at": iso(conference.ended_at),
+        "end_reason": conference.end_reason,
+    }
+
+
+def dial_in(plane: ControlPlane, room: str) -> str:
+    return f"sip:{room}@{plane.config.advertise_address}:{plane.service.ua.udp_port}"
+
+
+def participant_view(participant: Participant) -> dict[str, Any]:
+    stats = participant.jitter.stats
+    return {
+        "id": participant.id,
+        "caller": participant.caller,
+        "display_name": participant.display_name,
+        "joined_at": iso(participant.joined_wall) if participant.joined_wall else None,
+        "muted": participant.muted,
+        "deaf": participant.deaf,
+        "dtmf_enabled": participant.dtmf_enabled,
+        "on_hold": participant.held or participant.on_hold,
+        "talking": participant.voice.talking,
+        "volume_db": participant.volume_db,
+        "codec": participant.codec.name,
+        "packets_in": participant.counters.packets_in,
+        "packets_out": participant.counters.packets_out,
+        "packets_lost": stats.lost,
+        "jitter_ms": round(stats.jitter_ms, 2),
+    }
+
+
+def subscription_view(subscription: Subscription) -> dict[str, Any]:
+    return {
+        "id": subscription.id,
+        "callback_url": subscription.callback_url,
+        "events": list(subscription.event_types),
+        "expires_at": iso(subscription.expires_at),
+        "created_at": iso(subscription.created_at),
+    }
+
+
+def call_view(record: CallRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "call_id": record.call_id,
+        "conference": record.room,
+        "direction": record.direction,
+        "caller": record.caller,
+        "callee": record.callee,
+        "started_at": iso(record.started_at),
+        "answered_at": iso(record.answered_at),
+        "ended_at": iso(record.ended_at),
+        "duration_s": round(record.duration_s, 3),
+        "end_reason": record.end_reason,
+    }

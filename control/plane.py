@@ -1,0 +1,302 @@
+"""The control plane at run time: conferences cached in memory for the SIP path, the state
+scheduler, and the pump that turns bridge events into webhooks, live streams and call records.
+
+Why a cache: the SIP and media paths ask "may this caller join?" synchronously and must never
+wait for the database. Every change goes to the database first, then to the cache and the
+bridge, so a restart rebuilds the same picture from the database (`start`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from bridge.conference.service import ConferenceService, Refusal
+from bridge.config import Config, RoomDefinition
+from bridge.events import BridgeEvent, CallFinished, ParticipantJoined, ParticipantLeft
+from control.events import Broker, Published, describe, iso
+from control.outbox import WebhookDeliverer
+from control.schedule import (
+    ConferenceState,
+    HangUpEveryone,
+    Occupancy,
+    PlayWarning,
+    StateChanged,
+    Timing,
+    end_by_api,
+    next_deadline,
+    step,
+)
+from control.store import Store
+from control.store.records import Conference
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def timing_of(conference: Conference) -> Timing:
+    return Timing(conference.start_at, conference.end_at, has_leader=bool(conference.leader))
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        config: Config,
+        service: ConferenceService,
+        store: Store,
+        *,
+        clock: Clock = utcnow,
+        deliverer: WebhookDeliverer | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.store = store
+        self.clock = clock
+        self.deliverer = deliverer or WebhookDeliverer(store, clock=clock)
+        self.broker = Broker()
+        self.conferences: dict[str, Conference] = {}  # open ones, by room name
+        self._events: asyncio.Queue[Published] = asyncio.Queue()
+        self._reschedule = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for app in self.config.application:
+            tenant = await self.store.get_tenant(app.name) or await self.store.create_tenant(
+                app.name
+            )
+            await self.store.add_token(tenant.id, app.token)
+        for conference in await self.store.open_conferences():
+            self._install(conference)
+        self.service.gate = self.gate
+        self._unsubscribe = self.service.events.subscribe(self._on_bridge_event)
+        self._tasks = [
+            asyncio.create_task(self._pump(), name="control-events"),
+            asyncio.create_task(self._scheduler(), name="control-scheduler"),
+        ]
+        self.deliverer.start()
+        await self.advance()
+        log.info("control.started", conferences=len(self.conferences))
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.service.gate = None
+        await self._drain()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.deliverer.stop()
+
+    async def _drain(self, timeout_s: float = 2.0) -> None:
+        """Let queued events reach the outbox before stopping: a restart loses nothing."""
+        deadline = time.monotonic() + timeout_s
+        while not self._events.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    # --- the SIP path's questions (synchronous, no I/O) -------------------------------------
+
+    def gate(self, room: str, caller: str) -> Refusal | None:
+        conference = self.conferences.get(room)
+        if conference is None:
+            return None
+        if conference.state == ConferenceState.RESERVED:
+            if conference.divert_to:
+                contact = ("Contact", self._divert_uri(conference.divert_to))
+                return Refusal(302, "Conference not started", (contact,))
+            return Refusal(486, "Conference not started")
+        if conference.locked:
+            return Refusal(403, "Conference locked")
+        return None
+
+    def _divert_uri(self, target: str) -> str:
+        if target.startswith(("sip:", "sips:")):
+            return f"<{target}>"
+        return f"<sip:{target}@{self.config.advertise_address}:{self.service.ua.udp_port}>"
+
+    # --- conferences ------------------------------------------------------------------------
+
+    def _install(self, conference: Conference) -> None:
+        """Put a conference into the cache and its rules into the bridge."""
+        self.conferences[conference.name] = conference
+        self.service.define_room(
+            RoomDefinition(
+                conference.name,
+                access=conference.access,
+                code=conference.code or "",
+                callers=conference.callers,
+                max_participants=conference.max_participants or 0,
+            )
+        )
+        self.service.set_mixing(conference.name, conference.state == ConferenceState.ACTIVE)
+
+    async def save(self, conference: Conference, **changes: Any) -> Conference:
+        """Write changes to the database, then to the cache and the bridge."""
+        if changes:
+            conference = await self.store.update_conference(conference.id, **changes)
+        if conference.state == ConferenceState.COMPLETED:
+            self.conferences.pop(conference.name, None)
+        else:
+            self._install(conference)
+        self._reschedule.set()
+        return conference
+
+    async def refresh(self, conference: Conference) -> Conference:
+        """Re-read a conference (after its callers changed) and install it."""
+        fresh = await self.store.get_conference_by_id(conference.id)
+        assert fresh is not None
+        return await self.save(fresh)
+
+    def initial_state(self, start_at: datetime | None) -> ConferenceState:
+        if start_at is not None and start_at > self.clock():
+            return ConferenceState.RESERVED
+        return ConferenceState.HOLDING
+
+    async def end(self, conference: Conference, reason: str = "ended by API") -> Conference:
+        state, actions = end_by_api(ConferenceState(conference.state))
+        return await self._apply(conference, state, actions, reason)
+
+    # --- the scheduler ----------------------------------------------------------------------
+
+    def occupancy(self, conference: Conference) -> Occupancy:
+        people = self.service.participants(conference.name)
+        leader = conference.leader
+        present = leader is not None and any(p.caller == leader for p in people)
+        return Occupancy(len(people), present)
+
+    async def advance(self) -> None:
+        """Step every open conference to now."""
+        now = self.clock()
+        for conference in list(self.conferences.values()):
+            state, actions = step(
+                ConferenceState(conference.state),
+                timing_of(conference),
+                self.occupancy(conference),
+                now,
+                conference.warned,
+            )
+            if actions:
+                await self._apply(conference, state, actions, "")
+
+    async def _apply(
+        self, conference: Conference, state: ConferenceState, actions: list[Any], reason: str
+    ) -> Conference:
+        changes: dict[str, Any] = {}
+        now = self.clock()
+        for action in actions:
+            if isinstance(action, PlayWarning):
+                self.service.play_to_room(conference.name, "warning")
+                changes["warned"] = True
+            elif isinstance(action, StateChanged):
+                changes["state"] = str(action.new)
+                if action.new is ConferenceState.COMPLETED:
+                    changes["ended_at"] = now
+                    changes["end_reason"] = reason or action.reason
+                self._publish(
+                    conference.tenant_id,
+                    "conference.state_changed",
+                    {
+                        "conference": conference.name,
+                        "old": str(action.old),
+                        "new": str(action.new),
+                        "reason": reason or action.reason,
+                        "time": iso(now),
+                    },
+                )
+                log.info(
+                    "conference.state",
+                    conference=conference.name,
+                    old=str(action.old),
+                    new=str(action.new),
+                )
+        conference = await self.save(conference, **changes)
+        for action in actions:
+            if isinstance(action, HangUpEveryone):
+                self.service.forget_room(conference.name, self.service.monotonic(), action.reason)
+        return conference
+
+    async def _scheduler(self) -> None:
+        while True:
+            self._reschedule.clear()
+            try:
+                await self.advance()
+            except Exception:
+                log.exception("control.scheduler_failed")
+            deadlines = [
+                d
+                for c in self.conferences.values()
+                if (d := next_deadline(ConferenceState(c.state), timing_of(c), c.warned))
+            ]
+            delay = 60.0
+            if deadlines:
+                delay = max(0.0, min(60.0, (min(deadlines) - self.clock()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reschedule.wait(), delay + 0.01)
+
+    def wake_scheduler(self) -> None:
+        """For tests with an injected clock: look again now."""
+        self._reschedule.set()
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _on_bridge_event(self, event: BridgeEvent) -> None:
+        """Runs on the SIP/media path: tag with the tenant, queue, return."""
+        described = describe(event)
+        if described is None:
+            return
+        conference = self.conferences.get(event.room)
+        tenant = conference.tenant_id if conference else None
+        if isinstance(event, ParticipantJoined | ParticipantLeft):
+            self._reschedule.set()  # occupancy changed: states may move
+        if isinstance(event, CallFinished):
+            described[1]["conference_id"] = conference.id if conference else None
+        self._events.put_nowait(Published(tenant, described[0], described[1], event))
+
+    def _publish(self, tenant_id: str | None, kind: str, payload: dict[str, Any]) -> None:
+        self._events.put_nowait(Published(tenant_id, kind, payload))
+
+    async def _pump(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                self.broker.publish(event)
+                if isinstance(event.source, CallFinished):
+                    await self._record_call(event.tenant_id, event.source, event.payload)
+                if event.tenant_id is not None:
+                    await self.deliverer.publish(event.tenant_id, event.type, event.payload)
+            except Exception:
+                log.exception("control.event_failed", type=event.type)
+
+    async def _record_call(
+        self, tenant_id: str | None, call: CallFinished, payload: dict[str, Any]
+    ) -> None:
+        record = await self.store.open_call(
+            call_id=call.call_id,
+            room=call.room,
+            direction="in",
+            caller=call.caller,
+            callee=call.room,
+            started_at=datetime.fromtimestamp(call.started_at, UTC),
+            tenant_id=tenant_id,
+            conference_id=payload.get("conference_id"),
+        )
+        if call.answered_at is not None:
+            await self.store.answer_call(record, datetime.fromtimestamp(call.answered_at, UTC))
+        await self.store.close_call(
+            record, datetime.fromtimestamp(call.time, UTC), f"{call.status} {call.reason}"
+        )
