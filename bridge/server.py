@@ -182,16 +182,3 @@ class BridgeServer:
             now = self.loop.time()
             self.service.check_rtp_timeouts(now)
             self._flush(now)
-
-
-async def serve_forever(config: Config) -> None:
-    """Run the bridge until SIGINT/SIGTERM, then hang up cleanly."""
-    import signal
-
-    server = await BridgeServer(config).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop()

@@ -92,11 +92,12 @@ class Runtime:
 
 
 async def serve_forever(config: Config) -> None:
-    """Run until SIGINT/SIGTERM, then hang up cleanly and close the database."""
-    runtime = await Runtime(config).start()
+    """Run until SIGINT/SIGTERM, then hang up cleanly and close the database. The handlers go
+    in first: a signal during start-up stops the bridge once it is up, never half-way."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    runtime = await Runtime(config).start()
     await stop.wait()
     await runtime.stop()

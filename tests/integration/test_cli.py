@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.harness import free_port
@@ -25,6 +28,8 @@ def bridge_env(port: int, **extra: str) -> dict[str, str]:
         CONFBRIDGE_SIP_UDP_PORT=str(port),
         CONFBRIDGE_SIP_TCP_PORT=str(port),
         CONFBRIDGE_LOG_FORMAT="json",
+        CONFBRIDGE_CONTROL_HTTP_PORT="0",
+        CONFBRIDGE_DATA_DIR=tempfile.mkdtemp(prefix="confbridge-test-"),
     )
     env.update(extra)
     return env
@@ -92,6 +97,12 @@ async def test_serve_answers_options_and_stops_cleanly_on_sigterm() -> None:
     try:
         started = await asyncio.wait_for(process.stderr.readline(), 20)
         assert b'"bridge.started"' in started, started
+        while b'"control.http_started"' not in (line := await process.stderr.readline()):
+            assert line, "the bridge exited before its HTTP API started"
+        http_port = json.loads(line)["port"]
+        async with httpx.AsyncClient(trust_env=False) as client:
+            health = await client.get(f"http://127.0.0.1:{http_port}/v1/health")
+            assert health.status_code == 200 and health.json()["status"] == "ok"
         loop = asyncio.get_running_loop()
         answers: asyncio.Queue[bytes] = asyncio.Queue()
 
