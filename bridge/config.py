@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "ControlConfig",
     "DataConfig",
+    "DialOutConfig",
     "KeypadConfig",
     "LogConfig",
     "RoomDefinition",
@@ -124,6 +125,23 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class DialOutConfig:
+    """Outgoing calls: E.164 numbers go to the trunk, SIP URIs are called directly."""
+
+    trunk: str = ""  # host:port of the outbound proxy for numbers; "" = numbers unroutable
+    trunk_username: str = ""  # digest credentials the trunk challenges for (401 or 407)
+    trunk_password: str = ""
+    trunk_pai: bool = False  # send P-Asserted-Identity with the caller id
+    caller_id: str = ""  # default caller number; "" = the conference name
+    ring_timeout_s: int = 30  # CANCEL an unanswered call after this long
+    confirm_timeout_s: int = 15  # "press # to join": hang up when no # within this
+    max_call_s: int = 7200  # the bridge sends BYE after this (Orange: 2 hours)
+    max_destinations: int = 8  # per request (Hoiio)
+    max_concurrent: int = 8  # outgoing calls up at once per application (Hoiio)
+    currency: str = "USD"  # the rate fields of notifications are 0 in this currency
+
+
+@dataclass(frozen=True)
 class ApplicationDefinition:
     """A tenant declared in the config file ([[application]] tables) with one API token."""
 
@@ -153,6 +171,7 @@ class Config:
     keypad: KeypadConfig = field(default_factory=KeypadConfig)
     announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    dialout: DialOutConfig = field(default_factory=DialOutConfig)
     room: tuple[RoomDefinition, ...] = ()
     application: tuple[ApplicationDefinition, ...] = ()
 
@@ -323,6 +342,27 @@ _RULES: dict[str, dict[str, Rule]] = {
         ),
         "max_page": _int_rule(1, 10_000),
     },
+    "dialout": {
+        "trunk": _text_rule(
+            allow_empty=True,
+            pattern=re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"),
+            hint="empty or host:port",
+        ),
+        "trunk_username": _text_rule(allow_empty=True),
+        "trunk_password": _text_rule(allow_empty=True),
+        "trunk_pai": _bool_rule,
+        "caller_id": _text_rule(
+            allow_empty=True, pattern=re.compile(r"^[+]?[0-9]{1,20}$"), hint="a number"
+        ),
+        "ring_timeout_s": _int_rule(5, 300),
+        "confirm_timeout_s": _int_rule(3, 120),
+        "max_call_s": _int_rule(10, 86_400),
+        "max_destinations": _int_rule(1, 100),
+        "max_concurrent": _int_rule(1, 1000),
+        "currency": _text_rule(
+            allow_empty=False, pattern=re.compile(r"^[A-Z]{3}$"), hint="an ISO 4217 code"
+        ),
+    },
     "log": {
         "level": _choice_rule(LOG_LEVELS),
         "format": _choice_rule(LOG_FORMATS),
@@ -356,6 +396,7 @@ _APPLICATION_RULES: dict[str, Rule] = {
 _TABLE_ARRAYS = ("room", "application")
 _SECTIONS: dict[str, type[Any]] = {
     "control": ControlConfig,
+    "dialout": DialOutConfig,
     "announcements": AnnouncementsConfig,
     "keypad": KeypadConfig,
     "sip": SipConfig,

@@ -72,6 +72,32 @@ class CallFinished(BridgeEvent):
     reason: str
 
 
+@dataclass(frozen=True)
+class DialOutSettled(BridgeEvent):
+    """An outgoing call's outcome is known (answered, unanswered, busy, failed): the next number
+    of a list may be dialled. `participant` is the call's participant id once answered."""
+
+    ref: str
+    status: str
+
+
+@dataclass(frozen=True)
+class DialOutEnded(BridgeEvent):
+    """An outgoing call is over: what the notification and the call-detail record carry."""
+
+    ref: str
+    dest: str
+    caller_id: str
+    status: str
+    sip_status: int | None
+    reason: str
+    tag: str
+    owner: str | None
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+
+
 Subscriber = Callable[[BridgeEvent], None]
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from bridge.events import (
     BridgeEvent,
     CallFinished,
+    DialOutEnded,
+    DialOutSettled,
     DtmfReceived,
     ParticipantChanged,
     ParticipantJoined,
@@ -33,6 +35,7 @@ EVENT_TYPES = (
     "participant.updated",
     "dtmf",
     "conference.state_changed",
+    "call.outcome",
     "call.ended",
 )
 
@@ -64,9 +67,27 @@ def describe(event: BridgeEvent) -> tuple[str, dict[str, Any]] | None:
             return "participant.updated", {**base, "option": option, "value": value}
         case DtmfReceived(digit=digit, method=method):
             return "dtmf", {**base, "digit": digit, "method": method}
+        case DialOutSettled(ref=ref, status=status):
+            return "call.outcome", {**base, "txn_ref": ref, "status": status}
+        case DialOutEnded():
+            return "call.ended", {
+                **base,
+                "direction": "out",
+                "txn_ref": event.ref,
+                "dest": event.dest,
+                "caller_id": event.caller_id,
+                "status": event.status,
+                "sip_status": event.sip_status,
+                "reason": event.reason,
+                "tag": event.tag,
+                "started_at": iso(event.started_at),
+                "answered_at": iso(event.answered_at),
+                "ended_at": iso(event.ended_at),
+            }
         case CallFinished():
             return "call.ended", {
                 **base,
+                "direction": "in",
                 "call_id": event.call_id,
                 "caller": event.caller,
                 "started_at": iso(event.started_at),

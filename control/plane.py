@@ -19,7 +19,14 @@ import structlog
 
 from bridge.conference.service import ConferenceService, Refusal
 from bridge.config import Config, RoomDefinition
-from bridge.events import BridgeEvent, CallFinished, ParticipantJoined, ParticipantLeft
+from bridge.events import (
+    BridgeEvent,
+    CallFinished,
+    DialOutEnded,
+    ParticipantJoined,
+    ParticipantLeft,
+)
+from control.dialout import DialOuts, notification
 from control.events import Broker, Published, describe, iso
 from control.outbox import WebhookDeliverer
 from control.schedule import (
@@ -66,6 +73,7 @@ class ControlPlane:
         self.deliverer = deliverer or WebhookDeliverer(store, clock=clock)
         self.broker = Broker()
         self.conferences: dict[str, Conference] = {}  # open ones, by room name
+        self.dialouts = DialOuts(self)
         self._events: asyncio.Queue[Published] = asyncio.Queue()
         self._reschedule = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,6 +100,7 @@ class ControlPlane:
         log.info("control.started", conferences=len(self.conferences))
 
     async def stop(self) -> None:
+        await self.dialouts.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.service.gate = None
@@ -256,14 +265,18 @@ class ControlPlane:
 
     def _on_bridge_event(self, event: BridgeEvent) -> None:
         """Runs on the SIP/media path: tag with the tenant, queue, return."""
+        self.dialouts.on_event(event)
         described = describe(event)
         if described is None:
             return
         conference = self.conferences.get(event.room)
         tenant = conference.tenant_id if conference else None
+        owner = getattr(event, "owner", None)
+        if owner is not None:
+            tenant = owner
         if isinstance(event, ParticipantJoined | ParticipantLeft):
             self._reschedule.set()  # occupancy changed: states may move
-        if isinstance(event, CallFinished):
+        if isinstance(event, CallFinished | DialOutEnded):
             described[1]["conference_id"] = conference.id if conference else None
         self._events.put_nowait(Published(tenant, described[0], described[1], event))
 
@@ -277,10 +290,38 @@ class ControlPlane:
                 self.broker.publish(event)
                 if isinstance(event.source, CallFinished):
                     await self._record_call(event.tenant_id, event.source, event.payload)
+                if isinstance(event.source, DialOutEnded):
+                    await self._dialout_ended(event.source, event.payload)
                 if event.tenant_id is not None:
                     await self.deliverer.publish(event.tenant_id, event.type, event.payload)
             except Exception:
                 log.exception("control.event_failed", type=event.type)
+
+    async def _dialout_ended(self, ended: DialOutEnded, payload: dict[str, Any]) -> None:
+        """The call-detail record, and the notification to the request's notify_url (through
+        the outbox: a receiver that is down gets it later)."""
+        record = await self.store.open_call(
+            call_id=ended.ref,
+            room=ended.room,
+            direction="out",
+            caller=ended.caller_id,
+            callee=ended.dest,
+            started_at=datetime.fromtimestamp(ended.started_at, UTC),
+            tenant_id=ended.owner,
+            conference_id=payload.get("conference_id"),
+        )
+        if ended.answered_at is not None:
+            await self.store.answer_call(record, datetime.fromtimestamp(ended.answered_at, UTC))
+        await self.store.close_call(
+            record, datetime.fromtimestamp(ended.ended_at, UTC), f"{ended.status} {ended.reason}"
+        )
+        url = self.dialouts.notify_url_of(ended.ref)
+        if url and ended.owner:
+            body = notification(ended, self.config.dialout.currency)
+            await self.store.enqueue_notification(
+                ended.owner, url, "call.notification", body, self.clock()
+            )
+            self.deliverer.wake()
 
     async def _record_call(
         self, tenant_id: str | None, call: CallFinished, payload: dict[str, Any]

@@ -20,6 +20,7 @@ class Admission(enum.Enum):
     JOIN = "join"
     ASK_CODE = "ask_code"
     REFUSE = "refuse"
+    CONFIRM = "confirm"  # a callee we dialled: "press # to join"
 
 
 def admission(room: RoomDefinition | None, caller: str) -> Admission:
@@ -103,3 +104,38 @@ class CodeEntry:
             self.done = True
             return [Play("too_many_attempts"), Refuse(reason)]
         return [Play("wrong_code"), Play("enter_code")]
+
+
+class PoundToJoin:
+    """"Press # to join" for a callee the conference dialled: # admits to `room`; no # within
+    `timeout` hangs up (the call counts as unanswered). The prompt repeats every `repeat` s."""
+
+    def __init__(self, room: str, timeout: float = 15.0, repeat: float = 5.0) -> None:
+        self.room = room
+        self.timeout = timeout
+        self.repeat = repeat
+        self.deadline = float("inf")
+        self.next_prompt = float("inf")
+        self.done = False
+
+    def start(self, now: float) -> list[IvrAction]:
+        self.deadline = now + self.timeout
+        self.next_prompt = now + self.repeat
+        return [Play("press_pound_to_join")]
+
+    def press(self, digit: str, now: float) -> list[IvrAction]:
+        if self.done or digit != "#":
+            return []
+        self.done = True
+        return [Admit(self.room)]
+
+    def tick(self, now: float) -> list[IvrAction]:
+        if self.done:
+            return []
+        if now >= self.deadline:
+            self.done = True
+            return [Play("goodbye"), Refuse("not confirmed")]
+        if now >= self.next_prompt:
+            self.next_prompt = now + self.repeat
+            return [Play("press_pound_to_join")]
+        return []

@@ -16,15 +16,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from sipmessage import Request
+from sipmessage import URI, Request
 
-from bridge.conference.ivr import Admission, Admit, CodeEntry, IvrAction, Play, Refuse, admission
+from bridge.conference.dialout import DialOut, DialStatus, outcome_of
+from bridge.conference.ivr import (
+    Admission,
+    Admit,
+    CodeEntry,
+    IvrAction,
+    Play,
+    PoundToJoin,
+    Refuse,
+    admission,
+)
 from bridge.conference.keypad import Keypad, MenuAction, bindings_from_config
 from bridge.conference.participant import Participant
 from bridge.conference.room import Room, valid_room_name
 from bridge.config import Config, RoomDefinition
 from bridge.events import (
     CallFinished,
+    DialOutEnded,
+    DialOutSettled,
     DtmfReceived,
     EventBus,
     ParticipantChanged,
@@ -36,6 +48,7 @@ from bridge.events import (
 from bridge.media.g711 import CODECS
 from bridge.net.rtp_port import PortRangeExhausted, RtpPortPool, RtpSocket
 from bridge.rtp.jitter import JitterBuffer
+from bridge.sip.auth import Credentials
 from bridge.sip.sdp import (
     AudioSession,
     SdpError,
@@ -45,10 +58,14 @@ from bridge.sip.sdp import (
     negotiate_offer,
     parse_sdp,
 )
+from bridge.sip.transaction import Peer
 from bridge.sip.useragent import (
     Call,
+    CallAnswered,
     CallConfirmed,
     CallEnded,
+    CallFailed,
+    CallProgress,
     IncomingCall,
     InfoReceived,
     ReInvite,
@@ -102,10 +119,11 @@ class CallMedia:
     sdp_version: int = 1
     participant: Participant | None = None
     offered_in_answer: bool = False  # INVITE had no SDP: we offered in the 200
-    code_entry: CodeEntry | None = None
+    code_entry: CodeEntry | PoundToJoin | None = None
     hangup_reason: str | None = None  # hang up once the queued prompts have played
     keypad: Keypad | None = None
     started_at: float = 0.0  # wall clock, for the call-detail record
+    dialout: DialOut | None = None  # set for calls the conference placed
     answered_at: float | None = None
 
 
@@ -134,6 +152,7 @@ class ConferenceService:
     media: dict[str, CallMedia] = field(default_factory=dict)
     attention: set[str] = field(default_factory=set)  # calls in the code IVR or hanging up
     gate: Gate | None = None
+    dialouts: dict[str, DialOut] = field(default_factory=dict)  # by ref, while the call lasts
 
     def __post_init__(self) -> None:
         self.definitions: dict[str, RoomDefinition] = {r.name: r for r in self.config.room}
@@ -153,6 +172,18 @@ class ConferenceService:
             self._on_reinvite(event.call, event.offer, now)
         elif isinstance(event, CallEnded):
             self._end_media(event.call.key, event.reason)
+        elif isinstance(event, CallProgress):
+            dialout = self._dialout_of(event.call)
+            if dialout is not None and dialout.status is DialStatus.DIALLING:
+                dialout.status = DialStatus.RINGING
+        elif isinstance(event, CallAnswered):
+            self._on_dial_answered(event.call, event.answer, now)
+        elif isinstance(event, CallFailed):
+            media = self.media.get(event.call.key)
+            if media is not None and media.dialout is not None:
+                media.dialout.sip_status = event.status
+                self._settle(media.dialout, outcome_of(event.status), event.reason)
+            self._end_media(event.call.key, f"{event.status} {event.reason}")
         elif isinstance(event, InfoReceived):
             media = self.media.get(event.call.key)
             if media is not None and media.participant is not None:
@@ -372,6 +403,11 @@ class ConferenceService:
             self._join(media, plan.room, now)
             return
         self.lobby.add(participant)
+        if plan.admission is Admission.CONFIRM:
+            media.code_entry = PoundToJoin(plan.room, float(self.config.dialout.confirm_timeout_s))
+            self.attention.add(media.call.key)
+            self._ivr_actions(media, media.code_entry.start(now), now)
+            return
         if plan.admission is Admission.REFUSE:
             participant.prompts.play("not_allowed", replace_room_audio=True)
             self._hang_up_after_prompts(media, "caller not allowed")
@@ -437,7 +473,11 @@ class ConferenceService:
                 media.code_entry = None
                 participant.prompts.clear()
                 self._join(media, action.room, now)
+                if media.dialout is not None:
+                    self._settle(media.dialout, DialStatus.ANSWERED, participant.id)
             elif isinstance(action, Refuse):
+                if media.dialout is not None:
+                    self._settle(media.dialout, DialStatus.UNANSWERED, action.reason)
                 self._hang_up_after_prompts(media, action.reason)
                 log.info(
                     "call.refused", room=media.plan.room, caller=media.caller, reason=action.reason
@@ -537,6 +577,149 @@ class ConferenceService:
         if current is not None:
             current.mixing = mixing
 
+    # --- dial-out ---------------------------------------------------------------------------
+
+    def dial(
+        self,
+        dialout: DialOut,
+        *,
+        target: URI,
+        peer: Peer,
+        now: float,
+        credentials: Credentials | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Call `dialout.dest` into `dialout.room`: INVITE with our offer, CANCEL after the ring
+        timeout, "press # to join" when `confirm`, BYE after the maximum call duration."""
+        dialout.started_at = self.clock()
+        try:
+            sock = RtpSocket(self.ports.bind(self.config.sip.bind), self.ports)
+        except PortRangeExhausted:
+            dialout.settle(DialStatus.FAILED, "no RTP port free")
+            self._announce_settled(dialout, "")
+            self._publish_ended(dialout)
+            return
+        session_id = random.randrange(1, 2**31)
+        sdp = build_offer(
+            local_host=self.config.advertise_address,
+            local_port=sock.port,
+            session_id=session_id,
+            version=1,
+            codecs=self.config.rtp.codecs,
+        )
+        call = self.ua.invite(
+            target=target,
+            peer=peer,
+            room=dialout.room,
+            caller=dialout.caller_id,
+            sdp=sdp,
+            now=now,
+            headers=headers,
+            credentials=credentials,
+        )
+        admission_ = Admission.CONFIRM if dialout.confirm else Admission.JOIN
+        media = CallMedia(
+            call,
+            Plan(admission_, dialout.room),
+            sock,
+            session_id=session_id,
+            caller=dialout.dest,
+            started_at=dialout.started_at,
+            dialout=dialout,
+        )
+        dialout.call_key = call.key
+        self.media[call.key] = media
+        self.dialouts[dialout.ref] = dialout
+        asyncio.get_running_loop().create_task(sock.open(self._receiver(call.key)))
+        ring_timeout = float(self.config.dialout.ring_timeout_s)
+        self.schedule(ring_timeout, lambda later: self._ring_timeout(media, later))
+        log.info("dialout.started", ref=dialout.ref, room=dialout.room, dest=dialout.dest)
+
+    def _dialout_of(self, call: Call) -> DialOut | None:
+        media = self.media.get(call.key)
+        return media.dialout if media is not None else None
+
+    def _ring_timeout(self, media: CallMedia, now: float) -> None:
+        dialout = media.dialout
+        if self.media.get(media.call.key) is not media or dialout is None:
+            return
+        if dialout.answered_at is not None:
+            return
+        if self._settle(dialout, DialStatus.UNANSWERED, "ring timeout"):
+            self.ua.cancel(media.call, now)
+
+    def _on_dial_answered(self, call: Call, answer: bytes | None, now: float) -> None:
+        media = self.media.get(call.key)
+        if media is None or media.dialout is None:
+            return
+        dialout = media.dialout
+        dialout.answered_at = self.clock()
+        dialout.sip_status = 200
+        media.answered_at = dialout.answered_at
+        try:
+            if not answer:
+                raise SdpError("the 200 carried no SDP answer to our offer", 488)
+            session = negotiate_answer(parse_sdp(answer), self.config.rtp.codecs)
+        except SdpError as exc:
+            self._settle(dialout, DialStatus.FAILED, str(exc))
+            self.hangup(call.key, now, reason="bad SDP answer")
+            return
+        limit = float(self.config.dialout.max_call_s)
+        self.schedule(limit, lambda later: self._max_duration(media, later))
+        self._start(media, session, now)
+        if not dialout.confirm and media.participant is not None:
+            self._settle(dialout, DialStatus.ANSWERED, media.participant.id)
+
+    def _max_duration(self, media: CallMedia, now: float) -> None:
+        if self.media.get(media.call.key) is media:
+            self.hangup(media.call.key, now, reason="maximum call duration")
+
+    def _settle(self, dialout: DialOut, status: DialStatus, detail: str = "") -> bool:
+        participant = detail if status is DialStatus.ANSWERED else ""
+        if not dialout.settle(status, "" if participant else detail):
+            return False
+        self._announce_settled(dialout, participant)
+        return True
+
+    def _announce_settled(self, dialout: DialOut, participant: str) -> None:
+        status = str(dialout.status)
+        log.info("dialout.settled", ref=dialout.ref, dest=dialout.dest, status=status)
+        self.events.publish(
+            DialOutSettled(self.clock(), dialout.room, participant, dialout.ref, status)
+        )
+
+    def _finish_dialout(
+        self, dialout: DialOut, participant: Participant | None, reason: str
+    ) -> None:
+        """The outgoing call is over: fix an outcome not yet known, tell everyone."""
+        if not dialout.status.settled:
+            status = DialStatus.UNANSWERED if dialout.answered_at else DialStatus.FAILED
+            self._settle(dialout, status, reason)
+        self._leave(participant, reason)
+        self.dialouts.pop(dialout.ref, None)
+        self._publish_ended(dialout)
+
+    def _publish_ended(self, dialout: DialOut) -> None:
+        dialout.ended_at = self.clock()
+        self.events.publish(
+            DialOutEnded(
+                dialout.ended_at,
+                dialout.room,
+                "",
+                dialout.ref,
+                dialout.dest,
+                dialout.caller_id,
+                str(dialout.status),
+                dialout.sip_status,
+                dialout.reason,
+                dialout.tag,
+                dialout.owner,
+                dialout.started_at,
+                dialout.answered_at,
+                dialout.ended_at,
+            )
+        )
+
     def _receiver(self, call_key: str) -> Callable[[bytes, tuple[str, int]], None]:
         loop = asyncio.get_running_loop()
         media_by_key = self.media
@@ -565,6 +748,9 @@ class ConferenceService:
             return
         media.socket.close()
         participant = media.participant
+        if media.dialout is not None:
+            self._finish_dialout(media.dialout, participant, reason)
+            return
         self.events.publish(
             CallFinished(
                 self.clock(),
@@ -578,6 +764,9 @@ class ConferenceService:
                 reason,
             )
         )
+        self._leave(participant, reason)
+
+    def _leave(self, participant: Participant | None, reason: str) -> None:
         if participant is None:
             return
         self.lobby.remove(participant)

@@ -15,15 +15,18 @@ import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
 
-from sipmessage import URI, Address, Parameters, Request, Via
+from sipmessage import URI, Address, Parameters, Request, Response, Via
 
-from bridge.sip.dialog import Dialog, dialog_id_of
+from bridge.sip.auth import Credentials, DigestSession
+from bridge.sip.dialog import Dialog, create_cancel, dialog_id_of, format_address
 from bridge.sip.info import DTMF_TYPES, InfoBodyError, dtmf_from_info
 from bridge.sip.message import (
     SipError,
+    encode,
     error_response,
     make_response,
     new_branch,
+    new_call_id,
     new_tag,
     parse_message,
 )
@@ -48,6 +51,8 @@ DialogId = tuple[str, str, str]
 
 
 class CallState(enum.Enum):
+    CALLING = "calling"  # our INVITE sent, nothing but 100 back yet
+    EARLY = "early"  # our INVITE got a provisional response (ringing)
     INCOMING = "incoming"  # INVITE received, no final response yet
     ANSWERED = "answered"  # 2xx sent, waiting for the ACK
     CONFIRMED = "confirmed"  # ACK received
@@ -56,7 +61,7 @@ class CallState(enum.Enum):
 
 @dataclass
 class Call:
-    """One incoming call leg as the UA core tracks it."""
+    """One call leg as the UA core tracks it: incoming, or `outgoing` (we sent the INVITE)."""
 
     key: str
     invite: Request
@@ -66,13 +71,23 @@ class Call:
     state: CallState = CallState.INCOMING
     dialog: Dialog | None = None
     reinvite: tuple[str, Request] | None = None  # pending re-INVITE: (txn, request)
+    outgoing: bool = False
+    room_name: str | None = None  # outgoing: the room that called (the Request-URI names a callee)
+    auth: DigestSession | None = None  # outgoing: answers the callee's or trunk's challenges
+    ack: Outgoing | None = None  # outgoing: our ACK to the 2xx, sent again if the 2xx repeats
+    cancel_wanted: bool = False  # outgoing: CANCEL as soon as a provisional response arrives
+    cancel_sent: bool = False
 
     @property
     def room(self) -> str:
+        if self.room_name is not None:
+            return self.room_name
         return self.invite.uri.user or ""
 
     @property
     def dialog_id(self) -> DialogId:
+        if self.dialog is not None:
+            return self.dialog.id
         return (
             self.invite.call_id,
             self.local_tag,
@@ -114,6 +129,31 @@ class InfoReceived(UaEvent):
 
     call: Call
     digit: str
+
+
+@dataclass(frozen=True)
+class CallProgress(UaEvent):
+    """Our INVITE got a provisional response (180 Ringing, 183 Session Progress)."""
+
+    call: Call
+    status: int
+
+
+@dataclass(frozen=True)
+class CallAnswered(UaEvent):
+    """Our INVITE was answered (2xx, already ACKed); `answer` is the callee's SDP."""
+
+    call: Call
+    answer: bytes | None
+
+
+@dataclass(frozen=True)
+class CallFailed(UaEvent):
+    """Our INVITE ended without a dialog: a final error, a timeout (408) or a CANCEL (487)."""
+
+    call: Call
+    status: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -226,9 +266,73 @@ class UserAgent:
         (txn, request), call.reinvite = call.reinvite, None
         self._respond(txn, request, call, status, now, reason=reason)
 
+    def invite(
+        self,
+        *,
+        target: URI,
+        peer: Peer,
+        room: str,
+        caller: str,
+        sdp: bytes,
+        now: float,
+        display_name: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        credentials: Credentials | None = None,
+    ) -> Call:
+        """Call `target` through `peer` (the callee, or the trunk for numbers) from the room.
+
+        `caller` is the From user (the caller id: "anonymous" for a private call)."""
+        local_tag = new_tag()
+        request = Request(method="INVITE", uri=target, body=sdp)
+        request.headers.add("Via", str(self._via(peer.transport)))
+        request.headers.add("Max-Forwards", "70")
+        from_host = "anonymous.invalid" if caller == "anonymous" else self.host
+        from_uri = URI(scheme="sip", user=caller, host=from_host)
+        from_address = Address(name=display_name, uri=from_uri)
+        request.headers.add("From", format_address(from_address, local_tag))
+        request.headers.add("To", format_address(Address(uri=target)))
+        request.headers.add("Call-ID", new_call_id(self.host))
+        request.headers.add("CSeq", "1 INVITE")
+        call = Call(
+            key="",
+            invite=request,
+            invite_txn="",
+            peer=peer,
+            local_tag=local_tag,
+            state=CallState.CALLING,
+            outgoing=True,
+            room_name=room,
+            auth=DigestSession(credentials) if credentials else None,
+        )
+        request.headers.add("Contact", format_address(self._contact(call)))
+        request.headers.add("Allow", ALLOW_HEADER)
+        request.headers.add("User-Agent", self.user_agent)
+        for name, value in headers:
+            request.headers.add(name, value)
+        request.headers.add("Content-Type", "application/sdp")
+        call.key = f"{request.call_id}/out"
+        call.invite_txn = self.transactions.send_request(request, peer, now)
+        self.calls[call.key] = call
+        self.calls_by_txn[call.invite_txn] = call
+        self.counters.calls_started += 1
+        return call
+
+    def cancel(self, call: Call, now: float) -> None:
+        """Give up on our unanswered INVITE (CANCEL, §9.1: only after a provisional response;
+        before one, remember to send it when one arrives). The INVITE then ends with 487."""
+        if not call.outgoing or call.state not in (CallState.CALLING, CallState.EARLY):
+            return
+        call.cancel_wanted = True
+        if call.state is CallState.EARLY and not call.cancel_sent:
+            call.cancel_sent = True
+            self.transactions.send_request(create_cancel(call.invite), call.peer, now)
+
     def hangup(self, call: Call, now: float, reason: str | None = None) -> None:
-        """End the call from our side: BYE once answered, 480 before that."""
+        """End the call from our side: BYE once answered, 480 before that (CANCEL for ours)."""
         if call.state is CallState.ENDED:
+            return
+        if call.state in (CallState.CALLING, CallState.EARLY):
+            self.cancel(call, now)
             return
         if call.state is CallState.INCOMING or call.dialog is None:
             self.reject(call, 480, now, reason=reason)
@@ -257,9 +361,95 @@ class UserAgent:
                 if call is not None and call.state is CallState.ANSWERED:
                     self.events.append(CallEnded(call, "no_ack"))
                     self.hangup(call, now)
-            elif isinstance(event, TransactionTimeout | ResponseReceived):
-                # Our only client transactions are BYEs of calls already forgotten.
-                pass
+            elif isinstance(event, ResponseReceived):
+                self._on_response(event.txn_id, event.response, now)
+            elif isinstance(event, TransactionTimeout):
+                call = self.calls_by_txn.get(event.txn_id)
+                if call is not None and call.outgoing and call.dialog is None:
+                    self._fail(call, 408, "no answer from the callee's side (Timer B)")
+
+    # --- our INVITEs ------------------------------------------------------------------------
+
+    def _on_response(self, txn: str | None, response: Response, now: float) -> None:
+        if response.cseq.method != "INVITE":
+            return  # BYE and CANCEL answers: nothing more to do
+        if txn is None:  # a 2xx repeated after the transaction ended: ACK it again
+            call = self.calls_by_dialog.get(
+                (
+                    response.call_id,
+                    response.from_address.parameters.get("tag") or "",
+                    response.to_address.parameters.get("tag") or "",
+                )
+            )
+            if call is not None and call.ack is not None:
+                self._stateless.append(call.ack)
+            return
+        call = self.calls_by_txn.get(txn)
+        if call is None or not call.outgoing:
+            return
+        code = response.code
+        if code < 200:
+            if call.state is CallState.CALLING:  # any 1xx, 100 included, allows a CANCEL
+                call.state = CallState.EARLY
+                if call.cancel_wanted:
+                    self.cancel(call, now)
+            if code > 100 and not call.cancel_wanted:
+                self.events.append(CallProgress(call, code))
+            return
+        if code < 300:
+            self._on_answered(call, response, now)
+        elif code in (401, 407) and call.auth is not None and call.dialog is None:
+            header = call.auth.respond(response, "INVITE", str(call.invite.uri))
+            if header is None:
+                self._fail(call, code, "authentication failed")
+            else:
+                self._resend_with(call, header, now)
+        else:
+            self._fail(call, code, response.phrase)
+
+    def _on_answered(self, call: Call, response: Response, now: float) -> None:
+        if call.dialog is not None:
+            return  # another fork's 2xx: RFC 3261 would ACK and BYE it; we keep the first
+        dialog = Dialog.as_uac(call.invite, response)
+        call.dialog = dialog
+        self.calls_by_dialog[dialog.id] = call
+        ack = dialog.create_ack(call.invite.cseq.sequence, via=self._via(call.peer.transport))
+        ack.headers.set("User-Agent", self.user_agent)
+        call.ack = Outgoing(encode(ack), self._dialog_peer(call))
+        self._stateless.append(call.ack)
+        if call.cancel_wanted:
+            # answered while we were giving up (CANCEL crossed the 200): end it properly
+            call.state = CallState.CONFIRMED
+            self.hangup(call, now, reason="cancelled")
+            self.events.append(CallFailed(call, 487, "cancelled"))
+            return
+        call.state = CallState.CONFIRMED
+        self.events.append(CallAnswered(call, sdp_body(response)))
+
+    def _resend_with(self, call: Call, header: tuple[str, str], now: float) -> None:
+        """The INVITE again with credentials: same Call-ID and tags, next CSeq, new branch."""
+        old = call.invite
+        request = Request(method="INVITE", uri=old.uri, body=old.body)
+        for name, value in old.headers.items():
+            if name.lower() == "via":
+                value = str(self._via(call.peer.transport))
+            elif name.lower() == "cseq":
+                value = f"{old.cseq.sequence + 1} INVITE"
+            elif name.lower() == header[0].lower():
+                continue  # replaced below; a Proxy-Authorization stays for a later 401
+            request.headers.add(name, value)
+        request.headers.add(*header)
+        self.calls_by_txn.pop(call.invite_txn, None)
+        call.invite = request
+        call.invite_txn = self.transactions.send_request(request, call.peer, now)
+        call.state = CallState.CALLING
+        self.calls_by_txn[call.invite_txn] = call
+
+    def _fail(self, call: Call, status: int, reason: str) -> None:
+        if call.state is CallState.ENDED:
+            return
+        self._forget(call)
+        self.events.append(CallFailed(call, status, reason))
 
     def _on_request(self, txn: str, request: Request, peer: Peer, now: float) -> None:
         try:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from control.api import admin, conferences, errors, subscriptions
+from control.api import admin, calls, conferences, errors, subscriptions
 from control.api.metrics import Metrics
 from control.plane import ControlPlane
 
@@ -23,6 +23,7 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     app.include_router(conferences.router)
     app.include_router(subscriptions.router)
     app.include_router(admin.router)
+    app.include_router(calls.router)
 
     @app.middleware("http")
     async def count_requests(

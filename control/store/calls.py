@@ -12,6 +12,13 @@ from .models import CallRecordRow
 from .records import DIRECTIONS, CallRecord
 
 
+def fit(column: str, value: str) -> str:
+    """Clip text to its column: SIP peers pick Call-IDs, From users and Request-URI users of
+    any length, and PostgreSQL refuses an over-long value (SQLite would keep it whole)."""
+    length: int = CallRecordRow.__table__.c[column].type.length  # type: ignore[attr-defined]
+    return value[:length]
+
+
 def call_record(row: CallRecordRow) -> CallRecord:
     return CallRecord(
         id=row.id,
@@ -49,11 +56,11 @@ class CallQueries(StoreBase):
             id=new_id(),
             tenant_id=tenant_id,
             conference_id=conference_id,
-            room=room,
-            call_id=call_id,
+            room=fit("room", room),
+            call_id=fit("call_id", call_id),
             direction=direction,
-            caller=caller,
-            callee=callee,
+            caller=fit("caller", caller),
+            callee=fit("callee", callee),
             started_at=started_at,
         )
         async with self._session() as session, session.begin():
@@ -64,7 +71,7 @@ class CallQueries(StoreBase):
         await self._update_call(record_id, answered_at=at)
 
     async def close_call(self, record_id: str, at: datetime, reason: str) -> None:
-        await self._update_call(record_id, ended_at=at, end_reason=reason)
+        await self._update_call(record_id, ended_at=at, end_reason=fit("end_reason", reason))
 
     async def get_call(self, record_id: str) -> CallRecord | None:
         async with self._session() as session:

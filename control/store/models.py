@@ -183,9 +183,10 @@ class OutboxRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    subscription_id: Mapped[str] = mapped_column(
+    subscription_id: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("subscriptions.id", ondelete="CASCADE")
     )
+    callback_url: Mapped[str | None] = mapped_column(Text)  # a one-off notification's own URL
     tenant_id: Mapped[str] = mapped_column(String(32))
     event_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]]

@@ -62,13 +62,37 @@ class OutboxQueries(StoreBase):
             )
         return len(wanted)
 
+    async def enqueue_notification(
+        self,
+        tenant_id: str,
+        callback_url: str,
+        event_type: str,
+        payload: dict[str, Any],
+        now: datetime,
+    ) -> int:
+        """Queue one delivery to `callback_url`, outside any subscription (a notify_url)."""
+        row = OutboxRow(
+            subscription_id=None,
+            callback_url=callback_url,
+            tenant_id=tenant_id,
+            event_type=event_type,
+            payload=payload,
+            created_at=now,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        async with self._session() as session, session.begin():
+            session.add(row)
+            await session.flush()
+            return row.id
+
     async def due_events(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Undelivered events due at `now`, oldest first, skipping any queued behind an older
         event of its subscription that is waiting for a retry."""
         blocked = older_pending(waiting_at=now)
         query = (
-            select(OutboxRow, SubscriptionRow.callback_url)
-            .join(SubscriptionRow, SubscriptionRow.id == OutboxRow.subscription_id)
+            select(OutboxRow, func.coalesce(OutboxRow.callback_url, SubscriptionRow.callback_url))
+            .outerjoin(SubscriptionRow, SubscriptionRow.id == OutboxRow.subscription_id)
             .where(*PENDING, OutboxRow.next_attempt_at <= now, ~blocked)
             .order_by(OutboxRow.id)
             .limit(limit)

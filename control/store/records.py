@@ -88,7 +88,7 @@ class CallRecord:
 @dataclass(frozen=True)
 class OutboxItem:
     id: int
-    subscription_id: str
+    subscription_id: str | None  # None: a one-off notification (e.g. a dial-out's notify_url)
     tenant_id: str
     event_type: str
     payload: dict[str, Any]

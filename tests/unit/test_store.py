@@ -81,7 +81,7 @@ async def test_migrations_create_schema_and_reopen_is_idempotent(db_path: Path) 
         journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
         foreign_keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar()
     await store.close()
-    assert versions == [("0001",)]
+    assert versions == [("0002",)]
     assert journal == "wal"
     assert foreign_keys == 1
 
@@ -448,3 +448,17 @@ async def test_times_round_trip_as_aware_utc(store: Store) -> None:
         assert value is not None and value.tzinfo == UTC and value.hour == 12
     with pytest.raises(StatementError, match="naive"):
         await store.create_tenant("naive", now=datetime(2030, 1, 1))
+
+
+async def test_one_off_notifications_need_no_subscription(store: Store) -> None:
+    acme = await store.create_tenant("acme")
+    first = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 1}, T0)
+    second = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 2}, T0)
+    due = await store.due_events(T0)
+    assert [(i.id, i.subscription_id, i.callback_url) for i in due] == [
+        (first, None, "http://h/notify"),
+        (second, None, "http://h/notify"),
+    ]
+    await store.mark_failed(first, "HTTP 503", T0 + timedelta(seconds=5))
+    # notifications are independent: one failing holds none of the others back
+    assert [i.id for i in await store.due_events(T0)] == [second]
