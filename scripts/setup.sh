@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create the local virtualenv (.venv) and install the bridge into it.
 # With --test: also the test tools (pytest, ruff) and the real SIP peers the tests drive
-# (SIPp from Debian's sip-tester, the baresip softphone), installed with apt when missing.
+# (SIPp from Debian's sip-tester, the baresip softphone) and PostgreSQL, installed with apt when
+# missing. The PostgreSQL tests start a throwaway server of their own from its binaries: setup
+# starts or enables no server (Debian's package may start its default cluster; nothing uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ if [ "${1:-}" = "--test" ]; then
     command -v baresip >/dev/null || missing+=(baresip)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)
     command -v sox >/dev/null || missing+=(sox)
+    compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         SUDO=""
         [ "$(id -u)" -eq 0 ] || SUDO="sudo"

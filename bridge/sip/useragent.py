@@ -288,7 +288,7 @@ class UserAgent:
         request.headers.add("Max-Forwards", "70")
         from_host = "anonymous.invalid" if caller == "anonymous" else self.host
         from_uri = URI(scheme="sip", user=caller, host=from_host)
-        from_address = Address(name=display_name, uri=from_uri)
+        from_address = Address(name=display_name or "", uri=from_uri)
         request.headers.add("From", format_address(from_address, local_tag))
         request.headers.add("To", format_address(Address(uri=target)))
         request.headers.add("Call-ID", new_call_id(self.host))
@@ -430,7 +430,8 @@ class UserAgent:
         """The INVITE again with credentials: same Call-ID and tags, next CSeq, new branch."""
         old = call.invite
         request = Request(method="INVITE", uri=old.uri, body=old.body)
-        for name, value in old.headers.items():
+        names = list(old.headers.keys())
+        for name, value in [(n, v) for n in names for v in old.headers.getlist(n)]:
             if name.lower() == "via":
                 value = str(self._via(call.peer.transport))
             elif name.lower() == "cseq":

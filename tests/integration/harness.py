@@ -92,19 +92,24 @@ def _count(stats_csv: Path, column: str) -> int:
 
 
 async def run_sipp(
-    bridge_port: int, args: Sequence[str], workdir: Path, timeout: float = 120.0
+    bridge_port: int | None,
+    args: Sequence[str],
+    workdir: Path,
+    timeout: float = 120.0,
+    port: int | None = None,
 ) -> SippResult:
-    """Run SIPp against the bridge on loopback; counts come from its statistics file."""
+    """Run SIPp on loopback, against the bridge (`bridge_port`) or as a callee the bridge
+    dials (None: SIPp listens on `port`); counts come from its statistics file."""
     sipp = shutil.which("sipp")
     assert sipp, "SIPp is missing: scripts/setup.sh --test installs Debian's sip-tester"
     stats = workdir / f"sipp-{random.randrange(1 << 30)}.csv"
     command = [
         sipp,
-        f"{LOOPBACK}:{bridge_port}",
+        *([f"{LOOPBACK}:{bridge_port}"] if bridge_port is not None else []),
         "-i",
         LOOPBACK,
         "-p",
-        str(free_port()),
+        str(port or free_port()),
         "-mp",
         str(free_port((socket.SOCK_DGRAM,))),
         "-nostdin",
