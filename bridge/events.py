@@ -58,6 +58,16 @@ class ParticipantChanged(BridgeEvent):
 
 
 @dataclass(frozen=True)
+class CallAlerting(BridgeEvent):
+    """A call arrived and was accepted for a room (before the answer). `participant` is the id it
+    will have in the room; `manual`: it rings until the control plane answers or rejects it."""
+
+    call_id: str
+    caller: str
+    manual: bool
+
+
+@dataclass(frozen=True)
 class CallFinished(BridgeEvent):
     """Every call that reached the bridge, once, when it is over: the call-detail record.
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.events import (
     BridgeEvent,
+    CallAlerting,
     CallFinished,
     DialOutEnded,
     DialOutSettled,
@@ -26,6 +27,7 @@ from bridge.events import (
 )
 
 EVENT_TYPES = (
+    "call.alerting",
     "participant.joined",
     "participant.left",
     "participant.muted",
@@ -67,6 +69,13 @@ def describe(event: BridgeEvent) -> tuple[str, dict[str, Any]] | None:
             return "participant.updated", {**base, "option": option, "value": value}
         case DtmfReceived(digit=digit, method=method):
             return "dtmf", {**base, "digit": digit, "method": method}
+        case CallAlerting(call_id=call_id, caller=caller, manual=manual):
+            return "call.alerting", {
+                **base,
+                "call_id": call_id,
+                "caller": caller,
+                "manual_answer": manual,
+            }
         case DialOutSettled(ref=ref, status=status):
             return "call.outcome", {**base, "txn_ref": ref, "status": status}
         case DialOutEnded():

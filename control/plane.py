@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from bridge.conference.service import ConferenceService, Refusal
+from bridge.conference.service import ConferenceService, ManualAnswer, Refusal
 from bridge.config import Config, RoomDefinition
 from bridge.events import (
     BridgeEvent,
@@ -120,7 +120,7 @@ class ControlPlane:
 
     # --- the SIP path's questions (synchronous, no I/O) -------------------------------------
 
-    def gate(self, room: str, caller: str) -> Refusal | None:
+    def gate(self, room: str, caller: str) -> Refusal | ManualAnswer | None:
         conference = self.conferences.get(room)
         if conference is None:
             return None
@@ -131,6 +131,8 @@ class ControlPlane:
             return Refusal(486, "Conference not started")
         if conference.locked:
             return Refusal(403, "Conference locked")
+        if conference.manual_answer:
+            return ManualAnswer()
         return None
 
     def _divert_uri(self, target: str) -> str:

@@ -34,6 +34,7 @@ from bridge.conference.participant import Participant
 from bridge.conference.room import Room, valid_room_name
 from bridge.config import Config, RoomDefinition
 from bridge.events import (
+    CallAlerting,
     CallFinished,
     DialOutEnded,
     DialOutSettled,
@@ -93,9 +94,14 @@ class Refusal:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-Gate = Callable[[str, str], Refusal | None]
-"""(room, caller) -> a refusal, or None to let the room's own access rules decide. The control
-plane's hook for conference states, locks and reservations; it must not do I/O."""
+@dataclass(frozen=True)
+class ManualAnswer:
+    """Ring (180) and wait: the control plane answers (`answer_pending`) or rejects."""
+
+
+Gate = Callable[[str, str], Refusal | ManualAnswer | None]
+"""(room, caller) -> a refusal, a manual answer, or None to let the room's own access rules
+decide. The control plane's hook for conference states, locks and reservations; no I/O."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class Plan:
     admission: Admission
     room: str = ""
     code_for: Callable[[str], str | None] | None = None
+    manual: bool = False  # ring until the control plane answers
 
 
 @dataclass(eq=False)
@@ -153,6 +160,7 @@ class ConferenceService:
     attention: set[str] = field(default_factory=set)  # calls in the code IVR or hanging up
     gate: Gate | None = None
     dialouts: dict[str, DialOut] = field(default_factory=dict)  # by ref, while the call lasts
+    pending: dict[str, Callable[[float], None]] = field(default_factory=dict)  # ringing, by key
 
     def __post_init__(self) -> None:
         self.definitions: dict[str, RoomDefinition] = {r.name: r for r in self.config.room}
@@ -196,8 +204,10 @@ class ConferenceService:
             return Plan(Admission.ASK_CODE, code_for=self._room_for_code)
         if not valid_room_name(name):
             return Refusal(404, "Invalid room name")
-        if self.gate is not None and (refusal := self.gate(name, caller)) is not None:
-            return refusal
+        gate = self.gate(name, caller) if self.gate is not None else None
+        if isinstance(gate, Refusal):
+            return gate
+        manual = isinstance(gate, ManualAnswer)
         definition = self.definitions.get(name)
         if name not in self.rooms and not self.config.rooms.auto_create:
             return Refusal(404, "No such room")
@@ -205,10 +215,15 @@ class ConferenceService:
         if decision is Admission.ASK_CODE:
             assert definition is not None
             code = definition.code
-            return Plan(decision, name, code_for=lambda entered: name if entered == code else None)
+            return Plan(
+                decision,
+                name,
+                code_for=lambda entered: name if entered == code else None,
+                manual=manual,
+            )
         if decision is Admission.JOIN and self._room_is_full(name):
             return Refusal(486, "Room full")
-        return Plan(decision, name)
+        return Plan(decision, name, manual=manual)
 
     def _room_for_code(self, code: str) -> str | None:
         return next((r.name for r in self.definitions.values() if r.code and r.code == code), None)
@@ -273,8 +288,17 @@ class ConferenceService:
                 version=media.sdp_version,
             )
         asyncio.get_running_loop().create_task(sock.open(self._receiver(call.key)))
+        self.events.publish(
+            CallAlerting(
+                self.clock(), plan.room or call.room, call.local_tag, call.invite.call_id, caller,
+                plan.manual,
+            )
+        )
         delay = self.config.sip.answer_delay_ms / 1000
-        if delay > 0:
+        if plan.manual:
+            self.ua.ringing(call, now)
+            self.pending[call.key] = lambda later: self._answer(media, sdp, session, later)
+        elif delay > 0:
             self.ua.ringing(call, now)
             self.schedule(delay, lambda later: self._answer(media, sdp, session, later))
         else:
@@ -304,6 +328,29 @@ class ConferenceService:
                 refusal.reason,
             )
         )
+
+    def answer_pending(self, call_key: str, now: float) -> bool:
+        """Answer a call left ringing for the control plane; False when none is."""
+        answer = self.pending.pop(call_key, None)
+        if answer is None:
+            return False
+        answer(now)
+        return True
+
+    def reject_pending(self, call_key: str, now: float, status: int = 603) -> bool:
+        """Turn away a call left ringing (603 Decline); False when none is."""
+        media = self.media.get(call_key)
+        if self.pending.pop(call_key, None) is None or media is None:
+            return False
+        self.ua.reject(media.call, status, now, reason="Declined")
+        self._end_media(call_key, "declined")
+        return True
+
+    def ringing_calls(self, room: str) -> list[CallMedia]:
+        """Calls left ringing for the control plane in `room`."""
+        return [
+            m for key in self.pending if (m := self.media.get(key)) and m.plan.room == room
+        ]
 
     def _answer(
         self, media: CallMedia, sdp: bytes, session: AudioSession | None, now: float
@@ -744,6 +791,7 @@ class ConferenceService:
     def _end_media(self, call_key: str, reason: str) -> None:
         media = self.media.pop(call_key, None)
         self.attention.discard(call_key)
+        self.pending.pop(call_key, None)
         if media is None:
             return
         media.socket.close()

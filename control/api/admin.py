@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 
 from control.api.auth import PlaneDep, require_admin
 from control.api.errors import ApiError, invalid
-from control.api.schemas import ApplicationCreate
+from control.api.schemas import ApplicationCreate, TokenCreate
 from control.events import iso
 from control.store.errors import Conflict
 
@@ -34,7 +35,9 @@ async def list_applications(plane: PlaneDep) -> list[dict[str, Any]]:
 
 
 @router.post("/applications/{name}/tokens", status_code=201)
-async def create_token(name: str, plane: PlaneDep) -> dict[str, Any]:
+async def create_token(
+    name: str, plane: PlaneDep, body: TokenCreate | None = None
+) -> dict[str, Any]:
     """A new token for the application, created with it when it does not exist yet. The token
     is shown once: only its hash is stored."""
     tenant = await plane.store.get_tenant(name)
@@ -44,5 +47,13 @@ async def create_token(name: str, plane: PlaneDep) -> dict[str, Any]:
         except ValidationError:
             raise invalid("name", "must be 1-64 of A-Za-z0-9._-") from None
         tenant = await plane.store.create_tenant(name)
-    token = await plane.store.create_token(tenant.id)
-    return {"application": tenant.name, "application_id": tenant.id, "token": token}
+    expires_at = None
+    if body is not None and body.expires_in_s is not None:
+        expires_at = plane.clock() + timedelta(seconds=body.expires_in_s)
+    token = await plane.store.create_token(tenant.id, now=plane.clock(), expires_at=expires_at)
+    return {
+        "application": tenant.name,
+        "application_id": tenant.id,
+        "token": token,
+        "expires_at": iso(expires_at),
+    }

@@ -7,7 +7,17 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from control.api import admin, calls, conferences, errors, subscriptions
+from control.api import (
+    aculab,
+    admin,
+    calls,
+    conferences,
+    errors,
+    hoiio,
+    orange,
+    subscriptions,
+    teaming,
+)
 from control.api.metrics import Metrics
 from control.plane import ControlPlane
 
@@ -24,6 +34,8 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     app.include_router(subscriptions.router)
     app.include_router(admin.router)
     app.include_router(calls.router)
+    for dialect in (aculab, hoiio, orange, teaming):  # the seed documents' APIs (issue 6)
+        app.include_router(dialect.router)
 
     @app.middleware("http")
     async def count_requests(

@@ -35,12 +35,22 @@ def is_admin(plane: ControlPlane, token: str) -> bool:
     return bool(admin) and hmac.compare_digest(admin.encode(), token.encode())
 
 
-async def current_tenant(request: Request) -> Tenant:
-    token = _bearer(request)
-    tenant = await plane_of(request).store.tenant_for_token(token)
+async def tenant_of_token(plane: ControlPlane, token: str) -> Tenant:
+    tenant, expired = await plane.store.token_owner(token, plane.clock())
     if tenant is None:
         raise ApiError(401, "unauthorized", "invalid token")
+    if expired:
+        raise ApiError(
+            401,
+            "expired_credentials",
+            "Expired credentials",
+            "The token has expired: ask for a new one.",
+        )
     return tenant
+
+
+async def current_tenant(request: Request) -> Tenant:
+    return await tenant_of_token(plane_of(request), _bearer(request))
 
 
 async def require_admin(request: Request) -> None:
@@ -54,10 +64,7 @@ async def tenant_or_admin(request: Request) -> Tenant | None:
     plane = plane_of(request)
     if is_admin(plane, token):
         return None
-    tenant = await plane.store.tenant_for_token(token)
-    if tenant is None:
-        raise ApiError(401, "unauthorized", "invalid token")
-    return tenant
+    return await tenant_of_token(plane, token)
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]

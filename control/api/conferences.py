@@ -79,8 +79,10 @@ async def create_conference(
         )
     except Conflict:
         raise ApiError(409, "conflict", f"name: conference {name!r} already exists") from None
-    if body.locked:
-        conference = await plane.store.update_conference(conference.id, locked=True)
+    if body.locked or body.manual_answer:
+        conference = await plane.store.update_conference(
+            conference.id, locked=body.locked, manual_answer=body.manual_answer
+        )
     conference = await plane.save(conference)
     return conference_view(plane, conference)
 
@@ -115,7 +117,9 @@ async def modify_conference(
         raise ApiError(409, "conflict", f"conference {name!r} is over")
     given = body.model_dump(exclude_unset=True)
     changes: dict[str, Any] = {}
-    for key in ("access", "code", "max_participants", "divert_to", "leader", "locked"):
+    for key in (
+        "access", "code", "max_participants", "divert_to", "leader", "locked", "manual_answer"
+    ):
         if key in given:
             changes[key] = given[key]
     if "start_time" in given:

@@ -30,6 +30,7 @@ class ConferenceCreate(Strict):
     leader: CallerNumber | None = None
     callers: list[CallerNumber] = Field(default_factory=list, max_length=1000)
     locked: bool = False
+    manual_answer: bool = False  # calls ring until answered through the API (Teaming ANSWER)
 
 
 class ConferenceUpdate(Strict):
@@ -42,6 +43,7 @@ class ConferenceUpdate(Strict):
     divert_to: DivertTarget | None = None
     leader: CallerNumber | None = None
     locked: bool | None = None
+    manual_answer: bool | None = None
 
 
 class CallerAdd(Strict):
@@ -78,3 +80,7 @@ class SubscriptionRenew(Strict):
 
 class ApplicationCreate(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class TokenCreate(Strict):
+    expires_in_s: int | None = Field(default=None, ge=1, le=10 * 365 * 86_400)

@@ -25,6 +25,7 @@ def conference_view(plane: ControlPlane, conference: Conference) -> dict[str, An
         "divert_to": conference.divert_to,
         "leader": conference.leader,
         "locked": conference.locked,
+        "manual_answer": conference.manual_answer,
         "callers": list(conference.callers),
         "participants": len(plane.service.participants(conference.name))
         if conference.state != "COMPLETED"

@@ -84,6 +84,7 @@ class ApiTokenRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     prefix: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]  # None: never expires
 
 
 class ConferenceRow(Base):

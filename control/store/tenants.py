@@ -55,10 +55,12 @@ class TenantQueries(StoreBase):
             rows = (await session.scalars(select(TenantRow).order_by(TenantRow.name))).all()
         return [tenant_record(row) for row in rows]
 
-    async def create_token(self, tenant_id: str, *, now: datetime | None = None) -> str:
+    async def create_token(
+        self, tenant_id: str, *, now: datetime | None = None, expires_at: datetime | None = None
+    ) -> str:
         """Make a new token and return it in plaintext: the only time anyone sees it."""
         plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await self._insert_token(tenant_id, plaintext, now)
+        await self._insert_token(tenant_id, plaintext, now, expires_at)
         return plaintext
 
     async def add_token(
@@ -76,23 +78,45 @@ class TenantQueries(StoreBase):
             raise Conflict("token already belongs to another tenant")
         await self._insert_token(tenant_id, plaintext, now)
 
-    async def tenant_for_token(self, plaintext: str) -> Tenant | None:
+    async def tenant_for_token(
+        self, plaintext: str, now: datetime | None = None
+    ) -> Tenant | None:
+        """The token's tenant; None for an unknown or expired token."""
+        tenant, expired = await self.token_owner(plaintext, now)
+        return None if expired else tenant
+
+    async def token_owner(
+        self, plaintext: str, now: datetime | None = None
+    ) -> tuple[Tenant | None, bool]:
+        """The token's tenant (None when unknown) and whether the token has expired at `now`,
+        so an API can tell "expired credentials" from "invalid token"."""
         query = (
-            select(TenantRow)
+            select(TenantRow, ApiTokenRow.expires_at)
             .join(ApiTokenRow, ApiTokenRow.tenant_id == TenantRow.id)
             .where(ApiTokenRow.token_hash == hash_token(plaintext))
         )
         async with self._session() as session:
-            row = await session.scalar(query)
-        return tenant_record(row) if row else None
+            found = (await session.execute(query)).first()
+        if found is None:
+            return None, False
+        row, expires_at = found
+        expired = expires_at is not None and expires_at <= (now or utcnow())
+        return tenant_record(row), expired
 
-    async def _insert_token(self, tenant_id: str, plaintext: str, now: datetime | None) -> None:
+    async def _insert_token(
+        self,
+        tenant_id: str,
+        plaintext: str,
+        now: datetime | None,
+        expires_at: datetime | None = None,
+    ) -> None:
         row = ApiTokenRow(
             id=new_id(),
             tenant_id=tenant_id,
             token_hash=hash_token(plaintext),
             prefix=plaintext[:8],
             created_at=now or utcnow(),
+            expires_at=expires_at,
         )
         try:
             async with self._session() as session, session.begin():

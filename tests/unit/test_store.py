@@ -81,7 +81,7 @@ async def test_migrations_create_schema_and_reopen_is_idempotent(db_path: Path) 
         journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
         foreign_keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar()
     await store.close()
-    assert versions == [("0002",)]
+    assert versions == [("0003",)]
     assert journal == "wal"
     assert foreign_keys == 1
 
@@ -462,3 +462,14 @@ async def test_one_off_notifications_need_no_subscription(store: Store) -> None:
     await store.mark_failed(first, "HTTP 503", T0 + timedelta(seconds=5))
     # notifications are independent: one failing holds none of the others back
     assert [i.id for i in await store.due_events(T0)] == [second]
+
+
+async def test_tokens_may_expire(store: Store) -> None:
+    acme = await store.create_tenant("acme")
+    lasting = await store.create_token(acme.id)
+    brief = await store.create_token(acme.id, now=T0, expires_at=T0 + timedelta(hours=1))
+    assert await store.token_owner(brief, T0) == (acme, False)
+    assert await store.token_owner(brief, T0 + timedelta(hours=1)) == (acme, True)
+    assert await store.tenant_for_token(brief, T0 + timedelta(hours=2)) is None
+    assert await store.tenant_for_token(lasting, T0 + timedelta(days=3650)) == acme
+    assert await store.token_owner("cb_unknown", T0) == (None, False)
