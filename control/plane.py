@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,11 +112,10 @@ class ControlPlane:
                 await task
         await self.deliverer.stop()
 
-    async def _drain(self, timeout_s: float = 2.0) -> None:
+    async def _drain(self, timeout_s: float = 5.0) -> None:
         """Let queued events reach the outbox before stopping: a restart loses nothing."""
-        deadline = time.monotonic() + timeout_s
-        while not self._events.empty() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), timeout_s)
 
     # --- the SIP path's questions (synchronous, no I/O) -------------------------------------
 
@@ -298,24 +297,18 @@ class ControlPlane:
                     await self.deliverer.publish(event.tenant_id, event.type, event.payload)
             except Exception:
                 log.exception("control.event_failed", type=event.type)
+            finally:
+                self._events.task_done()
 
     async def _dialout_ended(self, ended: DialOutEnded, payload: dict[str, Any]) -> None:
         """The call-detail record, and the notification to the request's notify_url (through
         the outbox: a receiver that is down gets it later)."""
-        record = await self.store.open_call(
-            call_id=ended.ref,
-            room=ended.room,
-            direction="out",
-            caller=ended.caller_id,
-            callee=ended.dest,
-            started_at=datetime.fromtimestamp(ended.started_at, UTC),
-            tenant_id=ended.owner,
-            conference_id=payload.get("conference_id"),
-        )
-        if ended.answered_at is not None:
-            await self.store.answer_call(record, datetime.fromtimestamp(ended.answered_at, UTC))
-        await self.store.close_call(
-            record, datetime.fromtimestamp(ended.ended_at, UTC), f"{ended.status} {ended.reason}"
+        await self._write_call_record(
+            CallRecordFields(
+                ended.owner, payload.get("conference_id"), ended.ref, ended.room, "out",
+                ended.caller_id, ended.dest, ended.started_at, ended.answered_at,
+                ended.ended_at, f"{ended.status} {ended.reason}",
+            )
         )
         url = self.dialouts.notify_url_of(ended.ref)
         if url and ended.owner:
@@ -328,18 +321,45 @@ class ControlPlane:
     async def _record_call(
         self, tenant_id: str | None, call: CallFinished, payload: dict[str, Any]
     ) -> None:
+        await self._write_call_record(
+            CallRecordFields(
+                tenant_id, payload.get("conference_id"), call.call_id, call.room, "in",
+                call.caller, call.room, call.started_at, call.answered_at, call.time,
+                f"{call.status} {call.reason}",
+            )
+        )
+
+    async def _write_call_record(self, fields: CallRecordFields) -> None:
+        def at(epoch: float) -> datetime:
+            return datetime.fromtimestamp(epoch, UTC)
+
         record = await self.store.open_call(
-            call_id=call.call_id,
-            room=call.room,
-            direction="in",
-            caller=call.caller,
-            callee=call.room,
-            started_at=datetime.fromtimestamp(call.started_at, UTC),
-            tenant_id=tenant_id,
-            conference_id=payload.get("conference_id"),
+            call_id=fields.call_id,
+            room=fields.room,
+            direction=fields.direction,
+            caller=fields.caller,
+            callee=fields.callee,
+            started_at=at(fields.started_at),
+            tenant_id=fields.tenant_id,
+            conference_id=fields.conference_id,
         )
-        if call.answered_at is not None:
-            await self.store.answer_call(record, datetime.fromtimestamp(call.answered_at, UTC))
-        await self.store.close_call(
-            record, datetime.fromtimestamp(call.time, UTC), f"{call.status} {call.reason}"
-        )
+        if fields.answered_at is not None:
+            await self.store.answer_call(record, at(fields.answered_at))
+        await self.store.close_call(record, at(fields.ended_at), fields.reason)
+
+
+@dataclass(frozen=True)
+class CallRecordFields:
+    """One call-detail record as the bridge's events give it (times in epoch seconds)."""
+
+    tenant_id: str | None
+    conference_id: str | None
+    call_id: str
+    room: str
+    direction: str
+    caller: str
+    callee: str
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    reason: str
