@@ -367,3 +367,64 @@ async def test_concurrent_limit_and_a_receiver_that_is_down(tmp_path: Path) -> N
     finally:
         await receiver.close()
         await running.stop()
+
+
+# --- caller id ----------------------------------------------------------------------------------
+
+
+def logged(sipp: Callee, header: str) -> str:
+    logs = "".join(p.read_text() for p in sipp.workdir.glob("*_logs.log"))
+    match = re.search(rf"^{header}:[ \t]*(.*)$", logs, re.MULTILINE)
+    assert match, logs
+    return match.group(1).strip()
+
+
+@pytest.mark.parametrize(
+    ("caller_id", "from_user", "privacy", "pai"),
+    [
+        ("private", "anonymous", "id", ""),
+        ("+4930123456", "+4930123456", "", "<sip:+4930123456@127.0.0.1>"),
+        (None, "callerid", "", "<sip:callerid@127.0.0.1>"),  # the conference's own name
+    ],
+)
+async def test_caller_id_private_number_or_the_conference(
+    tmp_path: Path, caller_id: str | None, from_user: str, privacy: str, pai: str
+) -> None:
+    sipp = callee(tmp_path, "answer_log")
+    running = await start(tmp_path, trunk=f"{LOOPBACK}:{sipp.port}", trunk_pai=True)
+    try:
+        async with http(running) as client:
+            api = await Api.open(running, client)
+            await api.conference("callerid")
+            body: dict[str, Any] = {"dest": "+15550001111"}
+            if caller_id is not None:
+                body["caller_id"] = caller_id
+            (ref,) = await api.refs("callerid", **body)
+            assert await api.wait_status(ref) == "answered"
+            await api.eject_all("callerid", "+15550001111")
+            assert (await sipp.result()).successful == 1
+        assert logged(sipp, "From").startswith(f"<sip:{from_user}@")
+        assert logged(sipp, "Privacy") == privacy
+        assert logged(sipp, "P-Asserted-Identity") == pai
+    finally:
+        await running.stop()
+
+
+async def test_maximum_call_duration_ends_the_call_with_bye(tmp_path: Path) -> None:
+    sipp = callee(tmp_path, "answer")
+    running = await start(tmp_path, max_call_s=10)
+    try:
+        async with http(running) as client:
+            api = await Api.open(running, client)
+            await api.conference("capped")
+            (ref,) = await api.refs("capped", dest=sipp.uri)
+            assert await api.wait_status(ref) == "answered"
+            loop = asyncio.get_running_loop()
+            answered = loop.time()
+            result = await sipp.result(timeout=30)  # the scenario succeeds on the bridge's BYE
+            assert result.successful == 1
+            assert 9.0 <= loop.time() - answered <= 15.0
+            call = (await client.get(f"/v1/dialouts/{ref}", headers=api.headers)).json()
+            assert call["status"] == "answered" and call["ended_at"]
+    finally:
+        await running.stop()
