@@ -1,7 +1,503 @@
-"""Compatibility routes for the aculab dialect (being written: see issue 6)."""
+"""The Aculab dialect: Aculab Cloud's conference management web services (seed 004) on our
+bridge, with the document's service actions, parameter names, limits, states and JSON replies.
+
+Paths: the document's own service actions as path segments, under `/aculab` (a client replaces
+`https://ws.aculabcloud.net` with `http://<control address>/aculab`), each answering GET and
+POST as the document says: `/aculab/conference_reservation_create`, `..._modify`, `..._remove`,
+`/aculab/conference_list`, `/aculab/conference_participant_list`,
+`/aculab/conference_participant_set_options`, `/aculab/conference_participant_eject`.
+
+Choices made where the document is silent:
+- Auth: HTTP Basic, username = application (tenant) name, password = one of its API tokens
+  (the document's "API Access Key"). A `cloudID/` prefix on the username ("1-2-0/acme") is
+  accepted and ignored, as application names cannot contain "/". Anything else is a 401 with
+  `WWW-Authenticate: Basic`.
+- Parameters: the query string, and for POST also an `application/x-www-form-urlencoded`
+  body; any other non-empty body is refused (0002). A parameter given twice (also once in the
+  query and once in the body) is error 0003. An empty value counts as absent. Unknown
+  parameters are ignored, as an HTML form's extra fields would be.
+- Errors: the document gives no error shape, so this follows Aculab's published "Web Service
+  Errors" page: `{"error": {"code", "text", "datetime", "link"}, "request": {"url",
+  "datetime"}}`, times as YYYY-MM-DD_hh:mm:ss UTC. Codes: 0001 missing parameter, 0002 malformed
+  or out-of-range parameter, 0003 repeated parameter (all HTTP 400); "HTTP 401" bad or missing
+  credentials; "HTTP 404" unknown conference, reservation token or participant (another
+  application's conference is unknown too); "HTTP 409" the conference's state refuses the
+  request (wrong state, too close to its start or end, or the name is already in use). Only the
+  first problem found is reported, checking parameters in the document's order.
+- Reservation token: the conference's id (opaque, unguessable). Every conference with a start
+  time is a reserved conference, whichever API made it; one without is unreserved (no token,
+  and only HOLDING or ACTIVE are reported for it).
+- Times: the plane's clock (injectable); start_time is rounded down to the minute before the
+  5 minute / 24 hour window is checked, both edges inclusive. "Not due to finish in the next
+  five minutes" and "not due to start within the next 5 minutes" are inclusive at exactly 5.
+- Modify: extends a reserved conference with a duration (an open-ended one has nothing to
+  extend: 409); the warning before the end is re-armed. Remove ends the conference with the
+  reason "reservation removed", and such conferences leave conference_list at once.
+- conference_list: the application's conferences that are not COMPLETED, plus reserved ones
+  that COMPLETED in the last 24 hours (so a client can see how they ended); in creation order.
+  `duration` and `divert` appear only when the reservation has them. Rooms created by dialling
+  in (no application owns them) are not listed. An unreserved conference's max_participants is
+  the bridge's `rooms.max_participants` (40 by default) unless the native API set one.
+- Participants: participant_id is the bridge's participant id; set_options takes `muted`
+  and/or `dtmf_enabled` ('true'/'false', any case; at least one of them); both it and eject
+  need the conference ACTIVE. Looking a conference up by both name and token requires them to
+  name the same conference.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+import binascii
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
 
-router = APIRouter(include_in_schema=True)
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from bridge.conference.participant import Participant
+from control.api.auth import plane_of
+from control.plane import ControlPlane
+from control.schedule import ConferenceState
+from control.store.errors import Conflict
+from control.store.records import Conference, Tenant
+
+PREFIX = "/aculab"
+router = APIRouter(prefix=PREFIX, tags=["aculab"], include_in_schema=True)
+
+NAME = re.compile(r"[A-Za-z0-9]{1,47}")  # "fewer than 48 alphabetic or numeric characters"
+DIVERT = re.compile(r"sips?:\S{1,200}|[A-Za-z0-9._-]{1,32}")  # as the native divert_to
+INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
+DATETIME_FORMAT = "%Y-%m-%d_%H:%M:%S"  # start_datetime, error times
+MINUTE_FORMAT = "%Y-%m-%d-%H-%M"  # start_time
+TIME_FORMATS = (
+    (re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{2}:[0-9]{2}:[0-9]{2}"), DATETIME_FORMAT),
+    (re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}"), MINUTE_FORMAT),
+)
+MAX_PARTICIPANTS = (40, 350)
+DURATION = (15, 480)
+EXTEND = (15, 60)
+MAX_TOTAL_MINUTES = 480
+LEAD = timedelta(minutes=5)  # earliest start; no remove or extend closer than this
+HORIZON = timedelta(hours=24)  # latest start
+KEPT_COMPLETED = timedelta(hours=24)  # how long a finished reservation stays listed
+REMOVED = "reservation removed"
+ERRORS_LINK = "https://www.aculab.com/cloud/web-services/web-service-errors?error="
+FORM = "application/x-www-form-urlencoded"
+
+
+class AculabError(Exception):
+    """A refusal with the HTTP status and Aculab error code to answer with."""
+
+    def __init__(self, status: int, code: str, text: str) -> None:
+        super().__init__(text)
+        self.status, self.code, self.text = status, code, text
+
+
+def missing(name: str) -> AculabError:
+    return AculabError(400, "0001", f"Missing parameter: {name}")
+
+
+def malformed(name: str, problem: str) -> AculabError:
+    return AculabError(400, "0002", f"Bad parameter: {name} {problem}")
+
+
+def repeated(name: str) -> AculabError:
+    return AculabError(400, "0003", f"Repeated parameter: {name} given more than once")
+
+
+def unauthorized(text: str) -> AculabError:
+    return AculabError(401, "HTTP 401", f"Unauthorized: {text}")
+
+
+def unknown(text: str) -> AculabError:
+    return AculabError(404, "HTTP 404", f"Not Found: {text}")
+
+
+def conflict(text: str) -> AculabError:
+    return AculabError(409, "HTTP 409", f"Conflict: {text}")
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(DATETIME_FORMAT)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request once authenticated: who asks, with which parameters, at what time."""
+
+    plane: ControlPlane
+    tenant: Tenant
+    params: dict[str, str]
+    now: datetime
+
+    def optional(self, name: str) -> str | None:
+        return self.params.get(name) or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise missing(name)
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        """A required whole number within [low, high] (both edges allowed)."""
+        text = self.required(name)
+        if not INTEGER.fullmatch(text):
+            raise malformed(name, f"'{text}' is not an integer")
+        value = int(text)
+        if not low <= value <= high:
+            raise malformed(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, name: str) -> bool | None:
+        text = self.optional(name)
+        if text is None:
+            return None
+        if text.lower() not in ("true", "false"):
+            raise malformed(name, f"must be 'true' or 'false', got '{text}'")
+        return text.lower() == "true"
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+# --- request plumbing: credentials, parameters, errors ------------------------------------------
+
+
+async def authenticate(request: Request, plane: ControlPlane) -> Tenant:
+    """Basic credentials: the application's name and one of its API tokens."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise unauthorized("send HTTP Basic credentials (application name, API token)")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise unauthorized("malformed Basic credentials") from None
+    username, colon, password = decoded.partition(":")
+    application = username.rpartition("/")[2]  # "1-2-0/acme": the cloud ID is ignored
+    tenant = await plane.store.tenant_for_token(password) if colon and password else None
+    if tenant is None or not hmac.compare_digest(tenant.name.encode(), application.encode()):
+        raise unauthorized("unknown username or API access key")
+    return tenant
+
+
+async def parameters(request: Request) -> dict[str, str]:
+    """Query parameters, plus a form body on POST; a name given twice is refused."""
+    pairs = list(request.query_params.multi_items())
+    body = await request.body()
+    if body:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != FORM:
+            raise malformed("body", f"must be {FORM} (got '{media_type or 'no type'}')")
+        try:
+            pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError):
+            raise malformed("body", "is not a valid form") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise repeated(name)
+        params[name] = value.strip()
+    return params
+
+
+def error_response(
+    request: Request, error: AculabError, received: datetime, now: datetime
+) -> JSONResponse:
+    link = ERRORS_LINK + error.code if error.code[0].isdigit() else f"{request.base_url}docs"
+    body = {
+        "error": {
+            "code": error.code,
+            "text": error.text,
+            "datetime": stamp(now),
+            "link": link,
+        },
+        "request": {"url": request.url.path, "datetime": stamp(received)},
+    }
+    headers = {"WWW-Authenticate": 'Basic realm="aculab"'} if error.status == 401 else None
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+async def respond(request: Request, handler: Handler) -> JSONResponse:
+    """Authenticate, read parameters, run the handler; refusals in Aculab's error shape."""
+    plane = plane_of(request)
+    received = plane.clock()
+    try:
+        tenant = await authenticate(request, plane)
+        call = Call(plane, tenant, await parameters(request), received)
+        return JSONResponse(await handler(call))
+    except AculabError as error:
+        return error_response(request, error, received, plane.clock())
+
+
+# --- looking conferences up ------------------------------------------------------------------
+
+
+async def by_token(call: Call, token: str) -> Conference:
+    """A reservation token names one of this application's reserved conferences."""
+    conference = await call.plane.store.get_conference_by_id(token)
+    if conference is None or conference.tenant_id != call.tenant.id or conference.start_at is None:
+        raise unknown(f"reservation_token '{token}' is not a reservation of yours")
+    return conference
+
+
+async def by_name(call: Call, name: str) -> Conference:
+    conference = await call.plane.store.get_conference(call.tenant.id, name)
+    if conference is None:
+        raise unknown(f"conference_name '{name}' is not a conference of yours")
+    return conference
+
+
+async def target(call: Call) -> Conference:
+    """The conference named by conference_name, or by reservation_token instead."""
+    name, token = call.optional("conference_name"), call.optional("reservation_token")
+    if token is not None:
+        conference = await by_token(call, token)
+        if name is not None and name != conference.name:
+            raise malformed("reservation_token", f"is not the reservation of '{name}'")
+        return conference
+    if name is None:
+        raise missing("conference_name")
+    return await by_name(call, name)
+
+
+def participant_of(call: Call, conference: Conference, participant_id: str) -> Participant:
+    participant = call.plane.service.find_participant(conference.name, participant_id)
+    if participant is None:
+        raise unknown(f"participant_id '{participant_id}' is not in '{conference.name}'")
+    return participant
+
+
+def require_active(conference: Conference, action: str) -> None:
+    if conference.state != ConferenceState.ACTIVE:
+        raise conflict(f"{action} needs the conference ACTIVE; it is {conference.state}")
+
+
+# --- reservations ----------------------------------------------------------------------------
+
+
+def parse_start(text: str) -> datetime:
+    """Either document format, UTC, rounded down to the minute."""
+    for pattern, layout in TIME_FORMATS:
+        if pattern.fullmatch(text):
+            try:
+                moment = datetime.strptime(text, layout).replace(tzinfo=UTC)
+            except ValueError:
+                raise malformed("start_time", f"'{text}' is not a valid time") from None
+            return moment.replace(second=0)
+    raise malformed("start_time", f"'{text}' is not YYYY-MM-DD_hh:mm:ss or YYYY-MM-DD-hh-mm")
+
+
+def start_of(call: Call) -> datetime:
+    start = parse_start(call.required("start_time"))
+    if start - call.now < LEAD:
+        raise malformed("start_time", "must be at least 5 minutes in the future")
+    if start - call.now > HORIZON:
+        raise malformed("start_time", "must be no more than 24 hours in the future")
+    return start
+
+
+def name_of(call: Call) -> str:
+    name = call.required("conference_name")
+    if not NAME.fullmatch(name):
+        raise malformed("conference_name", "must be fewer than 48 letters or digits")
+    plane = call.plane
+    if name in {r.name for r in plane.config.room} or name in plane.config.rooms.names:
+        raise conflict(f"conference_name '{name}' is a room of the bridge's configuration")
+    return name
+
+
+def divert_of(call: Call) -> str | None:
+    divert = call.optional("divert")
+    if divert is not None and not DIVERT.fullmatch(divert):
+        raise malformed("divert", "must be a service name ([A-Za-z0-9._-], 1-32) or a SIP URI")
+    return divert
+
+
+async def reservation_create(call: Call) -> dict[str, Any]:
+    name = name_of(call)
+    max_participants = call.integer("max_participants", *MAX_PARTICIPANTS)
+    start = start_of(call)
+    duration = call.integer("duration", *DURATION)
+    divert = divert_of(call)
+    plane = call.plane
+    try:
+        conference = await plane.store.create_conference(
+            call.tenant.id,
+            name=name,
+            access="none",
+            code=None,
+            start_at=start,
+            duration_s=duration * 60,
+            max_participants=max_participants,
+            divert_to=divert,
+            leader=None,
+            state=str(plane.initial_state(start)),
+            now=call.now,
+        )
+    except Conflict:
+        raise conflict(f"conference_name '{name}' is already present") from None
+    await plane.save(conference)
+    return {"reservation_token": conference.id}
+
+
+async def reservation_modify(call: Call) -> dict[str, Any]:
+    token = call.required("reservation_token")
+    extend = call.integer("duration", *EXTEND)
+    conference = await by_token(call, token)
+    if conference.state == ConferenceState.COMPLETED:
+        raise conflict("the conference is COMPLETED")
+    if conference.duration_s is None or conference.end_at is None:
+        raise conflict("the conference has no duration to extend")
+    total = conference.duration_s // 60 + extend
+    if total > MAX_TOTAL_MINUTES:
+        raise malformed("duration", f"would make the conference {total} minutes, over 480")
+    if conference.end_at - call.now < LEAD:
+        raise conflict("the conference is due to finish within 5 minutes")
+    await call.plane.save(conference, duration_s=total * 60, warned=False)
+    return {"extended": True}
+
+
+async def reservation_remove(call: Call) -> dict[str, Any]:
+    conference = await by_token(call, call.required("reservation_token"))
+    if conference.state != ConferenceState.RESERVED:
+        raise conflict(f"only a RESERVED conference can be removed; it is {conference.state}")
+    assert conference.start_at is not None
+    if conference.start_at - call.now < LEAD:
+        raise conflict("the conference is due to start within 5 minutes")
+    await call.plane.end(conference, REMOVED)
+    return {"removed": True}
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+def listed(conference: Conference, now: datetime) -> bool:
+    if conference.state != ConferenceState.COMPLETED:
+        return True
+    return (
+        conference.start_at is not None
+        and conference.end_reason != REMOVED
+        and conference.ended_at is not None
+        and now - conference.ended_at <= KEPT_COMPLETED
+    )
+
+
+def conference_entry(plane: ControlPlane, conference: Conference) -> dict[str, Any]:
+    """The document's fields, reservation ones only for a reserved conference."""
+    entry: dict[str, Any] = {}
+    start = conference.start_at
+    if start is not None:
+        entry["reservation_token"] = conference.id
+    entry["conference_name"] = conference.name
+    entry["max_participants"] = conference.max_participants or plane.config.rooms.max_participants
+    if start is not None:
+        entry["start_time"] = start.astimezone(UTC).strftime(MINUTE_FORMAT)
+        entry["start_datetime"] = stamp(start)
+        if conference.duration_s is not None:
+            entry["duration"] = conference.duration_s // 60
+        if conference.divert_to:
+            entry["divert"] = conference.divert_to
+    entry["status"] = conference.state
+    return entry
+
+
+async def conference_list(call: Call) -> list[dict[str, Any]]:
+    page, offset, found = 500, 0, []
+    while True:
+        items, total = await call.plane.store.list_conferences(call.tenant.id, offset, page)
+        found += items
+        offset += len(items)
+        if not items or offset >= total:
+            break
+    return [conference_entry(call.plane, c) for c in found if listed(c, call.now)]
+
+
+# --- participants ------------------------------------------------------------------------------
+
+
+async def participant_list(call: Call) -> dict[str, Any]:
+    conference = await target(call)
+    people = []
+    if conference.state in (ConferenceState.HOLDING, ConferenceState.ACTIVE):
+        people = [
+            {"participant_id": p.id, "muted": p.muted, "dtmf_enabled": p.dtmf_enabled}
+            for p in call.plane.service.participants(conference.name)
+        ]
+    return {"status": conference.state, "participants": people}
+
+
+async def participant_set_options(call: Call) -> dict[str, Any]:
+    participant_id = call.required("participant_id")
+    muted, dtmf_enabled = call.boolean("muted"), call.boolean("dtmf_enabled")
+    if muted is None and dtmf_enabled is None:
+        raise missing("muted or dtmf_enabled")
+    conference = await target(call)
+    require_active(conference, "setting options")
+    participant = participant_of(call, conference, participant_id)
+    if muted is not None:
+        call.plane.service.set_muted(participant, muted, by="api")
+    if dtmf_enabled is not None:
+        call.plane.service.set_option(participant, "dtmf_enabled", dtmf_enabled)
+    return {"options_set": True}
+
+
+async def participant_eject(call: Call) -> dict[str, Any]:
+    participant_id = call.required("participant_id")
+    conference = await target(call)
+    require_active(conference, "ejecting")
+    participant = participant_of(call, conference, participant_id)
+    call.plane.service.eject(participant, call.plane.service.monotonic())
+    return {"ejected": True}
+
+
+# --- routes: the document's service actions, GET and POST each -------------------------------
+
+VERBS = ["GET", "POST"]
+
+
+@router.api_route("/conference_reservation_create", methods=VERBS)
+async def conference_reservation_create(request: Request) -> JSONResponse:
+    """Reserve a conference: conference_name, max_participants, start_time, duration, divert."""
+    return await respond(request, reservation_create)
+
+
+@router.api_route("/conference_reservation_modify", methods=VERBS)
+async def conference_reservation_modify(request: Request) -> JSONResponse:
+    """Extend a reservation (reservation_token) by duration minutes."""
+    return await respond(request, reservation_modify)
+
+
+@router.api_route("/conference_reservation_remove", methods=VERBS)
+async def conference_reservation_remove(request: Request) -> JSONResponse:
+    """Remove a RESERVED conference (reservation_token) not due within 5 minutes."""
+    return await respond(request, reservation_remove)
+
+
+@router.api_route("/conference_list", methods=VERBS)
+async def conference_list_route(request: Request) -> JSONResponse:
+    """The application's reserved and current conferences."""
+    return await respond(request, conference_list)
+
+
+@router.api_route("/conference_participant_list", methods=VERBS)
+async def conference_participant_list(request: Request) -> JSONResponse:
+    """Status and participants of a conference (conference_name or reservation_token)."""
+    return await respond(request, participant_list)
+
+
+@router.api_route("/conference_participant_set_options", methods=VERBS)
+async def conference_participant_set_options(request: Request) -> JSONResponse:
+    """Set muted / dtmf_enabled of a participant of an ACTIVE conference."""
+    return await respond(request, participant_set_options)
+
+
+@router.api_route("/conference_participant_eject", methods=VERBS)
+async def conference_participant_eject(request: Request) -> JSONResponse:
+    """Eject a participant from an ACTIVE conference."""
+    return await respond(request, participant_eject)

@@ -24,11 +24,12 @@ Choices where the documents are silent:
   "status_msg": "OK"}, "conference": {...}}}`; numbers stay numbers, lists stay lists (XML puts
   each item in a singular element: `<callers><caller>...</caller></callers>`).
 - createConference: `access_mode` is `none` (default: the documents' own PHP example sends it
-  under a wrong name), `room`, `caller` or `room+caller` (`room caller` is accepted too, as a
-  browser turns an unencoded `+` into a space); `duration` in minutes, 1..120, default 120 (the
-  documents' two-hour maximum, "depending on the conference start time"); `start_date` in
-  ISO 8601 (`2010-06-16T14:30:00+02:00`; no offset means UTC), default now, not in the past;
-  `callers` a comma-separated list of numbers (required non-empty in `caller` mode). The
+  under a wrong name), `room`, `caller` or `room+caller`, in any case (`room caller` is accepted
+  too, as a browser turns an unencoded `+` into a space); `duration` in minutes, 1..120,
+  default 120 (the documents' two-hour maximum, "depending on the conference start time");
+  `start_date` in ISO 8601 (`2010-06-16T14:30:00+02:00`; no offset means UTC), default now,
+  not in the past; `callers` a comma-separated list of numbers (required non-empty in `caller`
+  mode). The
   conference id is six hex characters like the documents' `12a34b`; the room code (room modes)
   is generated, six digits. `phone_number` is the room's SIP address (the bridge's dial-in).
 - Access mode `none` (no incoming calls, only createCall) is a native `none` room that is
