@@ -6,10 +6,11 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from control.api.auth import PlaneDep, TenantDep
 from control.api.errors import ApiError, invalid, not_found
+from control.api.paging import PageDep, counted
 from control.api.schemas import CallerAdd, ConferenceCreate, ConferenceUpdate, ParticipantUpdate
 from control.api.views import conference_view, participant_view
 from control.plane import ControlPlane
@@ -89,18 +90,10 @@ async def create_conference(
 
 @router.get("")
 async def list_conferences(
-    response: Response,
-    tenant: TenantDep,
-    plane: PlaneDep,
-    offset: int = Query(0, ge=0),
-    limit: int = Query(50, ge=1),
+    response: Response, tenant: TenantDep, plane: PlaneDep, paging: PageDep
 ) -> list[dict[str, Any]]:
-    if limit > plane.config.control.max_page:
-        raise invalid("limit", f"must be at most {plane.config.control.max_page}")
-    items, total = await plane.store.list_conferences(tenant.id, offset, limit)
-    response.headers["X-Result-Count"] = str(len(items))
-    response.headers["X-Total-Count"] = str(total)
-    return [conference_view(plane, c) for c in items]
+    items, total = await plane.store.list_conferences(tenant.id, paging.offset, paging.limit)
+    return [conference_view(plane, c) for c in counted(response, items, total)]
 
 
 @router.get("/{name}")

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from control.api.auth import PlaneDep, TenantDep, tenant_or_admin
 from control.api.errors import invalid, not_found
+from control.api.paging import PageDep, counted
 from control.api.schemas import SubscriptionCreate, SubscriptionRenew
 from control.api.views import call_view, subscription_view
 from control.events import EVENT_TYPES
@@ -111,15 +112,7 @@ async def watch_events(
 
 @router.get("/calls")
 async def list_calls(
-    response: Response,
-    tenant: TenantDep,
-    plane: PlaneDep,
-    offset: int = Query(0, ge=0),
-    limit: int = Query(50, ge=1),
+    response: Response, tenant: TenantDep, plane: PlaneDep, paging: PageDep
 ) -> list[dict[str, Any]]:
-    if limit > plane.config.control.max_page:
-        raise invalid("limit", f"must be at most {plane.config.control.max_page}")
-    records, total = await plane.store.list_calls(tenant.id, offset, limit)
-    response.headers["X-Result-Count"] = str(len(records))
-    response.headers["X-Total-Count"] = str(total)
-    return [call_view(r) for r in records]
+    records, total = await plane.store.list_calls(tenant.id, paging.offset, paging.limit)
+    return [call_view(r) for r in counted(response, records, total)]
