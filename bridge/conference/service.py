@@ -202,8 +202,8 @@ class ConferenceService:
         name = call.room
         if not name or name in self.config.rooms.ivr_users:
             return Plan(Admission.ASK_CODE, code_for=self._room_for_code)
-        if not valid_room_name(name):
-            return Refusal(404, "Invalid room name")
+        if not valid_room_name(name) and name not in self.definitions:
+            return Refusal(404, "Invalid room name")  # managed rooms may have longer names
         gate = self.gate(name, caller) if self.gate is not None else None
         if isinstance(gate, Refusal):
             return gate

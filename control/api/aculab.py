@@ -458,46 +458,81 @@ async def participant_eject(call: Call) -> dict[str, Any]:
 
 # --- routes: the document's service actions, GET and POST each -------------------------------
 
-VERBS = ["GET", "POST"]
+ACTIONS: tuple[tuple[str, Handler, str, tuple[str, ...]], ...] = (
+    (
+        "conference_reservation_create",
+        reservation_create,
+        "Reserve a conference.",
+        ("conference_name*", "max_participants*", "start_time*", "duration*", "divert"),
+    ),
+    (
+        "conference_reservation_modify",
+        reservation_modify,
+        "Extend a reservation by `duration` minutes.",
+        ("reservation_token*", "duration*"),
+    ),
+    (
+        "conference_reservation_remove",
+        reservation_remove,
+        "Remove a RESERVED conference not due to start within 5 minutes.",
+        ("reservation_token*",),
+    ),
+    ("conference_list", conference_list, "The application's reserved and current conferences.", ()),
+    (
+        "conference_participant_list",
+        participant_list,
+        "Status and participants of a conference.",
+        ("conference_name", "reservation_token"),
+    ),
+    (
+        "conference_participant_set_options",
+        participant_set_options,
+        "Set muted / dtmf_enabled of a participant of an ACTIVE conference.",
+        ("conference_name", "reservation_token", "participant_id*", "muted", "dtmf_enabled"),
+    ),
+    (
+        "conference_participant_eject",
+        participant_eject,
+        "Eject a participant from an ACTIVE conference.",
+        ("conference_name", "reservation_token", "participant_id*"),
+    ),
+)
 
 
-@router.api_route("/conference_reservation_create", methods=VERBS)
-async def conference_reservation_create(request: Request) -> JSONResponse:
-    """Reserve a conference: conference_name, max_participants, start_time, duration, divert."""
-    return await respond(request, reservation_create)
+def query_parameters(names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """For the OpenAPI page only: the endpoint reads query and form itself ("*": required)."""
+    return [
+        {
+            "name": name.rstrip("*"),
+            "in": "query",
+            "required": name.endswith("*"),
+            "schema": {"type": "string"},
+        }
+        for name in names
+    ]
 
 
-@router.api_route("/conference_reservation_modify", methods=VERBS)
-async def conference_reservation_modify(request: Request) -> JSONResponse:
-    """Extend a reservation (reservation_token) by duration minutes."""
-    return await respond(request, reservation_modify)
+def endpoint_for(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        return await respond(request, handler)
+
+    return endpoint
 
 
-@router.api_route("/conference_reservation_remove", methods=VERBS)
-async def conference_reservation_remove(request: Request) -> JSONResponse:
-    """Remove a RESERVED conference (reservation_token) not due within 5 minutes."""
-    return await respond(request, reservation_remove)
+def install_routes() -> None:
+    """One route per action and verb, so each has its own OpenAPI operation id."""
+    for action, handler, summary, names in ACTIONS:
+        for verb in ("GET", "POST"):
+            router.add_api_route(
+                f"/{action}",
+                endpoint_for(handler),
+                methods=[verb],
+                name=f"aculab_{action}_{verb.lower()}",
+                operation_id=f"aculab_{action}_{verb.lower()}",
+                summary=summary,
+                response_class=JSONResponse,
+                openapi_extra={"parameters": query_parameters(names)},
+            )
 
 
-@router.api_route("/conference_list", methods=VERBS)
-async def conference_list_route(request: Request) -> JSONResponse:
-    """The application's reserved and current conferences."""
-    return await respond(request, conference_list)
-
-
-@router.api_route("/conference_participant_list", methods=VERBS)
-async def conference_participant_list(request: Request) -> JSONResponse:
-    """Status and participants of a conference (conference_name or reservation_token)."""
-    return await respond(request, participant_list)
-
-
-@router.api_route("/conference_participant_set_options", methods=VERBS)
-async def conference_participant_set_options(request: Request) -> JSONResponse:
-    """Set muted / dtmf_enabled of a participant of an ACTIVE conference."""
-    return await respond(request, participant_set_options)
-
-
-@router.api_route("/conference_participant_eject", methods=VERBS)
-async def conference_participant_eject(request: Request) -> JSONResponse:
-    """Eject a participant from an ACTIVE conference."""
-    return await respond(request, participant_eject)
+install_routes()

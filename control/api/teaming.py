@@ -1,7 +1,588 @@
-"""Compatibility routes for the teaming dialect (being written: see issue 6)."""
+"""The Orange Teaming dialect (seed 002): telephony profile, call control (ANSWER / HOLD /
+UNHOLD, DELETE to release), "Basic Call" event subscriptions, pagination headers and the
+document's OAuth error codes, under `/teaming` (the document's base URL path) and again under
+`/teaming/v1` (the document's DELETE example carries a `/v1`; every route answers on both).
+
+Mapping onto the native plane: a Teaming user (`{id}`) is an application (tenant), named by its
+id or its name; its bearer token is the application's API token and only reaches its own user
+(another user is a 404, as native rooms of another tenant are). Its calls are every call leg in
+its open conferences: calls left ringing in a manual-answer conference (`manual_answer`: the
+bridge sends 180 and waits) and the participants. A `callId` is the leg's participant id (the
+To-tag of the bridge's answer, known from the first ring), so it stays the same from alerting to
+release; `externalTrackingId` is the SIP Call-ID. ANSWER answers a ringing call, HOLD/UNHOLD
+set the participant's native `on_hold` (out of the mix, hears hold music), DELETE rejects a
+ringing call with 603 Decline or hangs up an answered one with BYE.
+
+Choices where the document is silent:
+- Errors keep the document's `{code, message, description}`. Credential errors carry the
+  document's numeric codes: no Authorization header is 400 code 25 (description "Missing
+  header"); a header that is not `Bearer <token>` is 401 code 40 "Missing credentials"; an
+  unknown token 401 code 41 "Invalid credentials" (both from Orange's general error list); an
+  expired token 401 code 42 "Expired credentials"; 401s carry `WWW-Authenticate: Bearer`. Other
+  errors keep the native string codes: 404 `not_found` (unknown user, call or subscription),
+  400 `invalid_field` (message starting with the parameter at fault: `action`, `offset`,
+  `limit`, `callBackUrl`, `expires`, `eventType`, ...), 409 `conflict` (ANSWER on a call that is
+  not ringing, HOLD/UNHOLD on one not answered yet). Credentials are checked before anything
+  else, so a bad request without a token is still a 400 code 25.
+- Request bodies are read as JSON whatever their Content-Type: the document's curl examples
+  send them with `-d` (form-urlencoded). Unknown body fields are 400, as in the native API.
+- Profile (`GET /users/myTelephonyProfile`, and `GET /users/{userId}/telephonyProfile`, which
+  the admin token may ask about any application): `userId` is the application id, `impId`
+  `<application name>@<bridge address>`, `countryCode` empty (the bridge has no country),
+  `didNumber` the SIP URI to dial in: the application's oldest open conference, or the IVR
+  user (`rooms.ivr_users[0]`, which asks for a room code; the bare bridge URI when there is
+  none); `shortNumber` that URI's user part. `firstName`/`lastName`: the application name
+  split at its first `-`, `_`, `.` or space (no separator: all of it is the first name).
+- Calls list items: `callId`, `externalTrackingId` (the document's two fields) plus `state`
+  (`ALERTING`, `ACTIVE`, `HELD`), `caller`, `conference` and `startTime`, oldest first.
+  `PUT .../calls/{callId}?action=` takes ANSWER, HOLD or UNHOLD, case-insensitive; HOLD on a
+  held call and UNHOLD on a call not held are no-ops (204).
+- Subscribe (`POST /users/{id}/calls`, 201): `callBackUrl` (http or https) and `eventType`
+  (only "Basic Call") are required; `expires` in seconds 60..2592000 (the native bounds),
+  default 3600; `applicationId` (1..128 chars) defaults to the application's name; `targetId`,
+  when given, must name the path's user; `targetType`, when given, must be "User". "Basic Call"
+  is a native subscription to `call.alerting`, `participant.joined` (answered) and
+  `participant.left` (released); a call declined or abandoned while ringing never joined, so it
+  has no released event. Callbacks carry the native webhook JSON (`{id, type, tenant,
+  created_at, data}`): the document does not describe a callback body.
+- Renew (`PUT /users/{id}/calls`, 204) names no subscription in the document's example: it
+  renews every "Basic Call" subscription of the user, or only `subscriptionId` when the body
+  gives one; `expires` defaults to 3600. A user without one is a 404. `PUT`, `GET` and `DELETE
+  /subscriptions/{subscriptionId}` manage one subscription ("list all subscriptions or one").
+- `GET /subscriptions` lists the application's "Basic Call" subscriptions (native ones for
+  other event types are not Teaming's), expired ones included; `expires` is the seconds left
+  (0 once expired). `/susbcriptions`, the document's spelling in its example, is an alias
+  left out of the OpenAPI schema. The `applicationId` given at subscription is kept in memory
+  (the store has no column for it): after a restart it reads as the application's name.
+- Pagination on both lists: `offset` (default 0) and `limit` (default 50, at most
+  `control.max_page`); `X-Result-Count` and `X-Total-Count` headers; an offset past the end is
+  an empty page.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import functools
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
-router = APIRouter(include_in_schema=True)
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
+
+from bridge.conference.participant import Participant
+from bridge.conference.service import CallMedia
+from control.api.auth import is_admin, plane_of
+from control.api.errors import ApiError, invalid, not_found
+from control.api.views import dial_in
+from control.events import iso
+from control.plane import ControlPlane
+from control.store.errors import NotFound
+from control.store.records import Subscription, Tenant
+
+BASIC_CALL = "Basic Call"
+BASIC_CALL_EVENTS = ("call.alerting", "participant.joined", "participant.left")
+MIN_EXPIRES_S, MAX_EXPIRES_S, DEFAULT_EXPIRES_S = 60, 30 * 86_400, 3600
+ACTIONS = ("ANSWER", "HOLD", "UNHOLD")
+DEFAULT_LIMIT = 50
+EXPIRED_DESCRIPTION = (
+    "The requested service needs credentials, and the ones provided were out-of-date."
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+
+_routes = APIRouter()  # mounted twice at the end: under /teaming and /teaming/v1
+
+
+# --- errors and credentials -----------------------------------------------------------------
+
+
+class CredentialsError(Exception):
+    """A credentials error with the document's numeric code (25, 40, 41, 42)."""
+
+    def __init__(self, status: int, code: int, message: str, description: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.description = status, code, message, description
+
+    def response(self) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="teaming"'} if self.status == 401 else None
+        body = {"code": self.code, "message": self.message, "description": self.description}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def teaming_errors(endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
+    """Answer credentials errors with their numeric codes; the app answers other errors (the
+    app's handlers are shared by every dialect, so the numeric codes are answered here)."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+        try:
+            return await endpoint(*args, **kwargs)
+        except CredentialsError as exc:
+            return exc.response()
+
+    return wrapper
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise CredentialsError(400, 25, "The Authorization header is missing.", "Missing header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise CredentialsError(
+            401, 40, "Missing credentials", "Send 'Authorization: Bearer <access_token>'."
+        )
+    return token.strip()
+
+
+async def token_tenant(plane: ControlPlane, token: str) -> Tenant:
+    tenant, expired = await plane.store.token_owner(token, plane.clock())
+    if tenant is None:
+        raise CredentialsError(
+            401, 41, "Invalid credentials", "The access token is not known: check it."
+        )
+    if expired:
+        raise CredentialsError(401, 42, "Expired credentials", EXPIRED_DESCRIPTION)
+    return tenant
+
+
+def is_user(tenant: Tenant, user_id: str) -> bool:
+    return user_id in (tenant.id, tenant.name)
+
+
+async def authorize(request: Request, user_id: str | None = None) -> tuple[ControlPlane, Tenant]:
+    """The plane and the token's application; `user_id` (the path's `{id}`) must be it."""
+    plane = plane_of(request)
+    tenant = await token_tenant(plane, bearer_token(request))
+    if user_id is not None and not is_user(tenant, user_id):
+        raise not_found(f"user {user_id!r}")
+    return plane, tenant
+
+
+# --- parameters and bodies ------------------------------------------------------------------
+
+
+def int_param(name: str, raw: str | None, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(name, "must be an integer") from None
+    if not low <= value <= high:
+        raise invalid(name, f"must be in {low}..{high}")
+    return value
+
+
+def page_of(plane: ControlPlane, offset: str | None, limit: str | None) -> slice:
+    start = int_param("offset", offset, 0, 0, 2**31)
+    size = int_param("limit", limit, DEFAULT_LIMIT, 1, plane.config.control.max_page)
+    return slice(start, start + size)
+
+
+def paged(response: Response, items: list[Any], page: slice) -> list[Any]:
+    """One page of `items`, with the document's count headers."""
+    chosen = items[page]
+    response.headers["X-Result-Count"] = str(len(chosen))
+    response.headers["X-Total-Count"] = str(len(items))
+    return chosen
+
+
+def validation_message(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error.get("loc", ())) or "body"
+        if error.get("type") == "extra_forbidden":
+            problems.append(f"{field}: unknown field")
+        else:
+            problems.append(f"{field}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The JSON body whatever its Content-Type (curl -d sends form-urlencoded)."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise invalid("body", "not valid JSON") from None
+    if not isinstance(data, dict):
+        raise invalid("body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(
+            400, "invalid_field", validation_message(exc), "The request body is invalid."
+        ) from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a body read by `parse_body` (FastAPI does not see it)."""
+    schema = model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+Expires = Annotated[int, Field(ge=MIN_EXPIRES_S, le=MAX_EXPIRES_S)]
+
+
+class Subscribe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    applicationId: str | None = Field(default=None, min_length=1, max_length=128)
+    callBackUrl: AnyHttpUrl
+    eventType: Literal["Basic Call"]
+    expires: Expires = DEFAULT_EXPIRES_S
+    targetId: str | None = None
+    targetType: Literal["User"] | None = None
+
+
+class Renew(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires: Expires = DEFAULT_EXPIRES_S
+    subscriptionId: str | None = None
+
+
+class RenewOne(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires: Expires = DEFAULT_EXPIRES_S
+
+
+# --- profile --------------------------------------------------------------------------------
+
+
+def profile_uri(plane: ControlPlane, tenant: Tenant) -> str:
+    """The application's dial-in: its oldest open conference, else the code IVR."""
+    rooms = sorted(
+        (c for c in plane.conferences.values() if c.tenant_id == tenant.id),
+        key=lambda c: (c.created_at, c.name),
+    )
+    if rooms:
+        return dial_in(plane, rooms[0].name)
+    if plane.config.rooms.ivr_users:
+        return dial_in(plane, plane.config.rooms.ivr_users[0])
+    return f"sip:{plane.config.advertise_address}:{plane.service.ua.udp_port}"
+
+
+def name_parts(name: str) -> tuple[str, str]:
+    """First and last name from an application name: split at its first separator."""
+    match = re.search(r"[-_. ]", name)
+    if match is None:
+        return name, ""
+    return name[: match.start()], name[match.end() :]
+
+
+def profile_view(plane: ControlPlane, tenant: Tenant) -> dict[str, str]:
+    uri = profile_uri(plane, tenant)
+    user = uri[4:].split("@", 1)[0] if "@" in uri else ""
+    first, last = name_parts(tenant.name)
+    return {
+        "userId": tenant.id,
+        "impId": f"{tenant.name}@{plane.config.advertise_address}",
+        "countryCode": "",
+        "didNumber": uri,
+        "shortNumber": user,
+        "firstName": first,
+        "lastName": last,
+    }
+
+
+@_routes.get("/users/myTelephonyProfile")
+@teaming_errors
+async def my_telephony_profile(request: Request) -> dict[str, str]:
+    """The token's own telephony information."""
+    plane, tenant = await authorize(request)
+    return profile_view(plane, tenant)
+
+
+@_routes.get("/users/{userId}/telephonyProfile")
+@teaming_errors
+async def telephony_profile(request: Request, userId: str) -> dict[str, str]:
+    """Any application's profile for the admin token ("as an administrator"), else one's own."""
+    plane = plane_of(request)
+    token = bearer_token(request)
+    if is_admin(plane, token):
+        tenant = await plane.store.get_tenant(userId)
+        if tenant is None:
+            raise not_found(f"user {userId!r}")
+        return profile_view(plane, tenant)
+    plane, tenant = await authorize(request, userId)
+    return profile_view(plane, tenant)
+
+
+# --- calls ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One call of a user: ringing (`participant` None) or answered."""
+
+    id: str
+    room: str
+    media: CallMedia | None
+    participant: Participant | None
+
+    @property
+    def started_at(self) -> float:
+        if self.media is not None:
+            return self.media.started_at
+        return self.participant.joined_wall if self.participant else 0.0
+
+
+def user_rooms(plane: ControlPlane, tenant: Tenant) -> list[str]:
+    return sorted(c.name for c in plane.conferences.values() if c.tenant_id == tenant.id)
+
+
+def legs_of(plane: ControlPlane, tenant: Tenant) -> list[Leg]:
+    """Every call leg in the user's open conferences, oldest first."""
+    service = plane.service
+    legs: list[Leg] = []
+    for room in user_rooms(plane, tenant):
+        legs += [Leg(m.call.local_tag, room, m, None) for m in service.ringing_calls(room)]
+        legs += [
+            Leg(p.id, room, service.media.get(p.call_key), p) for p in service.participants(room)
+        ]
+    return sorted(legs, key=lambda leg: (leg.started_at, leg.id))
+
+
+def find_leg(plane: ControlPlane, tenant: Tenant, call_id: str) -> Leg:
+    for room in user_rooms(plane, tenant):
+        participant = plane.service.find_participant(room, call_id)
+        if participant is not None:
+            return Leg(call_id, room, plane.service.media.get(participant.call_key), participant)
+        for media in plane.service.ringing_calls(room):
+            if media.call.local_tag == call_id:
+                return Leg(call_id, room, media, None)
+    raise not_found(f"call {call_id!r}")
+
+
+def call_view(leg: Leg) -> dict[str, Any]:
+    participant = leg.participant
+    state = "ALERTING"
+    if participant is not None:
+        state = "HELD" if participant.held or participant.on_hold else "ACTIVE"
+    caller = leg.media.caller if leg.media else participant.caller if participant else ""
+    return {
+        "callId": leg.id,
+        "externalTrackingId": leg.media.call.invite.call_id if leg.media else "",
+        "state": state,
+        "caller": caller,
+        "conference": leg.room,
+        "startTime": iso(leg.started_at) if leg.started_at else None,
+    }
+
+
+def parse_action(action: str | None) -> str:
+    verb = (action or "").upper()
+    if verb not in ACTIONS:
+        raise invalid("action", f"must be one of {', '.join(ACTIONS)}, got {action!r}")
+    return verb
+
+
+@_routes.get("/users/{userId}/calls")
+@teaming_errors
+async def list_calls(
+    request: Request,
+    response: Response,
+    userId: str,
+    offset: str | None = Query(None, description="first item, from 0"),
+    limit: str | None = Query(None, description=f"items per page (default {DEFAULT_LIMIT})"),
+) -> list[dict[str, Any]]:
+    """The user's calls: ringing ones and answered ones."""
+    plane, tenant = await authorize(request, userId)
+    page = page_of(plane, offset, limit)
+    return [call_view(leg) for leg in paged(response, legs_of(plane, tenant), page)]
+
+
+@_routes.put("/users/{userId}/calls/{callId}", status_code=204)
+@teaming_errors
+async def control_call(
+    request: Request,
+    userId: str,
+    callId: str,
+    action: str | None = Query(None, description="ANSWER, HOLD or UNHOLD"),
+) -> Response:
+    """ANSWER a ringing call; HOLD or UNHOLD an answered one."""
+    plane, tenant = await authorize(request, userId)
+    verb = parse_action(action)
+    leg = find_leg(plane, tenant, callId)
+    service = plane.service
+    if verb == "ANSWER":
+        answered = (
+            leg.participant is None
+            and leg.media is not None
+            and service.answer_pending(leg.media.call.key, service.monotonic())
+        )
+        if not answered:
+            raise ApiError(409, "conflict", f"callId: call {callId!r} is not ringing")
+    elif leg.participant is None:
+        raise ApiError(409, "conflict", f"callId: call {callId!r} is not answered yet")
+    else:
+        service.set_option(leg.participant, "held", verb == "HOLD")
+    return Response(status_code=204)
+
+
+@_routes.delete("/users/{userId}/calls/{callId}", status_code=204)
+@teaming_errors
+async def release_call(request: Request, userId: str, callId: str) -> Response:
+    """Release: decline a ringing call (603), hang up an answered one (BYE)."""
+    plane, tenant = await authorize(request, userId)
+    leg = find_leg(plane, tenant, callId)
+    now = plane.service.monotonic()
+    if leg.participant is not None:
+        plane.service.eject(leg.participant, now, reason="released")
+    elif leg.media is not None:
+        plane.service.reject_pending(leg.media.call.key, now)
+    return Response(status_code=204)
+
+
+# --- subscriptions --------------------------------------------------------------------------
+
+
+def application_ids(request: Request) -> dict[str, str]:
+    """The `applicationId` given per subscription id (kept in memory: no store column)."""
+    state = request.app.state
+    if not hasattr(state, "teaming_application_ids"):
+        state.teaming_application_ids = {}
+    labels: dict[str, str] = state.teaming_application_ids
+    return labels
+
+
+def is_basic_call(subscription: Subscription) -> bool:
+    return set(subscription.event_types) == set(BASIC_CALL_EVENTS)
+
+
+async def basic_call_subscriptions(plane: ControlPlane, tenant: Tenant) -> list[Subscription]:
+    return [s for s in await plane.store.list_subscriptions(tenant.id) if is_basic_call(s)]
+
+
+async def find_subscription(
+    plane: ControlPlane, tenant: Tenant, subscription_id: str
+) -> Subscription:
+    subscription = await plane.store.get_subscription(tenant.id, subscription_id)
+    if subscription is None or not is_basic_call(subscription):
+        raise not_found(f"subscription {subscription_id!r}")
+    return subscription
+
+
+def subscription_view(
+    request: Request, plane: ControlPlane, tenant: Tenant, subscription: Subscription
+) -> dict[str, Any]:
+    left = (subscription.expires_at - plane.clock()).total_seconds()
+    return {
+        "subscriptionId": subscription.id,
+        "expires": max(0, int(left)),
+        "applicationId": application_ids(request).get(subscription.id, tenant.name),
+        "eventType": BASIC_CALL,
+        "callBackUrl": subscription.callback_url,
+    }
+
+
+async def renew(
+    plane: ControlPlane, tenant: Tenant, subscriptions: list[Subscription], expires_s: int
+) -> None:
+    expires_at = plane.clock() + timedelta(seconds=expires_s)
+    for subscription in subscriptions:
+        try:
+            await plane.store.renew_subscription(tenant.id, subscription.id, expires_at)
+        except NotFound:
+            raise not_found(f"subscription {subscription.id!r}") from None
+
+
+@_routes.post("/users/{userId}/calls", status_code=201, openapi_extra=body_schema(Subscribe))
+@teaming_errors
+async def subscribe(request: Request, userId: str) -> dict[str, Any]:
+    """Subscribe to the user's call events (alerting, answered, released)."""
+    plane, tenant = await authorize(request, userId)
+    body = await parse_body(request, Subscribe)
+    if body.targetId is not None and not is_user(tenant, body.targetId):
+        raise invalid("targetId", f"must be the user of the path ({userId!r})")
+    now = plane.clock()
+    subscription = await plane.store.create_subscription(
+        tenant.id,
+        str(body.callBackUrl),
+        BASIC_CALL_EVENTS,
+        now + timedelta(seconds=body.expires),
+        now,
+    )
+    application_ids(request)[subscription.id] = body.applicationId or tenant.name
+    return {"subscriptionId": subscription.id, "expires": body.expires}
+
+
+@_routes.put("/users/{userId}/calls", status_code=204, openapi_extra=body_schema(Renew))
+@teaming_errors
+async def renew_user_subscriptions(request: Request, userId: str) -> Response:
+    """Renew the user's subscriptions (or the one named by `subscriptionId`)."""
+    plane, tenant = await authorize(request, userId)
+    body = await parse_body(request, Renew)
+    subscriptions = await basic_call_subscriptions(plane, tenant)
+    if body.subscriptionId is not None:
+        subscriptions = [s for s in subscriptions if s.id == body.subscriptionId]
+        if not subscriptions:
+            raise not_found(f"subscription {body.subscriptionId!r}")
+    if not subscriptions:
+        raise not_found(f"subscription of user {userId!r}")
+    await renew(plane, tenant, subscriptions, body.expires)
+    return Response(status_code=204)
+
+
+@_routes.get("/subscriptions")
+@_routes.get("/susbcriptions", include_in_schema=False)
+@teaming_errors
+async def list_subscriptions(
+    request: Request,
+    response: Response,
+    offset: str | None = Query(None, description="first item, from 0"),
+    limit: str | None = Query(None, description=f"items per page (default {DEFAULT_LIMIT})"),
+) -> list[dict[str, Any]]:
+    """The application's "Basic Call" subscriptions."""
+    plane, tenant = await authorize(request)
+    page = page_of(plane, offset, limit)
+    subscriptions = paged(response, await basic_call_subscriptions(plane, tenant), page)
+    return [subscription_view(request, plane, tenant, s) for s in subscriptions]
+
+
+@_routes.get("/subscriptions/{subscriptionId}")
+@teaming_errors
+async def get_subscription(request: Request, subscriptionId: str) -> dict[str, Any]:
+    plane, tenant = await authorize(request)
+    subscription = await find_subscription(plane, tenant, subscriptionId)
+    return subscription_view(request, plane, tenant, subscription)
+
+
+@_routes.put(
+    "/subscriptions/{subscriptionId}", status_code=204, openapi_extra=body_schema(RenewOne)
+)
+@teaming_errors
+async def renew_subscription(request: Request, subscriptionId: str) -> Response:
+    plane, tenant = await authorize(request)
+    body = await parse_body(request, RenewOne)
+    await renew(
+        plane, tenant, [await find_subscription(plane, tenant, subscriptionId)], body.expires
+    )
+    return Response(status_code=204)
+
+
+@_routes.delete("/subscriptions/{subscriptionId}", status_code=204)
+@teaming_errors
+async def delete_subscription(request: Request, subscriptionId: str) -> Response:
+    plane, tenant = await authorize(request)
+    await find_subscription(plane, tenant, subscriptionId)
+    try:
+        await plane.store.delete_subscription(tenant.id, subscriptionId)
+    except NotFound:
+        raise not_found(f"subscription {subscriptionId!r}") from None
+    application_ids(request).pop(subscriptionId, None)
+    return Response(status_code=204)
+
+
+router = APIRouter(tags=["teaming"])
+router.include_router(_routes, prefix="/teaming")
+router.include_router(_routes, prefix="/teaming/v1", include_in_schema=False)
