@@ -13,6 +13,7 @@ import math
 import re
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,7 @@ class Request:
     room: str
     calls: list[DialOut]
     notify_url: str | None
+    notify_format: Callable[[dict[str, Any]], dict[str, str]] | None = None
 
 
 class DialOuts:
@@ -150,6 +152,7 @@ class DialOuts:
         confirm: bool,
         tag: str,
         notify_url: str | None,
+        notify_format: Callable[[dict[str, Any]], dict[str, str]] | None = None,
     ) -> list[DialOut]:
         """Check every destination, then queue the calls; raises RouteError (400) or
         LimitError (429) before anything is dialled."""
@@ -176,7 +179,7 @@ class DialOuts:
             )
             for dest in dests
         ]
-        request = Request(tenant_id, room, calls, notify_url)
+        request = Request(tenant_id, room, calls, notify_url, notify_format)
         for call in calls:
             self.records[call.ref] = call
             self.requests[call.ref] = request
@@ -244,6 +247,10 @@ class DialOuts:
                 future.set_result(event.status)
             if event.owner is not None:
                 self.active.get(event.owner, set()).discard(event.ref)
+
+    def notify_format_of(self, ref: str) -> Callable[[dict[str, Any]], dict[str, str]] | None:
+        request = self.requests.get(ref)
+        return request.notify_format if request else None
 
     def notify_url_of(self, ref: str) -> str | None:
         request = self.requests.get(ref)

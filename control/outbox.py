@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 USER_AGENT = "confbridge-webhooks/1"
+FORM_NOTIFICATION = "call.notification.form"  # payload is sent as form fields, not JSON
 MAX_IDLE_S = 60.0  # re-check the table at least this often, whatever the next due time
 
 
@@ -189,11 +190,13 @@ class WebhookDeliverer:
         """POST the event; None on a 2xx answer, else what went wrong."""
         try:
             async with self._sending:
+                headers = {"X-Webhook-Id": str(item.id), "X-Webhook-Type": item.event_type}
+                if item.event_type == FORM_NOTIFICATION:
+                    content: dict[str, Any] = {"data": item.payload}
+                else:
+                    content = {"json": webhook_body(item)}
                 response = await self._client.post(
-                    item.callback_url,
-                    json=webhook_body(item),
-                    headers={"X-Webhook-Id": str(item.id), "X-Webhook-Type": item.event_type},
-                    timeout=self._timeout_s,
+                    item.callback_url, headers=headers, timeout=self._timeout_s, **content
                 )
         except Exception as exc:  # connection refused, timeout, bad URL: all one failure
             return f"{type(exc).__name__}: {exc}".rstrip(": ")

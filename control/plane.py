@@ -28,7 +28,7 @@ from bridge.events import (
 )
 from control.dialout import DialOuts, notification
 from control.events import Broker, Published, describe, iso
-from control.outbox import WebhookDeliverer
+from control.outbox import FORM_NOTIFICATION, WebhookDeliverer
 from control.schedule import (
     ConferenceState,
     HangUpEveryone,
@@ -312,10 +312,12 @@ class ControlPlane:
         )
         url = self.dialouts.notify_url_of(ended.ref)
         if url and ended.owner:
-            body = notification(ended, self.config.dialout.currency)
-            await self.store.enqueue_notification(
-                ended.owner, url, "call.notification", body, self.clock()
-            )
+            body: dict[str, Any] = notification(ended, self.config.dialout.currency)
+            kind = "call.notification"
+            form = self.dialouts.notify_format_of(ended.ref)
+            if form is not None:
+                body, kind = dict(form(body)), FORM_NOTIFICATION
+            await self.store.enqueue_notification(ended.owner, url, kind, body, self.clock())
             self.deliverer.wake()
 
     async def _record_call(

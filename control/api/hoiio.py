@@ -79,7 +79,7 @@ router = APIRouter(tags=["hoiio"])
 
 PATHS = ("/open/conference/call", "/open/voice/conference")
 ALLOWED_METHODS = ("GET", "POST")
-OTHER_METHODS = ["PUT", "DELETE", "PATCH", "OPTIONS"]
+OTHER_METHODS = ["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"]
 FORM = "application/x-www-form-urlencoded"
 ROOM = re.compile(r"^[A-Za-z0-9._]{1,32}$")
 MAX_TAG = 256
@@ -350,6 +350,7 @@ async def place(plane: ControlPlane, order: CallOrder) -> dict[str, Any]:
             confirm=False,
             tag=order.tag,
             notify_url=order.notify_url,
+            notify_format=notification_fields,
         )
     except RouteError:
         fail("error_dest_not_supported")  # our own checks passed: the trunk does not resolve

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -106,6 +107,7 @@ class Answer:
     code: int
     message: str
     payload: dict[str, Any]  # every value a string or None (XML text), lists for callers
+    raw: Any = None  # the JSON body as sent, to check its types
 
 
 def xml_value(element: ET.Element) -> Any:
@@ -138,7 +140,7 @@ def parse(reply: httpx.Response, fmt: str) -> Answer:
         code = response["status"]["status_code"]
         assert isinstance(code, int)
         payload = {k: json_value(v) for k, v in response.items() if k != "status"}
-        return Answer(fmt, code, response["status"]["status_msg"], payload)
+        return Answer(fmt, code, response["status"]["status_msg"], payload, body)
     assert reply.headers["content-type"].startswith("application/xml")
     assert reply.text.startswith("<?xml")
     root = ET.fromstring(reply.content)
@@ -215,6 +217,9 @@ async def test_create_conference_as_in_the_example(runtime: Runtime, fmt: str) -
         mirrored = await native(client, key, conference["id"])
         assert mirrored["access"] == "none" and mirrored["locked"] is True  # no dial-in
         assert mirrored["duration_minutes"] == 20
+        if fmt == "json":  # numbers stay numbers, absent values are null, lists are lists
+            raw = answer.raw["response"]["conference"]
+            assert (raw["duration"], raw["room_code"], raw["callers"]) == (20, None, [])
 
 
 async def test_the_example_as_literally_written_and_by_post(runtime: Runtime) -> None:
@@ -358,6 +363,8 @@ async def test_create_call_as_in_the_example(runtime: Runtime, fmt: str) -> None
         assert re.fullmatch(r"[0-9a-f]{16}", call["id"])
         assert (call["from"], call["to"], call["status"]) == (f"+{GUEST}", conference_id, "queued")
         assert 19 * 60 < int(call["max_duration"]) <= 20 * 60  # the conference ends first
+        if fmt == "json":
+            assert isinstance(answer.raw["response"]["call"]["max_duration"], int)
         listed = await native(client, key, f"{conference_id}/calls")
         assert [(c["txn_ref"], c["dest"], c["confirm"]) for c in listed] == [
             (call["id"], f"+{GUEST}", True)
@@ -384,17 +391,39 @@ async def test_create_call_is_capped_at_two_hours(runtime: Runtime) -> None:
 # --- 2. end to end --------------------------------------------------------------------------------
 
 
-def code_scenario(tmp_path: Path, code: str) -> Path:
+def renumbered_pcap(key: str, index: int, workdir: Path) -> Path:
+    """A copy of the Debian pcap for `key` whose RTP timestamps and sequence numbers follow the
+    keys before it. The Debian files come from one session in the order 1 0 2 .. 9 * #, so
+    played in another order a later key carries an older timestamp on the same SSRC, which
+    RFC 4733 receivers (ours included) drop as a late copy of an old event. The events
+    themselves (code, durations, end bits, pacing) are left untouched."""
+    data = bytearray((PCAPS / f"dtmf_2833_{key}.pcap").read_bytes())
+    assert struct.unpack_from("<I", data, 20)[0] == 1  # Ethernet frames
+    offset, packet = 24, 0
+    while offset < len(data):
+        length = struct.unpack_from("<I", data, offset + 8)[0]
+        ip = offset + 16 + 14
+        udp = ip + (data[ip] & 0x0F) * 4
+        struct.pack_into("!H", data, udp + 6, 0)  # no UDP checksum (IPv4): the header changes
+        struct.pack_into("!HI", data, udp + 8 + 2, 1000 + 20 * index + packet, 8000 * (index + 1))
+        offset, packet = offset + 16 + length, packet + 1
+    copy = workdir / f"key{index}_{key}.pcap"
+    copy.write_bytes(bytes(data))
+    return copy
+
+
+def code_scenario(workdir: Path, code: str) -> Path:
     """orange_enter_code.xml with the room code and # as RFC 4733 pcaps, one key at a time."""
+    workdir.mkdir(exist_ok=True)
     keys = [*code, "pound"]
     steps = "\n".join(
-        f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{key}.pcap"/></action></nop>\n'
-        '  <pause milliseconds="400"/>'
-        for key in keys
+        f'  <nop><action><exec play_pcap_audio="{renumbered_pcap(key, i, workdir)}"/>'
+        '</action></nop>\n  <pause milliseconds="400"/>'
+        for i, key in enumerate(keys)
     )
     template = (SCENARIOS / "orange_enter_code.xml").read_text()
     assert "<!-- ORANGE_DIGITS -->" in template
-    scenario = tmp_path / f"orange_enter_code_{code}.xml"
+    scenario = workdir / f"orange_enter_code_{code}.xml"
     scenario.write_text(template.replace("<!-- ORANGE_DIGITS -->", steps))
     return scenario
 
@@ -432,7 +461,14 @@ async def test_room_code_by_rfc4733_and_a_guest_who_presses_pound(tmp_path: Path
                 )
                 return sorted(p["caller"] for p in reply.json())
 
-            args = ["-sf", str(code_scenario(tmp_path, code)), "-s", conference_id, "-m", "1"]
+            args = [
+                "-sf",
+                str(code_scenario(tmp_path / "keys", code)),
+                "-s",
+                conference_id,
+                "-m",
+                "1",
+            ]
             caller = sipp_task(tmp_path, "caller", args, running.bridge.transports.udp_port)
             await eventually(lambda: _equals(callers_in, ["sipp"]), timeout=20)
 
@@ -504,22 +540,24 @@ async def test_caller_mode_and_add_caller_during_the_conference(runtime: Runtime
         )
         conference_id = created.payload["conference"]["id"]
         listed = phone(runtime, conference_id, "33611111111")
-        late = phone(runtime, conference_id, "33622222222")
-        stranger = phone(runtime, conference_id, "33633333333")
+        early = phone(runtime, conference_id, "33622222222")  # before addCaller: refused
+        late = phone(runtime, conference_id, "33622222222")  # the same number after it
         try:
             assert await listed.call() == 200
-            assert await stranger.call() == 200  # answered to hear the refusal, then hung up
+            assert await early.call() == 200  # answered to hear the refusal, then hung up
 
             async def refused() -> bool:
-                return stranger.ended_by_bridge
+                return early.ended_by_bridge
 
             await eventually(refused)
             await ok(client, "addCaller", id=key, conference_id=conference_id, caller="33622222222")
             assert await late.call() == 200
+            await asyncio.sleep(1.0)
+            assert not late.ended_by_bridge
             people = await native(client, key, f"{conference_id}/participants")
             assert sorted(p["caller"] for p in people) == ["33611111111", "33622222222"]
         finally:
-            for one in (listed, late, stranger):
+            for one in (listed, early, late):
                 await one.hangup()
 
 
