@@ -371,7 +371,8 @@ VERBS: dict[str, Verb] = {
 }
 
 
-@router.api_route("/{call}", methods=["GET", "POST"])
+@router.get("/{call}", operation_id="orange_rpc_get")
+@router.post("/{call}", operation_id="orange_rpc_post")
 async def rpc(call: str, request: Request) -> Response:
     """One route for every verb: `createConference.xml`, `addCaller.json`, ..."""
     verb, _, fmt = call.rpartition(".")

@@ -52,8 +52,8 @@ Choices where the document is silent:
 - `GET /subscriptions` lists the application's "Basic Call" subscriptions (native ones for
   other event types are not Teaming's), expired ones included; `expires` is the seconds left
   (0 once expired). `/susbcriptions`, the document's spelling in its example, is an alias
-  left out of the OpenAPI schema. The `applicationId` given at subscription is kept in memory
-  (the store has no column for it): after a restart it reads as the application's name.
+  left out of the OpenAPI schema. The `applicationId` given at subscription is stored with it
+  (the subscription's label), so it survives a restart.
 - Pagination on both lists: `offset` (default 0) and `limit` (default 50, at most
   `control.max_page`); `X-Result-Count` and `X-Total-Count` headers; an offset past the end is
   an empty page.
@@ -446,15 +446,6 @@ async def release_call(request: Request, userId: str, callId: str) -> Response:
 # --- subscriptions --------------------------------------------------------------------------
 
 
-def application_ids(request: Request) -> dict[str, str]:
-    """The `applicationId` given per subscription id (kept in memory: no store column)."""
-    state = request.app.state
-    if not hasattr(state, "teaming_application_ids"):
-        state.teaming_application_ids = {}
-    labels: dict[str, str] = state.teaming_application_ids
-    return labels
-
-
 def is_basic_call(subscription: Subscription) -> bool:
     return set(subscription.event_types) == set(BASIC_CALL_EVENTS)
 
@@ -479,7 +470,7 @@ def subscription_view(
     return {
         "subscriptionId": subscription.id,
         "expires": max(0, int(left)),
-        "applicationId": application_ids(request).get(subscription.id, tenant.name),
+        "applicationId": subscription.label or tenant.name,
         "eventType": BASIC_CALL,
         "callBackUrl": subscription.callback_url,
     }
@@ -511,8 +502,8 @@ async def subscribe(request: Request, userId: str) -> dict[str, Any]:
         BASIC_CALL_EVENTS,
         now + timedelta(seconds=body.expires),
         now,
+        label=body.applicationId or tenant.name,
     )
-    application_ids(request)[subscription.id] = body.applicationId or tenant.name
     return {"subscriptionId": subscription.id, "expires": body.expires}
 
 
@@ -579,7 +570,6 @@ async def delete_subscription(request: Request, subscriptionId: str) -> Response
         await plane.store.delete_subscription(tenant.id, subscriptionId)
     except NotFound:
         raise not_found(f"subscription {subscriptionId!r}") from None
-    application_ids(request).pop(subscriptionId, None)
     return Response(status_code=204)
 
 

@@ -147,6 +147,7 @@ class SubscriptionRow(Base):
     event_types: Mapped[list[str]] = mapped_column(JSON)
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    label: Mapped[str | None] = mapped_column(String(128))  # the client's own name for it
 
 
 class CallRecordRow(Base):

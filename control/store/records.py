@@ -56,6 +56,7 @@ class Subscription:
     event_types: tuple[str, ...]
     expires_at: datetime
     created_at: datetime
+    label: str | None = None  # the client's own name for it (Teaming's applicationId)
 
     def wants(self, event_type: str, now: datetime) -> bool:
         """True when this subscription should receive an event of that type at `now`."""

@@ -24,6 +24,7 @@ def subscription_record(row: SubscriptionRow) -> Subscription:
         event_types=tuple(row.event_types),
         expires_at=row.expires_at,
         created_at=row.created_at,
+        label=row.label,
     )
 
 
@@ -35,6 +36,7 @@ class SubscriptionQueries(StoreBase):
         event_types: Iterable[str],
         expires_at: datetime,
         now: datetime,
+        label: str | None = None,
     ) -> Subscription:
         """Subscribe; an empty `event_types` means every event type."""
         row = SubscriptionRow(
@@ -44,6 +46,7 @@ class SubscriptionQueries(StoreBase):
             event_types=list(dict.fromkeys(event_types)),
             expires_at=expires_at,
             created_at=now,
+            label=label,
         )
         async with self._session() as session, session.begin():
             session.add(row)

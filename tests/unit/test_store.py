@@ -81,7 +81,7 @@ async def test_migrations_create_schema_and_reopen_is_idempotent(db_path: Path) 
         journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
         foreign_keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar()
     await store.close()
-    assert versions == [("0003",)]
+    assert versions == [("0004",)]
     assert journal == "wal"
     assert foreign_keys == 1
 
