@@ -161,6 +161,9 @@ class ConferenceService:
     gate: Gate | None = None
     dialouts: dict[str, DialOut] = field(default_factory=dict)  # by ref, while the call lasts
     pending: dict[str, Callable[[float], None]] = field(default_factory=dict)  # ringing, by key
+    ended_totals: dict[str, int] = field(  # media counters of participants who have left
+        default_factory=lambda: {"packets_in": 0, "packets_out": 0, "lost": 0}
+    )
 
     def __post_init__(self) -> None:
         self.definitions: dict[str, RoomDefinition] = {r.name: r for r in self.config.room}
@@ -822,6 +825,9 @@ class ConferenceService:
         if room is None or participant not in room.participants:
             return
         room.remove(participant)
+        self.ended_totals["packets_in"] += participant.counters.packets_in
+        self.ended_totals["packets_out"] += participant.counters.packets_out
+        self.ended_totals["lost"] += participant.jitter.stats.lost
         self._chime(room.participants, "leave")
         log.info(
             "participant.left",

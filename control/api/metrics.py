@@ -3,7 +3,13 @@ tick lateness histogram fed as things happen."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -25,22 +31,24 @@ class BridgeCollector(Collector):
         yield GaugeMetricFamily(
             "confbridge_participants", "Participants in rooms", value=len(people)
         )
+        ended = service.ended_totals
         for name, help_text, value in (
-            ("confbridge_rtp_packets_in", "RTP packets received", sum(
-                p.counters.packets_in for p in people)),
-            ("confbridge_rtp_packets_out", "RTP packets sent", sum(
-                p.counters.packets_out for p in people)),
-            ("confbridge_rtp_packets_lost", "RTP frames lost (concealed)", sum(
-                p.jitter.stats.lost for p in people)),
+            ("confbridge_rtp_packets_in", "RTP packets received",
+             ended["packets_in"] + sum(p.counters.packets_in for p in people)),
+            ("confbridge_rtp_packets_out", "RTP packets sent",
+             ended["packets_out"] + sum(p.counters.packets_out for p in people)),
+            ("confbridge_rtp_packets_lost", "RTP frames lost (concealed)",
+             ended["lost"] + sum(p.jitter.stats.lost for p in people)),
         ):
-            # of the calls up now: a counter per live call, summed (resets as calls end)
-            yield CounterMetricFamily(name, help_text + " by calls now up", value=value)
+            # since start: the calls that ended plus the calls up now
+            yield CounterMetricFamily(name, help_text, value=value)
 
 
 class Metrics:
     def __init__(self, service: ConferenceService) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(BridgeCollector(service))
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total and friends
         self.api_requests = Counter(
             "confbridge_api_requests",
             "HTTP API requests",

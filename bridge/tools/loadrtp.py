@@ -1,0 +1,181 @@
+"""What one simulated participant measures on the stream it receives from the bridge.
+
+Two halves: `RtpStats` runs per packet (RFC 3550 loss and jitter, lateness) and so is a few
+integer operations; `Recorder` keeps the payloads and digests them in batches with numpy (burst
+onsets for the mouth-to-ear delay, the audio of the analysis window for the FFT check), so the
+per-packet path never touches numpy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bridge.media.g711 import ALAW_TO_LINEAR, FRAME_SAMPLES, ULAW_TO_LINEAR
+from bridge.media.tones import FULL_SCALE, SILENCE_DB
+from bridge.tools.loadplan import BURST_HZ, RATE
+
+LATE_SECONDS = 0.040  # a packet arriving this much later than its timestamp says is late
+BURST_DB = -40.0  # a frame holds the burst when its level at BURST_HZ passes this
+_TS_SECONDS = 1.0 / RATE
+DECODE_TABLES = {"PCMU": ULAW_TO_LINEAR, "PCMA": ALAW_TO_LINEAR}
+
+
+@dataclass(slots=True)
+class RtpStats:
+    """RFC 3550 receiver statistics: sequence gaps (A.1/A.3) and interarrival jitter (A.8).
+
+    Lateness: transit (arrival minus the timestamp's time) over the smallest transit seen so
+    far, i.e. how much later than the fastest packet this one came; over 40 ms it is late.
+    """
+
+    received: int = 0
+    late: int = 0
+    reordered: int = 0
+    jitter: float = 0.0  # seconds, the RFC 3550 running estimate
+    max_jitter: float = 0.0
+    base_seq: int = 0
+    max_seq: int = 0
+    cycles: int = 0
+    first_ts: int = 0
+    last_transit: float = 0.0
+    min_transit: float = float("inf")
+
+    def receive(self, seq: int, ts: int, now: float) -> None:
+        """Account one packet: sequence number, RTP timestamp, arrival (monotonic seconds)."""
+        if self.received == 0:
+            self.base_seq = self.max_seq = seq
+            self.first_ts = ts
+        else:
+            delta = (seq - self.max_seq) & 0xFFFF
+            if 0 < delta < 0x8000:
+                if seq < self.max_seq:
+                    self.cycles += 0x10000
+                self.max_seq = seq
+            else:
+                self.reordered += 1
+        self.received += 1
+        transit = now - ((ts - self.first_ts) & 0xFFFF_FFFF) * _TS_SECONDS
+        if self.received > 1:
+            self.jitter += (abs(transit - self.last_transit) - self.jitter) / 16.0
+            if self.jitter > self.max_jitter:
+                self.max_jitter = self.jitter
+        self.last_transit = transit
+        if transit < self.min_transit:
+            self.min_transit = transit
+        elif transit - self.min_transit > LATE_SECONDS:
+            self.late += 1
+
+    @property
+    def expected(self) -> int:
+        return self.cycles + self.max_seq - self.base_seq + 1 if self.received else 0
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.received)
+
+
+@dataclass
+class Recorder:
+    """Payloads as they arrive, digested in batches: burst onsets and the analysis window."""
+
+    codec: str
+    window: tuple[float, float] = (float("inf"), float("inf"))
+    payloads: list[bytes] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    onsets: list[float] = field(default_factory=list)
+    kept: list[np.ndarray] = field(default_factory=list)
+    burst_on: bool = False
+
+    def add(self, payload: bytes, now: float) -> None:
+        self.payloads.append(payload)
+        self.arrivals.append(now)
+
+    def digest(self) -> None:
+        """Decode what came since the last digest; note burst onsets, keep the window's audio."""
+        if not self.payloads:
+            return
+        codes = np.frombuffer(b"".join(self.payloads), np.uint8).reshape(-1, FRAME_SAMPLES)
+        arrivals = np.asarray(self.arrivals)
+        self.payloads, self.arrivals = [], []
+        samples = DECODE_TABLES[self.codec][codes]
+        flags = frame_levels(samples, BURST_HZ) > BURST_DB
+        previous = np.concatenate(([self.burst_on], flags[:-1]))
+        self.onsets.extend(arrivals[flags & ~previous].tolist())
+        self.burst_on = bool(flags[-1])
+        inside = (arrivals >= self.window[0]) & (arrivals < self.window[1])
+        if inside.any():
+            self.kept.append(samples[inside].reshape(-1))
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.kept) if self.kept else np.zeros(0, np.int16)
+
+
+_HANN = np.hanning(FRAME_SAMPLES)
+
+
+def frame_levels(frames: np.ndarray, freq: float) -> np.ndarray:
+    """Level in dBFS at `freq` of each 20 ms frame (rows), Hann-windowed: one matrix product."""
+    t = np.arange(FRAME_SAMPLES) / RATE
+    basis = np.stack([_HANN * np.cos(2 * np.pi * freq * t), _HANN * np.sin(2 * np.pi * freq * t)])
+    parts = frames.astype(np.float64) @ basis.T
+    magnitude = np.hypot(parts[:, 0], parts[:, 1]) * 2.0 / _HANN.sum() / FULL_SCALE
+    with np.errstate(divide="ignore"):
+        return np.maximum(20.0 * np.log10(magnitude), SILENCE_DB)
+
+
+def levels_at(samples: np.ndarray, freqs: np.ndarray, rate: int = RATE) -> np.ndarray:
+    """dBFS of each frequency (peak bin within +-2 bins, Hann + rFFT), for many at once.
+
+    The same measure as `bridge.media.tones.tone_levels`, vectorised for hundreds of tones."""
+    data = samples.astype(np.float64)
+    window = np.hanning(data.size)
+    magnitude = np.abs(np.fft.rfft(data * window)) * 2.0 / window.sum() / FULL_SCALE
+    with np.errstate(divide="ignore"):
+        spectrum = np.maximum(20.0 * np.log10(magnitude), SILENCE_DB)
+    centre = np.rint(np.asarray(freqs, np.float64) / (rate / data.size)).astype(int)
+    offsets = np.arange(-2, 3)
+    bins = np.clip(centre[:, None] + offsets[None, :], 0, spectrum.size - 1)
+    return spectrum[bins].max(axis=1)
+
+
+def tone_report(
+    audio: np.ndarray, tones: list[list[int]], room: int, own: int | None
+) -> dict[str, Any]:
+    """Levels a listener's audio should show: room-mates' tones loud, its own and other rooms'
+    absent. `floor_db` is the median level between the plan's tones: a leak stands out of it,
+    while broadband noise (concealment, clicks) lifts every frequency alike."""
+    mates = tones[room]
+    wanted = [f for f in mates if f != own]
+    others = [
+        f
+        for r, freqs in enumerate(tones)
+        if r != room
+        for f in freqs
+        if min(abs(f - mate) for mate in mates) > 3
+    ]
+    plan = sorted({f for freqs in tones for f in freqs})
+    probes = [(a + b) / 2 for a, b in itertools.pairwise(plan)] or [plan[0] + 100.0]
+    freqs = np.asarray([*wanted, *([own] if own else []), *others, *probes], np.float64)
+    levels = levels_at(audio, freqs).tolist()
+    heard, levels = levels[: len(wanted)], levels[len(wanted) :]
+    report: dict[str, Any] = {"heard_db": dict(zip(map(str, wanted), heard, strict=True))}
+    report["own_db"] = levels.pop(0) if own else None
+    rest, probe_levels = levels[: len(others)], levels[len(others) :]
+    report["floor_db"] = float(np.median(probe_levels))
+    if rest:
+        loudest = int(np.argmax(rest))
+        report["other_room_db"] = rest[loudest]
+        report["other_room_hz"] = others[loudest]
+    return report
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Overall level, for speech where no single frequency can be checked."""
+    if samples.size == 0:
+        return SILENCE_DB
+    power = float(np.mean(samples.astype(np.float64) ** 2))
+    return max(SILENCE_DB, 10.0 * np.log10(power / FULL_SCALE**2)) if power > 0 else SILENCE_DB

@@ -1,0 +1,103 @@
+"""The load tool's own test (issue 7, checks 1 and 3): a small run must measure a clean bridge
+as clean, with every figure in the JSON file, and the capacity benchmark must run end to end.
+
+Both run as the commands people type (`scripts/loadtest.py`, `scripts/bench.py --quick`): each
+starts its own private bridge on free loopback ports and its own load process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+HEARD_DB = -30.0
+ABSENT_DB = -50.0
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def loadtest(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("loadtest")
+    done = run_script(
+        "scripts/loadtest.py",
+        *("--rooms", "2", "--per-room", "5", "--talkers", "2", "--duration", "10"),
+        *("--out", str(out), "--no-progress"),
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Load test" in done.stdout  # the summary table
+    return json.loads((out / "loadtest.json").read_text())
+
+
+def test_every_call_streams_without_loss(loadtest: dict) -> None:
+    calls, rtp, bridge = loadtest["calls"], loadtest["rtp"], loadtest["bridge"]
+    assert calls["attempted"] == calls["answered"] == 10
+    assert 0 < calls["setup_ms"]["p50"] <= calls["setup_ms"]["max"] < 5000
+    assert rtp["lost"] == 0 and rtp["sent"] > 10 * 450  # 10 s at 50 packets/s, each
+    assert bridge["rx_missing"] == 0 and bridge["rtp_in"] == bridge["generator_sent"]
+    for p in loadtest["participants"]:
+        assert p["status"] == 200 and p["lost"] == 0, p
+        assert p["received"] > 450 and p["sent"] > 450, p
+        assert 0 <= p["jitter_ms"] < 40, p
+
+
+def test_every_listener_hears_exactly_its_rooms_talkers(loadtest: dict) -> None:
+    tones = loadtest["plan"]["tones_hz"]
+    rooms = sorted({p["room"] for p in loadtest["participants"]})
+    assert len(rooms) == 2 and loadtest["audio"]["ok"] == 10
+    for p in loadtest["participants"]:
+        audio = p["audio"]
+        assert audio["samples"] >= 0.8 * 8000 * loadtest["window"]["analysis_seconds"]
+        mates = {f for f in tones[rooms.index(p["room"])] if f != p["tone_hz"]}
+        assert {int(f) for f in audio["heard_db"]} == mates, p
+        assert all(db > HEARD_DB for db in audio["heard_db"].values()), p
+        assert audio["other_room_db"] < ABSENT_DB, p
+        if p["tone_hz"] is not None:
+            assert audio["own_db"] < ABSENT_DB, p
+
+
+def test_delay_and_bridge_figures_are_measured(loadtest: dict) -> None:
+    delay = loadtest["delay_ms"]
+    assert delay["expected"] >= 2 * 4 * 3  # 2 rooms, 4 listeners each, bursts every 2 s
+    assert delay["count"] == delay["expected"]
+    assert 0 < delay["min"] <= delay["p50"] <= delay["max"] < 200
+    ticks = loadtest["bridge"]["tick_lateness"]
+    assert ticks["ticks"] >= 9 * 50  # ~50 ticks a second over the 10 s window
+    assert 0 <= ticks["p50_ms"] <= ticks["p99_ms"]
+    assert loadtest["bridge"]["participants"] == 10
+    assert loadtest["bridge"]["tick_stats"]["rooms"] == 2
+    cpu = loadtest["cpu"]
+    assert 9.5 < cpu["seconds"] < 12 and 0 < cpu["bridge_s_per_participant_minute"] < 10
+    assert len(loadtest["timeline"]["ticks"]) >= 8
+
+
+def test_json_and_plots_are_written(loadtest: dict) -> None:
+    files = loadtest["files"]
+    for key in ("tick_lateness_png", "delay_png", "loss_png"):
+        data = Path(files[key]).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, key
+    assert json.loads(Path(files["json"]).read_text())["calls"]["answered"] == 10
+
+
+def test_capacity_benchmark_quick_prints_its_table(tmp_path: Path) -> None:
+    done = run_script("scripts/bench.py", "--quick", "--out", str(tmp_path), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "tick p99 ms" in line)
+    rows = [line for line in lines[header + 2 :] if line.strip()][:3]
+    assert [r.split()[0] for r in rows] == ["rooms", "rooms", "one"], done.stdout
+    assert any(line.startswith("largest load held: ") for line in lines), done.stdout
+    assert len(list(tmp_path.glob("*/loadtest.json"))) == 3
