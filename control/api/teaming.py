@@ -73,8 +73,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
+from bridge.conference.callmedia import CallMedia
 from bridge.conference.participant import Participant
-from bridge.conference.service import CallMedia
 from control.api.auth import is_admin, plane_of
 from control.api.errors import ApiError, invalid, not_found
 from control.api.views import dial_in
