@@ -7,7 +7,8 @@ import dataclasses
 import random
 import shutil
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,25 @@ def with_control(config: Config, data_dir: Path) -> Config:
         ),
         data=dataclasses.replace(config.data, dir=str(data_dir)),
     )
+
+
+class FakeClock:
+    """The control plane's wall clock, moved by the test (the media clock stays real)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> None:
+    """Wait until `condition()` is true (polling every 50 ms), or fail the test."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")

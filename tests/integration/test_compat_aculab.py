@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from tests.integration.harness import (
     ADMIN_TOKEN,
     LOOPBACK,
     SCENARIOS,
+    FakeClock,
+    eventually,
     loopback_config,
     run_sipp,
     with_control,
@@ -40,18 +41,6 @@ ERROR_KEYS = {"code", "text", "datetime", "link"}
 
 Auth = tuple[str, str]
 
-
-class FakeClock:
-    """The control plane's wall clock, moved by the test (the media clock stays real)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 async def start(tmp_path: Path, clock: FakeClock) -> Runtime:
@@ -128,12 +117,6 @@ def assert_error(reply: httpx.Response, status: int, code: str, mentions: str = 
         assert body["error"]["link"].endswith(f"error={code}")
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def phone(runtime: Runtime, room: str, user: str, tone: float | None = None) -> Phone:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,9 @@ from tests.integration.harness import (
     ADMIN_TOKEN,
     LOOPBACK,
     SCENARIOS,
+    FakeClock,
     SippResult,
+    eventually,
     free_port,
     loopback_config,
     run_sipp,
@@ -43,18 +44,6 @@ ROOM_ID = re.compile(r"^[A-Za-z0-9._]{1,32}$")
 GMT8 = timezone(timedelta(hours=8))
 EXAMPLE_DESTS = ["+6511111111", "+6522222222", "+6533333333"]  # the document's own example
 
-
-class FakeClock:
-    """The control plane's wall clock, moved by the test (the rate limiter reads it)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclasses.dataclass
@@ -170,12 +159,6 @@ class FormReceiver(Receiver):
         writer.close()
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def callers(runtime: Runtime, room: str) -> list[str]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ from tests.integration.harness import (
     ADMIN_TOKEN,
     LOOPBACK,
     SCENARIOS,
+    FakeClock,
+    eventually,
     loopback_config,
     run_sipp,
     with_control,
@@ -53,18 +54,6 @@ EXPIRED = {
     "out-of-date.",
 }
 
-
-class FakeClock:
-    """The control plane's wall clock, moved by the test (the media clock stays real)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 async def start(tmp_path: Path, clock: FakeClock | None = None) -> Runtime:
@@ -146,12 +135,6 @@ class User:
         raise AssertionError(f"{caller} never rang")
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def phone(runtime: Runtime, room: str, user: str, tone: float | None = None) -> Phone:

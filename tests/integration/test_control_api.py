@@ -5,7 +5,7 @@ apart, conference states with an injected clock, participants muted and ejected 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from tests.integration.harness import (
     ADMIN_TOKEN,
     LOOPBACK,
     SCENARIOS,
+    FakeClock,
+    eventually,
     loopback_config,
     run_sipp,
     with_control,
@@ -32,18 +34,6 @@ pytestmark = pytest.mark.integration
 HEARD_DB = -30.0
 ABSENT_DB = -50.0
 
-
-class FakeClock:
-    """The control plane's wall clock, moved by the test (the media clock stays real)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 async def start(tmp_path: Path, clock: FakeClock | None = None) -> Runtime:
@@ -76,12 +66,6 @@ def http(runtime: Runtime) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=runtime.base_url, timeout=10.0, trust_env=False)
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def phone(runtime: Runtime, room: str, user: str, tone: float | None = None) -> Phone:

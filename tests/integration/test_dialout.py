@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tests.integration.harness import (
     LOOPBACK,
     SCENARIOS,
     SippResult,
+    eventually,
     free_port,
     loopback_config,
     run_sipp,
@@ -135,12 +136,6 @@ def http(runtime: Runtime) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=runtime.base_url, timeout=15.0, trust_env=False)
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 15.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def tap(runtime: Runtime, room: str, caller: str) -> list[bytes]:
