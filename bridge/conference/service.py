@@ -630,8 +630,8 @@ class ConferenceService(DialOutMixin):
         self.events.publish(
             CallFinished(
                 self.clock(),
-                participant.room if participant is not None else media.call.room,
-                participant.id if participant is not None else "",
+                participant.room if participant is not None else media.plan.room or media.call.room,
+                media.call.local_tag,  # the participant id the call has, or would have had
                 media.call.invite.call_id,
                 media.caller,
                 media.started_at,

@@ -42,9 +42,9 @@ Choices where the document is silent:
   default 3600; `applicationId` (1..128 chars) defaults to the application's name; `targetId`,
   when given, must name the path's user; `targetType`, when given, must be "User". "Basic Call"
   is a native subscription to `call.alerting`, `participant.joined` (answered) and
-  `participant.left` (released); a call declined or abandoned while ringing never joined, so it
-  has no released event. Callbacks carry the native webhook JSON (`{id, type, tenant,
-  created_at, data}`): the document does not describe a callback body.
+  `call.ended` (released: every call gets it once, also one declined or abandoned while
+  ringing, with the same `participant_id` as its alerting). Callbacks carry the native
+  webhook JSON (`{id, type, tenant, created_at, data}`): the document describes no body.
 - Renew (`PUT /users/{id}/calls`, 204) names no subscription in the document's example: it
   renews every "Basic Call" subscription of the user, or only `subscriptionId` when the body
   gives one; `expires` defaults to 3600. A user without one is a 404. `PUT`, `GET` and `DELETE
@@ -84,7 +84,7 @@ from control.store.errors import NotFound
 from control.store.records import Subscription, Tenant
 
 BASIC_CALL = "Basic Call"
-BASIC_CALL_EVENTS = ("call.alerting", "participant.joined", "participant.left")
+BASIC_CALL_EVENTS = ("call.alerting", "participant.joined", "call.ended")
 MIN_EXPIRES_S, MAX_EXPIRES_S, DEFAULT_EXPIRES_S = 60, 30 * 86_400, 3600
 ACTIONS = ("ANSWER", "HOLD", "UNHOLD")
 DEFAULT_LIMIT = 50

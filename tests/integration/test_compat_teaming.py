@@ -247,8 +247,8 @@ async def test_subscriptions_as_documented_with_pagination(tmp_path: Path) -> No
             native = (await client.get(f"/v1/subscriptions/{sid}", headers=user.headers)).json()
             assert sorted(native["events"]) == [
                 "call.alerting",
+                "call.ended",
                 "participant.joined",
-                "participant.left",
             ]
             other_kind = await client.post(
                 "/v1/subscriptions",
@@ -339,7 +339,7 @@ async def test_teaming_call_control_end_to_end(runtime: Runtime, tmp_path: Path)
             listing = await user.calls()
             assert listing.json() == [] and listing.headers["X-Total-Count"] == "0"
 
-        await eventually(lambda: len(left_events(receiver)) == 3)
+        await eventually(lambda: len(left_events(receiver)) == 4)  # 3 answered, 1 declined
         check_callbacks(receiver, {alice_id: alice, bob_id: bob}, carol_id, carol)
     finally:
         for caller in phones:
@@ -420,32 +420,34 @@ async def sipp_answered_then_released(runtime: Runtime, user: User, tmp_path: Pa
 
 
 def left_events(receiver: Receiver) -> list[dict[str, Any]]:
-    return [b for b in receiver.delivered if b["type"] == "participant.left"]
+    return [b for b in receiver.delivered if b["type"] == "call.ended"]
 
 
 def check_callbacks(
     receiver: Receiver, answered: dict[str, Phone], declined_id: str, declined: Phone
 ) -> None:
-    """Per call, in order: alerting, answered (joined), released (left); a declined call
-    only alerted. Alerting names the SIP Call-ID and the callId the call keeps."""
+    """Per call, in order: alerting, answered (joined), released (call.ended); a declined call
+    alerted and was released without an answer. Alerting names the SIP Call-ID and the callId
+    the call keeps."""
     events = receiver.delivered
     assert {b["type"] for b in events} <= {
         "call.alerting",
         "participant.joined",
-        "participant.left",
+        "call.ended",
     }
     for call_id, caller in answered.items():
         mine = [b for b in events if b["data"].get("participant_id") == call_id]
         assert [b["type"] for b in mine] == [
             "call.alerting",
             "participant.joined",
-            "participant.left",
+            "call.ended",
         ]
         alerting = mine[0]["data"]
         assert alerting["call_id"] == caller.call_id and alerting["caller"] == caller.user
         assert alerting["manual_answer"] is True and alerting["conference"] == "desk"
     declined_events = [b for b in events if b["data"].get("participant_id") == declined_id]
-    assert [b["type"] for b in declined_events] == ["call.alerting"]
+    assert [b["type"] for b in declined_events] == ["call.alerting", "call.ended"]
+    assert declined_events[1]["data"]["answered_at"] is None
     assert declined_events[0]["data"]["call_id"] == declined.call_id
 
 
