@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CALLER_ID = re.compile(r"^[+]?[0-9]{1,20}$")
 RESOLVE_TIMEOUT_S = 2.0
+KEEP_FINISHED = 10_000  # finished calls kept for GET /v1/dialouts/{ref}; older ones are dropped
 
 
 class RouteError(ValueError):
@@ -228,6 +229,7 @@ class DialOuts:
         call.settle(DialStatus.FAILED, reason)
         now = datetime.now(UTC).timestamp()
         call.started_at = call.started_at or now
+        call.ended_at = now
         self.plane.service.events.publish(
             DialOutEnded(
                 now, call.room, "", call.ref, call.dest, call.caller_id, str(call.status),
@@ -247,6 +249,14 @@ class DialOuts:
                 future.set_result(event.status)
             if event.owner is not None:
                 self.active.get(event.owner, set()).discard(event.ref)
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Bound memory on a long-running bridge: drop the oldest finished calls."""
+        excess = len(self.records) - KEEP_FINISHED
+        for ref in [r for r, call in self.records.items() if call.ended_at is not None][:excess]:
+            del self.records[ref]
+            self.requests.pop(ref, None)
 
     def notify_format_of(self, ref: str) -> Callable[[dict[str, Any]], dict[str, str]] | None:
         request = self.requests.get(ref)
