@@ -175,3 +175,19 @@ async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> Non
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+async def sipp_listening(port: int, timeout: float = 15.0) -> None:
+    """Wait until a SIPp callee has bound its UDP port, so the bridge's INVITE does not race
+    SIPp's start-up (a lost first INVITE plus retransmission back-off can outlast a short ring
+    timeout on a slow machine)."""
+    for _ in range(int(timeout / 0.05)):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return  # taken: SIPp is listening
+        finally:
+            probe.close()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"SIPp did not bind UDP port {port} in {timeout} s")

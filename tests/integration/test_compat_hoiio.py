@@ -33,6 +33,7 @@ from tests.integration.harness import (
     free_port,
     loopback_config,
     run_sipp,
+    sipp_listening,
     with_control,
 )
 from tests.receiver import Receiver
@@ -59,12 +60,13 @@ class Trunk:
     def address(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 
-    def answer(self, calls: int) -> None:
+    async def answer(self, calls: int) -> None:
         workdir = self.tmp_path / f"trunk-{self.port}"
         workdir.mkdir()
         args = ["-sf", str(SCENARIOS / "uas_answer.xml"), "-m", str(calls), "-trace_msg"]
         self.workdir = workdir
         self.task = asyncio.create_task(run_sipp(None, args, workdir, timeout=60, port=self.port))
+        await sipp_listening(self.port)
 
     async def result(self, timeout: float = 40.0) -> SippResult:
         assert self.task is not None
@@ -176,7 +178,7 @@ def numbers(count: int, base: int = 6590000000) -> list[str]:
 async def test_document_example_replayed(tmp_path: Path) -> None:
     trunk = Trunk(tmp_path)
     runtime = await start(tmp_path, trunk)
-    trunk.answer(3)
+    await trunk.answer(3)
     try:
         async with http(runtime) as client:
             app = await App.create(client)
@@ -207,7 +209,7 @@ async def test_document_example_replayed(tmp_path: Path) -> None:
 async def test_limits_at_both_edges(tmp_path: Path) -> None:
     trunk = Trunk(tmp_path)
     runtime = await start(tmp_path, trunk)
-    trunk.answer(8)
+    await trunk.answer(8)
     room32 = "r" * 31 + "."
     phone: Phone | None = None
     try:
@@ -247,7 +249,7 @@ async def test_three_destinations_end_to_end_with_notifications(tmp_path: Path) 
     control/api/hoiio.py for the mapping from the outbox's call.notification."""
     trunk = Trunk(tmp_path)
     runtime = await start(tmp_path, trunk)
-    trunk.answer(3)
+    await trunk.answer(3)
     receiver = FormReceiver()
     await receiver.start()
     try:
@@ -302,7 +304,7 @@ def check_notification(fields: dict[str, str], runtime: Runtime, refs: list[str]
 async def test_concurrent_call_limit_per_application(tmp_path: Path) -> None:
     trunk = Trunk(tmp_path)
     runtime = await start(tmp_path, trunk, max_concurrent=8)
-    trunk.answer(10)
+    await trunk.answer(10)
     try:
         async with http(runtime) as client:
             app = await App.create(client)

@@ -30,6 +30,7 @@ from tests.integration.harness import (
     free_port,
     loopback_config,
     run_sipp,
+    sipp_listening,
     with_control,
 )
 
@@ -445,6 +446,7 @@ async def test_room_code_by_rfc4733_and_a_guest_who_presses_pound(tmp_path: Path
         None,
         trunk_port,
     )
+    await sipp_listening(trunk_port)
     running = await start(tmp_path, trunk=f"{LOOPBACK}:{trunk_port}")
     caller: asyncio.Task[SippResult] | None = None
     try:
@@ -499,6 +501,7 @@ async def test_a_guest_who_never_presses_pound_stays_out(tmp_path: Path) -> None
     guest = sipp_task(
         tmp_path, "silent", ["-sf", str(SCENARIOS / "uas_answer.xml"), "-m", "1"], None, trunk_port
     )
+    await sipp_listening(trunk_port)
     running = await start(tmp_path, trunk=f"{LOOPBACK}:{trunk_port}", confirm_timeout_s=2)
     try:
         async with http(running) as client:

@@ -29,6 +29,7 @@ from tests.integration.harness import (
     free_port,
     loopback_config,
     run_sipp,
+    sipp_listening,
     with_control,
 )
 from tests.receiver import Receiver
@@ -55,12 +56,13 @@ class Callee:
         return await asyncio.wait_for(self.task, timeout)
 
 
-def callee(tmp_path: Path, scenario: str, *extra: str) -> Callee:
+async def callee(tmp_path: Path, scenario: str, *extra: str) -> Callee:
     port = free_port()
     workdir = tmp_path / f"{scenario}-{port}"
     workdir.mkdir()
     args = ["-sf", str(SCENARIOS / f"uas_{scenario}.xml"), "-m", "1", "-trace_logs", *extra]
     task = asyncio.create_task(run_sipp(None, args, workdir, timeout=40, port=port))
+    await sipp_listening(port)
     return Callee(port, task, workdir)
 
 
@@ -167,7 +169,7 @@ async def test_callee_presses_pound_joins_and_hears_the_room(
     receiver = Receiver()
     await receiver.start()
     host = Phone(LOOPBACK, runtime.bridge.transports.udp_port, "out1", tone_hz=440.0, user="host")
-    sipp = callee(tmp_path, "answer_pound")
+    sipp = await callee(tmp_path, "answer_pound")
     try:
         async with http(runtime) as client:
             api = await Api.open(runtime, client)
@@ -199,7 +201,7 @@ async def test_callee_presses_pound_joins_and_hears_the_room(
      ("no_answer", "unanswered")],
 )
 async def test_outcomes(runtime: Runtime, tmp_path: Path, scenario: str, status: str) -> None:
-    sipp = callee(tmp_path, scenario)
+    sipp = await callee(tmp_path, scenario)
     async with http(runtime) as client:
         api = await Api.open(runtime, client)
         await api.conference("out2")
@@ -225,7 +227,7 @@ async def test_outcomes(runtime: Runtime, tmp_path: Path, scenario: str, status:
 async def test_trunk_challenge_is_answered_with_correct_credentials(
     tmp_path: Path, code: int
 ) -> None:
-    sipp = callee(tmp_path, f"auth_{code}")
+    sipp = await callee(tmp_path, f"auth_{code}")
     running = await start(
         tmp_path,
         trunk=f"{LOOPBACK}:{sipp.port}",
@@ -262,7 +264,7 @@ async def test_three_destinations_dialled_in_order_with_notifications(
 ) -> None:
     receiver = Receiver()
     await receiver.start()
-    callees = [callee(tmp_path, "answer") for _ in range(3)]
+    callees = [await callee(tmp_path, "answer") for _ in range(3)]
     try:
         async with http(runtime) as client:
             api = await Api.open(runtime, client)
@@ -298,7 +300,7 @@ async def test_calls_out_complete_with_ten_percent_loss(runtime: Runtime, tmp_pa
         api = await Api.open(runtime, client)
         await api.conference("lossy")
         for _ in range(3):
-            sipp = callee(tmp_path, "answer", "-lost", "10")
+            sipp = await callee(tmp_path, "answer", "-lost", "10")
             (ref,) = await api.refs("lossy", dest=sipp.uri)
             assert await api.wait_status(ref, timeout=40) == "answered"
             await api.eject_all("lossy", sipp.uri)
@@ -339,7 +341,7 @@ async def test_concurrent_limit_and_a_receiver_that_is_down(tmp_path: Path) -> N
     await receiver.start()
     url, port = receiver.url(), receiver.port
     await receiver.close()  # down while the call ends
-    callees = [callee(tmp_path, "answer") for _ in range(2)]
+    callees = [await callee(tmp_path, "answer") for _ in range(2)]
     try:
         async with http(running) as client:
             api = await Api.open(running, client)
@@ -385,7 +387,7 @@ def logged(sipp: Callee, header: str) -> str:
 async def test_caller_id_private_number_or_the_conference(
     tmp_path: Path, caller_id: str | None, from_user: str, privacy: str, pai: str
 ) -> None:
-    sipp = callee(tmp_path, "answer_log")
+    sipp = await callee(tmp_path, "answer_log")
     running = await start(tmp_path, trunk=f"{LOOPBACK}:{sipp.port}", trunk_pai=True)
     try:
         async with http(running) as client:
@@ -406,7 +408,7 @@ async def test_caller_id_private_number_or_the_conference(
 
 
 async def test_maximum_call_duration_ends_the_call_with_bye(tmp_path: Path) -> None:
-    sipp = callee(tmp_path, "answer")
+    sipp = await callee(tmp_path, "answer")
     running = await start(tmp_path, max_call_s=10)
     try:
         async with http(running) as client:
