@@ -137,7 +137,12 @@ class ControlPlane:
     def _divert_uri(self, target: str) -> str:
         if target.startswith(("sip:", "sips:")):
             return f"<{target}>"
-        return f"<sip:{target}@{self.config.advertise_address}:{self.service.ua.udp_port}>"
+        return f"<{self.sip_uri(target)}>"
+
+    def sip_uri(self, user: str | None = None) -> str:
+        """The bridge's own SIP address, for a room (`user`) or bare: what callers dial."""
+        host = f"{self.config.advertise_address}:{self.service.ua.udp_port}"
+        return f"sip:{user}@{host}" if user else f"sip:{host}"
 
     # --- conferences ------------------------------------------------------------------------
 

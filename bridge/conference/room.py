@@ -97,15 +97,14 @@ class Room:
             if participant.digits:
                 digits.extend((participant, d, m) for d, m in participant.digits)
                 participant.digits.clear()
-        wide = frames.astype(np.float32)
-        loud = (np.einsum("ij,ij->i", wide, wide) > VOICE_POWER * FRAME_SAMPLES).tolist()
-        for participant, is_loud in zip(members, loud, strict=True):
-            if participant.voice.update(is_loud and not participant.held):
-                self.talk_changes.append(participant)
         states = [p.inband for p in members]
         for participant, digit in zip(members, self.detector.process(frames, states), strict=True):
             if digit is not None and participant.inband_dtmf:
                 digits.append((participant, digit, "inband"))
+        loud = (self.detector.energies > VOICE_POWER * FRAME_SAMPLES).tolist()
+        for participant, is_loud in zip(members, loud, strict=True):
+            if participant.voice.update(is_loud and not participant.held):
+                self.talk_changes.append(participant)
         if self.mixing:
             contributes = np.fromiter(
                 (

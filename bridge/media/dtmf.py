@@ -122,6 +122,9 @@ class DtmfDetector:
         self._tails = np.zeros((0, _TAIL), dtype=np.float32)
         self._rows: list[DtmfState] = []  # the states the rows of `_tails` belong to
         self._busy: list[int] = []  # rows whose state was busy after the last tick
+        self.energies = np.zeros(0, dtype=np.float32)
+        """Sum of squared samples of each row of the last frames: computed here anyway, so the
+        room's talking detection needs no second pass over the frames."""
 
     def _make_basis(self, rate: int, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per half frame: (half, 32) float32 basis and (half, 2) power weights.
@@ -164,6 +167,7 @@ class DtmfDetector:
         # [row, first/second half of the frame, first/second half of the window, bins]
         parts = (halves @ self._basis).reshape(count, 2, 2, 2 * _TONES)
         np.multiply(wide, wide, out=wide)
+        self.energies = wide.sum(axis=1)  # per row, for the room's voice activity
         power = (halves @ self._weights).reshape(count, 2, 2)
         spectra = np.empty((count, 2, 2 * _TONES), dtype=np.float32)
         np.add(tails[:, : 2 * _TONES], parts[:, 0, 1], out=spectra[:, 0])

@@ -74,16 +74,15 @@ async def create_conference(
             max_participants=body.max_participants,
             divert_to=body.divert_to,
             leader=body.leader,
+            manual_answer=body.manual_answer,
             callers=body.callers,
             state=str(plane.initial_state(start)),
             now=plane.clock(),
         )
     except Conflict:
         raise ApiError(409, "conflict", f"name: conference {name!r} already exists") from None
-    if body.locked or body.manual_answer:
-        conference = await plane.store.update_conference(
-            conference.id, locked=body.locked, manual_answer=body.manual_answer
-        )
+    if body.locked:
+        conference = await plane.store.update_conference(conference.id, locked=True)
     conference = await plane.save(conference)
     return conference_view(plane, conference)
 

@@ -268,7 +268,7 @@ def profile_uri(plane: ControlPlane, tenant: Tenant) -> str:
         return dial_in(plane, rooms[0].name)
     if plane.config.rooms.ivr_users:
         return dial_in(plane, plane.config.rooms.ivr_users[0])
-    return f"sip:{plane.config.advertise_address}:{plane.service.ua.udp_port}"
+    return plane.sip_uri()
 
 
 def name_parts(name: str) -> tuple[str, str]:

@@ -38,7 +38,7 @@ def conference_view(plane: ControlPlane, conference: Conference) -> dict[str, An
 
 
 def dial_in(plane: ControlPlane, room: str) -> str:
-    return f"sip:{room}@{plane.config.advertise_address}:{plane.service.ua.udp_port}"
+    return plane.sip_uri(room)
 
 
 def participant_view(participant: Participant) -> dict[str, Any]:

@@ -26,21 +26,11 @@ from control.store.engine import alembic_config
 from control.store.models import Base
 from tests.integration.harness import ADMIN_TOKEN, loopback_config, with_control
 from tests.postgres import SERVER_TIMEZONE, PostgresServer, postgres  # noqa: F401 (fixture)
+from tests.store_data import T0, TABLES, conference_fields
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
-TABLES = {
-    "alembic_version",
-    "api_tokens",
-    "call_records",
-    "conference_callers",
-    "conferences",
-    "outbox",
-    "subscriptions",
-    "tenants",
-}
 
 
 @pytest.fixture
@@ -56,21 +46,6 @@ async def store(database: str) -> AsyncIterator[Store]:
     await store.close()
 
 
-def conference_fields(**overrides: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "name": "room1",
-        "access": "room",
-        "code": "1234",
-        "start_at": None,
-        "duration_s": None,
-        "max_participants": None,
-        "divert_to": None,
-        "leader": None,
-        "state": "HOLDING",
-        "now": T0,
-    }
-    fields.update(overrides)
-    return fields
 
 
 async def scalars(store: Store, sql: str) -> list[Any]:

@@ -98,3 +98,11 @@ def test_room_names() -> None:
     assert valid_room_name("Room_1.a-b")
     assert not valid_room_name("") and not valid_room_name("a" * 33)
     assert not valid_room_name("bad room") and not valid_room_name("bad$room")
+
+
+def test_talking_is_reported_for_loud_participants_and_not_for_silent_ones() -> None:
+    room, members, _ = make_room({"a": "PCMU", "b": "PCMU"})
+    members["b"].muted = True  # muted people still talk; only what they say goes unheard
+    run(room, {"a": members["a"]}, 10)  # b sends nothing: concealed silence
+    assert [p.id for p in room.talk_changes] == ["a"]
+    assert members["a"].voice.talking and not members["b"].voice.talking

@@ -19,18 +19,7 @@ from control.store import Conflict, NotFound, Store, open_store
 from control.store.engine import async_url
 from control.store.models import Base
 from control.store.tenants import hash_token
-
-T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-TABLES = {
-    "alembic_version",
-    "api_tokens",
-    "call_records",
-    "conference_callers",
-    "conferences",
-    "outbox",
-    "subscriptions",
-    "tenants",
-}
+from tests.store_data import T0, TABLES, conference_fields
 
 
 @pytest.fixture
@@ -45,21 +34,6 @@ async def store(db_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
-def conference_fields(**overrides: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "name": "room1",
-        "access": "room",
-        "code": "1234",
-        "start_at": None,
-        "duration_s": None,
-        "max_participants": None,
-        "divert_to": None,
-        "leader": None,
-        "state": "HOLDING",
-        "now": T0,
-    }
-    fields.update(overrides)
-    return fields
 
 
 def sqlite_tables(path: Path) -> set[str]:
