@@ -142,6 +142,20 @@ class DialOutConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    """Where rooms are mixed: media worker processes, each with its own loop and RTP sockets."""
+
+    workers: int | str = "auto"  # "auto": one per core (none on a 1-core machine); 0: in-process
+
+    @property
+    def worker_count(self) -> int:
+        if self.workers != "auto":
+            return int(self.workers)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return cores if cores and cores > 1 else 0
+
+
+@dataclass(frozen=True)
 class ApplicationDefinition:
     """A tenant declared in the config file ([[application]] tables) with one API token."""
 
@@ -172,6 +186,7 @@ class Config:
     announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     dialout: DialOutConfig = field(default_factory=DialOutConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     room: tuple[RoomDefinition, ...] = ()
     application: tuple[ApplicationDefinition, ...] = ()
 
@@ -293,6 +308,16 @@ def _room_name_rule(value: Any) -> str:
     return value
 
 
+def _workers_rule(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
+        raise _Invalid(f'must be "auto" or a number of processes 0..64, got {value!r}')
+    return value
+
+
 _RULES: dict[str, dict[str, Rule]] = {
     "sip": {
         "bind": _ip_rule(allow_empty=False),
@@ -363,6 +388,7 @@ _RULES: dict[str, dict[str, Rule]] = {
             allow_empty=False, pattern=re.compile(r"^[A-Z]{3}$"), hint="an ISO 4217 code"
         ),
     },
+    "media": {"workers": _workers_rule},
     "log": {
         "level": _choice_rule(LOG_LEVELS),
         "format": _choice_rule(LOG_FORMATS),
@@ -402,6 +428,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig,
     "rtp": RtpConfig,
     "rooms": RoomsConfig,
+    "media": MediaConfig,
     "log": LogConfig,
     "data": DataConfig,
 }

@@ -11,29 +11,22 @@ import contextlib
 import dataclasses
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 
 from bridge.conference.service import ConferenceService
 from bridge.config import Config
+from bridge.net.mixer_clock import LatenessHistogram, MixerClock
 from bridge.net.rtp_port import RtpPortPool
 from bridge.net.sip_transport import SipTransports
 from bridge.sip.timers import TimerConfig
 from bridge.sip.transaction import Peer
 from bridge.sip.useragent import UserAgent
+from bridge.workers.pool import WorkerPool
 
 log = structlog.get_logger()
 
-TICK_SECONDS = 0.020
 WATCHDOG_SECONDS = 1.0
-MAX_TICK_BACKLOG = 10  # beyond this many missed ticks, skip ahead instead of bursting
-
-
-@dataclass
-class MixerClockStats:
-    ticks: int = 0
-    skipped: int = 0
 
 
 class BridgeServer:
@@ -45,12 +38,13 @@ class BridgeServer:
         self.transports = SipTransports(self._on_sip_message, sip.max_message_bytes)
         self.ua: UserAgent | None = None
         self.service: ConferenceService | None = None
-        self.clock = MixerClockStats()
+        self.clock = MixerClock()
+        self.workers: WorkerPool | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.on_tick: Callable[[float], None] | None = None  # lateness in s, e.g. for metrics
+        self.lateness = LatenessHistogram()  # of this process' ticks, when it mixes the rooms
 
     async def start(self) -> BridgeServer:
         self.loop = asyncio.get_running_loop()
@@ -65,11 +59,21 @@ class BridgeServer:
             user_agent=sip.user_agent,
             max_message_bytes=sip.max_message_bytes,
         )
+        if self.config.media.worker_count:
+            log_config = self.config.log
+            self.workers = WorkerPool(
+                self.config.media.worker_count, log_config.level, log_config.format
+            )
+            self.workers.start()
         self.service = ConferenceService(
-            self.config, self.ua, RtpPortPool(rtp.port_min, rtp.port_max), schedule=self._schedule
+            self.config,
+            self.ua,
+            RtpPortPool(rtp.port_min, rtp.port_max),
+            schedule=self._schedule,
+            workers=self.workers,
         )
         self._tasks = [
-            asyncio.create_task(self._mixer_clock()),
+            asyncio.create_task(self.clock.run(self._tick)),
             asyncio.create_task(self._watchdog()),
         ]
         log.info(
@@ -78,6 +82,7 @@ class BridgeServer:
             sip_tcp=self.transports.tcp_port,
             advertise=self.config.advertise_address,
             rtp_ports=f"{rtp.port_min}-{rtp.port_max}",
+            media_workers=self.config.media.worker_count,
         )
         return self
 
@@ -97,6 +102,8 @@ class BridgeServer:
                 await task
         if self._timer is not None:
             self._timer.cancel()
+        if self.workers is not None:
+            await self.workers.stop()
         self.transports.close()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         log.info(
@@ -153,27 +160,14 @@ class BridgeServer:
 
     # --- media clock ------------------------------------------------------------------------
 
-    async def _mixer_clock(self) -> None:
-        """Tick every room every 20 ms on absolute deadlines; record how late each room ran."""
-        assert self.loop is not None and self.service is not None
-        loop, service = self.loop, self.service
-        deadline = loop.time() + TICK_SECONDS
-        while True:
-            delay = deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = loop.time()
-            if self.on_tick is not None:
-                self.on_tick(now - deadline)
-            service.tick(now, deadline)
-            self._flush(now)
-            self.clock.ticks += 1
-            deadline += TICK_SECONDS
-            behind = loop.time() - deadline
-            if behind > MAX_TICK_BACKLOG * TICK_SECONDS:
-                missed = int(behind / TICK_SECONDS)
-                self.clock.skipped += missed
-                deadline += missed * TICK_SECONDS
+    def _tick(self, now: float, deadline: float) -> None:
+        """Tick the rooms mixed here (all of them without workers) and take the workers'
+        reports; tick lateness counts here only when this process mixes."""
+        assert self.service is not None
+        if self.workers is None:
+            self.lateness.observe(now - deadline)
+        self.service.tick(now, deadline)
+        self._flush(now)
 
     async def _watchdog(self) -> None:
         assert self.loop is not None and self.service is not None

@@ -50,8 +50,7 @@ class Runtime:
         self.plane = ControlPlane(
             self.config, self.bridge.service, self.store, clock=self.clock or utcnow
         )
-        metrics = Metrics(self.bridge.service)
-        self.bridge.on_tick = metrics.tick_lateness.observe
+        metrics = Metrics(self.bridge)
         await self.plane.start()
         control = self.config.control
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -33,6 +33,7 @@ from bridge.conference.ivr import (
 )
 from bridge.conference.keypad import Keypad, MenuAction, bindings_from_config
 from bridge.conference.participant import Participant
+from bridge.conference.placing import WorkerPlacementMixin
 from bridge.conference.room import Room, valid_room_name
 from bridge.config import Config, RoomDefinition
 from bridge.events import (
@@ -71,6 +72,7 @@ from bridge.sip.useragent import (
     UaEvent,
     UserAgent,
 )
+from bridge.workers.pool import WorkerPool
 
 log = structlog.get_logger()
 
@@ -115,7 +117,7 @@ def caller_number(request: Request) -> str:
 
 
 @dataclass
-class ConferenceService(DialOutMixin):
+class ConferenceService(DialOutMixin, WorkerPlacementMixin):
     config: Config
     ua: UserAgent
     ports: RtpPortPool
@@ -132,6 +134,9 @@ class ConferenceService(DialOutMixin):
     ended_totals: dict[str, int] = field(  # media counters of participants who have left
         default_factory=lambda: {"packets_in": 0, "packets_out": 0, "lost": 0}
     )
+    workers: WorkerPool | None = None  # None: this process mixes every room
+    room_workers: dict[str, int] = field(default_factory=dict)
+    placed: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.definitions: dict[str, RoomDefinition] = {r.name: r for r in self.config.room}
@@ -375,6 +380,7 @@ class ConferenceService(DialOutMixin):
             session.telephone_event.payload_type if session.telephone_event else None
         )
         participant.codec = CODECS[session.codec.encoding.upper()]
+        self._sync(participant)
         media.sdp_version += 1
         sdp = build_answer(
             description,
@@ -454,6 +460,7 @@ class ConferenceService(DialOutMixin):
         room.add(participant)
         participant.joined_at = now
         participant.joined_wall = self.clock()
+        self._place(media, room)
         media.keypad = Keypad(self.bindings)
         announce = self.config.announcements
         if not others and announce.only_participant:
@@ -523,6 +530,7 @@ class ConferenceService(DialOutMixin):
             participant.volume_db = max(
                 -VOLUME_LIMIT_DB, min(VOLUME_LIMIT_DB, participant.volume_db + step)
             )
+            self._sync(participant)
             participant.prompts.play(action.value)
         elif action is MenuAction.LEAVE:
             participant.prompts.play("goodbye", replace_room_audio=True)
@@ -536,6 +544,7 @@ class ConferenceService(DialOutMixin):
         if participant.muted == muted:
             return
         participant.muted = muted
+        self._sync(participant)
         self.events.publish(
             ParticipantMuted(self.clock(), participant.room, participant.id, muted, by)
         )
@@ -574,6 +583,7 @@ class ConferenceService(DialOutMixin):
         if getattr(participant, option) == value:
             return
         setattr(participant, option, value)
+        self._sync(participant)
         self.events.publish(
             ParticipantChanged(self.clock(), participant.room, participant.id, option, value)
         )
@@ -594,6 +604,7 @@ class ConferenceService(DialOutMixin):
         current = self.rooms.get(room)
         if current is not None:
             current.mixing = mixing
+            self._sync_mixing(current)
 
     def _receiver(self, call_key: str) -> Callable[[bytes, tuple[str, int]], None]:
         loop = asyncio.get_running_loop()
@@ -650,9 +661,10 @@ class ConferenceService(DialOutMixin):
         if room is None or participant not in room.participants:
             return
         room.remove(participant)
-        self.ended_totals["packets_in"] += participant.counters.packets_in
-        self.ended_totals["packets_out"] += participant.counters.packets_out
-        self.ended_totals["lost"] += participant.jitter.stats.lost
+        if not self._unplace(participant, room):  # else the worker reports the final counters
+            self.ended_totals["packets_in"] += participant.counters.packets_in
+            self.ended_totals["packets_out"] += participant.counters.packets_out
+            self.ended_totals["lost"] += participant.jitter.stats.lost
         self._chime(room.participants, "leave")
         log.info(
             "participant.left",
@@ -689,10 +701,14 @@ class ConferenceService(DialOutMixin):
     # --- the media clock --------------------------------------------------------------------
 
     def tick(self, now: float, deadline: float) -> None:
-        """One 20 ms step of every room, then act on the keys pressed and prompts finished."""
+        """One 20 ms step of every room mixed here, then act on the keys pressed and prompts
+        finished, here and on the workers."""
+        self._take_worker_reports(now)
         digits = self.lobby.tick()
         self.lobby.talk_changes.clear()
         for room in list(self.rooms.values()):
+            if room.name in self.room_workers:
+                continue
             room.stats.record(self.monotonic() - deadline)
             digits.extend(room.tick())
             if room.talk_changes:

@@ -62,21 +62,27 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 
 
 class RtpSocket:
-    """One call's RTP socket: receive into a handler, send without ever raising."""
+    """One call's RTP socket: receive into a handler, send without ever raising.
 
-    def __init__(self, sock: socket.socket, pool: RtpPortPool) -> None:
+    `pool` is None in a media worker: the main process bound the port and gives it back.
+    """
+
+    def __init__(self, sock: socket.socket, pool: RtpPortPool | None) -> None:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         self.pool = pool
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = False
+        self.detached = False
 
     async def open(self, on_packet: PacketHandler) -> None:
+        if self.closed or self.detached:
+            return
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _RtpProtocol(on_packet), sock=self.sock
         )
-        if self.closed:
+        if self.closed or self.detached:
             transport.close()
             return
         self.transport = transport
@@ -87,12 +93,26 @@ class RtpSocket:
         with contextlib.suppress(OSError, ValueError, OverflowError, TypeError):
             self.transport.sendto(data, addr)
 
+    def detach(self) -> None:
+        """Stop using the socket here: a media worker holds its own descriptor of it now.
+
+        The port stays taken in the pool until `close`, when the call ends."""
+        if self.detached or self.closed:
+            return
+        self.detached = True
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        else:
+            self.sock.close()
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-        else:
+        elif not self.detached:
             self.sock.close()
-        self.pool.release(self.port)
+        if self.pool is not None:
+            self.pool.release(self.port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import random
 import shutil
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 from bridge.config import (
     AnnouncementsConfig,
     Config,
+    MediaConfig,
     RoomDefinition,
     RoomsConfig,
     RtpConfig,
@@ -51,10 +53,16 @@ def loopback_config(
     rooms: dict[str, Any] | None = None,
     announcements: bool = False,
     room: tuple[RoomDefinition, ...] = (),
+    media_workers: int | None = None,
 ) -> Config:
     """A loopback-only configuration on free ports with a private RTP range; `sip`, `rtp` and
     `rooms` override single keys of their section. Announcements (prompts and chimes the
-    bridge plays by itself) are off unless asked for, so tone measurements stay clean."""
+    bridge plays by itself) are off unless asked for, so tone measurements stay clean.
+
+    Rooms are mixed in-process unless `media_workers` says otherwise, or the environment's
+    CONFBRIDGE_TEST_MEDIA_WORKERS does (to run the whole suite over media workers)."""
+    if media_workers is None:
+        media_workers = int(os.environ.get("CONFBRIDGE_TEST_MEDIA_WORKERS", "0"))
     port = free_port()
     rtp_base = random.randrange(30000, 58000, 2)
     return Config(
@@ -73,6 +81,7 @@ def loopback_config(
             only_participant=announcements, join_leave_tones=announcements
         ),
         room=room,
+        media=MediaConfig(workers=media_workers),
     )
 
 

@@ -1,0 +1,205 @@
+"""The main process' side of the media workers: start them, talk to them, notice them die.
+
+A worker is a child process (`python -m bridge.workers.process`) joined to us by a
+SOCK_SEQPACKET socket pair. Its death shows as end-of-file on that pair, at once, whatever
+killed it; the pool then queues a `WorkerDied` for the conference service (which hangs up the
+calls that worker carried) and starts a new process in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+
+import structlog
+
+from bridge.net.mixer_clock import LatenessHistogram
+from bridge.workers.protocol import (
+    AddParticipant,
+    Command,
+    Report,
+    WorkerStats,
+    decode,
+    encode,
+    receive,
+    socket_pair,
+)
+
+log = structlog.get_logger()
+
+STOP_GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerDied:
+    worker: int
+    exit_code: int | None
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One worker process as the main process sees it."""
+
+    index: int
+    process: subprocess.Popen[bytes]
+    channel: socket.socket
+    participants: int = 0  # placed by us and not yet removed
+    restarts: int = 0
+    cpu_earlier: float = 0.0  # CPU seconds of the previous processes in this slot
+    last_stats: WorkerStats | None = None
+    outgoing: deque[tuple[bytes, int | None]] = field(default_factory=deque)  # (message, fd)
+
+    @property
+    def cpu_seconds(self) -> float:
+        reported = self.last_stats.cpu_seconds if self.last_stats else 0.0
+        return self.cpu_earlier + reported
+
+
+class WorkerPool:
+    """`count` media workers. Reports (and deaths) queue in `inbox` as (worker, report) for
+    the service to take on its next tick."""
+
+    def __init__(self, count: int, log_level: str = "info", log_format: str = "console") -> None:
+        self.count = count
+        self.log_level = log_level
+        self.log_format = log_format
+        self.workers: list[WorkerHandle] = []
+        self.inbox: list[tuple[int, Report | WorkerDied]] = []
+        self.lateness = LatenessHistogram()  # every worker's ticks since start
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.workers = [self._spawn(index) for index in range(self.count)]
+
+    def _spawn(self, index: int, restarts: int = 0, cpu_earlier: float = 0.0) -> WorkerHandle:
+        assert self.loop is not None
+        ours, theirs = socket_pair()
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "bridge.workers.process", str(theirs.fileno()), str(index),
+                "--log-level", self.log_level, "--log-format", self.log_format,
+            ],
+            pass_fds=(theirs.fileno(),),
+        )
+        theirs.close()
+        ours.setblocking(False)
+        handle = WorkerHandle(index, process, ours, restarts=restarts, cpu_earlier=cpu_earlier)
+        self.loop.add_reader(ours.fileno(), self._on_readable, handle)
+        log.info("worker.spawned", worker=index, pid=process.pid, restarts=restarts)
+        return handle
+
+    # --- commands -------------------------------------------------------------------------
+
+    def least_loaded(self) -> int:
+        return min(self.workers, key=lambda w: w.participants).index
+
+    def add(self, worker: int, command: AddParticipant, fd: int) -> None:
+        """Hand a participant and its RTP socket to `worker`; the caller may close `fd` after."""
+        handle = self.workers[worker]
+        handle.participants += 1
+        self._send(handle, encode([command]), os.dup(fd))
+
+    def removed(self, worker: int) -> None:
+        handle = self.workers[worker]
+        handle.participants = max(0, handle.participants - 1)
+
+    def send(self, worker: int, command: Command) -> None:
+        self._send(self.workers[worker], encode([command]), None)
+
+    def _send(self, handle: WorkerHandle, message: bytes, fd: int | None) -> None:
+        handle.outgoing.append((message, fd))
+        if len(handle.outgoing) == 1:
+            self._drain(handle)
+
+    def _drain(self, handle: WorkerHandle) -> None:
+        """Send what is queued; on a full socket buffer, wait until it is writable again."""
+        assert self.loop is not None
+        while handle.outgoing:
+            message, fd = handle.outgoing[0]
+            try:
+                if fd is None:
+                    handle.channel.send(message)
+                else:
+                    socket.send_fds(handle.channel, [message], [fd])
+            except BlockingIOError:
+                self.loop.add_writer(handle.channel.fileno(), self._on_writable, handle)
+                return
+            except OSError:
+                return  # the worker is gone; its reader sees end-of-file and restarts it
+            handle.outgoing.popleft()
+            if fd is not None:
+                os.close(fd)
+
+    def _on_writable(self, handle: WorkerHandle) -> None:
+        assert self.loop is not None
+        self.loop.remove_writer(handle.channel.fileno())
+        self._drain(handle)
+
+    # --- reports and deaths ---------------------------------------------------------------
+
+    def _on_readable(self, handle: WorkerHandle) -> None:
+        while True:
+            try:
+                message = receive(handle.channel)
+            except BlockingIOError:
+                return
+            if message is None:
+                self._died(handle)
+                return
+            data, fds = message
+            for fd in fds:
+                os.close(fd)  # workers send none; never leak one
+            for report in decode(data):
+                if isinstance(report, WorkerStats):
+                    handle.last_stats = report
+                    self.lateness.add(report.lateness)
+                self.inbox.append((handle.index, report))
+
+    def _died(self, handle: WorkerHandle) -> None:
+        assert self.loop is not None
+        self._close(handle)
+        code = handle.process.poll()
+        if code is None:  # still exiting, or alive with its channel gone: useless either way
+            handle.process.kill()
+            self.loop.call_later(1.0, handle.process.poll)  # reap it
+        if self.stopping:
+            return
+        log.error("worker.died", worker=handle.index, pid=handle.process.pid, exit_code=code)
+        self.inbox.append((handle.index, WorkerDied(handle.index, code)))
+        self.workers[handle.index] = self._spawn(
+            handle.index, handle.restarts + 1, handle.cpu_seconds
+        )
+
+    def _close(self, handle: WorkerHandle) -> None:
+        assert self.loop is not None
+        self.loop.remove_reader(handle.channel.fileno())
+        self.loop.remove_writer(handle.channel.fileno())
+        for _message, fd in handle.outgoing:
+            if fd is not None:
+                os.close(fd)
+        handle.outgoing.clear()
+        handle.channel.close()
+
+    def take_inbox(self) -> list[tuple[int, Report | WorkerDied]]:
+        inbox, self.inbox = self.inbox, []
+        return inbox
+
+    async def stop(self) -> None:
+        """Close every pair (the workers exit on end-of-file), then make sure they are gone."""
+        self.stopping = True
+        for handle in self.workers:
+            if handle.channel.fileno() != -1:
+                self._close(handle)
+        for handle in self.workers:
+            try:
+                await asyncio.to_thread(handle.process.wait, STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                handle.process.kill()
+                await asyncio.to_thread(handle.process.wait)

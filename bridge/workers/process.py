@@ -1,0 +1,114 @@
+"""A media worker process: `python -m bridge.workers.process FD INDEX`.
+
+Its own uvloop event loop runs the 20 ms clock over its rooms (`MediaEngine`), reads the main
+process' commands from the socket pair at FD, receives and sends its participants' RTP on the
+sockets handed over with them, and sends reports back. When the main process goes away (the
+pair reads end-of-file) the worker exits: it never outlives the bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import signal
+import socket
+import sys
+
+import structlog
+import uvloop
+
+from bridge.logs import configure_logging
+from bridge.net.mixer_clock import MixerClock
+from bridge.net.rtp_port import RtpSocket
+from bridge.workers.engine import MediaEngine
+from bridge.workers.protocol import AddParticipant, Report, decode, encode, receive
+
+log = structlog.get_logger()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Worker:
+    def __init__(self, channel: socket.socket, index: int) -> None:
+        self.channel = channel
+        self.index = index
+        self.engine = MediaEngine()
+        self.sockets: dict[str, RtpSocket] = {}
+        self.clock = MixerClock()
+        self.done = asyncio.Event()
+        self._opening: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.channel.setblocking(False)
+        loop.add_reader(self.channel.fileno(), self._on_commands)
+        ticking = asyncio.create_task(self.clock.run(self._tick))
+        log.info("worker.started", worker=self.index)
+        await self.done.wait()
+        ticking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticking
+        loop.remove_reader(self.channel.fileno())
+        for rtp in self.sockets.values():
+            rtp.close()
+        log.info("worker.stopped", worker=self.index, ticks=self.clock.ticks)
+
+    def _on_commands(self) -> None:
+        while True:
+            try:
+                message = receive(self.channel)
+            except BlockingIOError:
+                return
+            if message is None:
+                self.done.set()  # the main process is gone
+                asyncio.get_running_loop().remove_reader(self.channel.fileno())
+                return
+            data, fds = message
+            for command in decode(data):
+                if isinstance(command, AddParticipant):
+                    self._add(command, fds.pop(0))
+                else:
+                    removed = self.engine.apply(command)
+                    if removed is not None:
+                        rtp = self.sockets.pop(removed.call_key, None)
+                        if rtp is not None:
+                            rtp.close()
+
+    def _add(self, command: AddParticipant, fd: int) -> None:
+        rtp = RtpSocket(socket.socket(fileno=fd), pool=None)
+        participant = self.engine.add(command, rtp.send)
+        self.sockets[participant.call_key] = rtp
+        loop = asyncio.get_running_loop()
+        receive_rtp, now = participant.receive_rtp, loop.time
+        opening = loop.create_task(rtp.open(lambda data, source: receive_rtp(data, source, now())))
+        self._opening.add(opening)
+        opening.add_done_callback(self._opening.discard)
+
+    def _tick(self, now: float, deadline: float) -> None:
+        reports: list[Report] = self.engine.tick(now - deadline, cpu_seconds)
+        if reports:
+            with contextlib.suppress(BlockingIOError, OSError):
+                self.channel.send(encode(reports))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="confbridge-media-worker")
+    parser.add_argument("fd", type=int, help="this worker's end of the socket pair")
+    parser.add_argument("index", type=int)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", default="console")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
+    channel = socket.socket(fileno=args.fd)
+    uvloop.run(Worker(channel, args.index).run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

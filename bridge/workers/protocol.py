@@ -1,0 +1,171 @@
+"""What the main process and a media worker say to each other over their Unix socket pair.
+
+Commands go main -> worker, reports worker -> main; each is a small frozen dataclass, a message
+is one pickled list of them on a SOCK_SEQPACKET socket (boundaries kept by the kernel), and a
+participant's RTP socket travels with its `AddParticipant` as an SCM_RIGHTS file descriptor.
+Both ends are our own code of the same version, so pickle is safe here; nothing from the
+network is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+from dataclasses import dataclass
+
+from bridge.net.mixer_clock import LatenessHistogram
+
+Address = tuple[str, int]
+MAX_MESSAGE = 8 * 1024 * 1024  # a stats report for thousands of participants fits easily
+SOCKET_BUFFER = 8 * 1024 * 1024
+
+
+# --- main -> worker -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddParticipant:
+    """Take over a participant: its pickled media state, and its RTP socket as the message's fd.
+
+    `state` is a `Participant` pickled without its send function (see `bridge.workers.handoff`),
+    so its jitter buffer, RTP sender (SSRC and sequence numbers), prompts and flags carry on.
+    """
+
+    room: str
+    mixing: bool
+    state: bytes
+
+
+@dataclass(frozen=True)
+class RemoveParticipant:
+    call_key: str
+
+
+@dataclass(frozen=True)
+class UpdateParticipant:
+    """The flags the main process decides (API, keypad, re-INVITE), all at once."""
+
+    call_key: str
+    muted: bool
+    deaf: bool
+    on_hold: bool
+    held: bool
+    dtmf_enabled: bool
+    volume_db: int
+    remote: Address
+    codec: str
+    telephone_event_pt: int | None
+
+
+@dataclass(frozen=True)
+class PlayPrompt:
+    call_key: str
+    prompt: str
+    replace_room_audio: bool
+    sequence: int  # the main process' count of prompt commands for this participant
+
+
+@dataclass(frozen=True)
+class ClearPrompts:
+    call_key: str
+    sequence: int
+
+
+@dataclass(frozen=True)
+class SetMixing:
+    room: str
+    mixing: bool
+
+
+Command = (
+    AddParticipant | RemoveParticipant | UpdateParticipant | PlayPrompt | ClearPrompts | SetMixing
+)
+
+
+# --- worker -> main -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigitPressed:
+    call_key: str
+    digit: str
+    method: str  # rfc4733 | inband
+
+
+@dataclass(frozen=True)
+class TalkingChanged:
+    call_key: str
+    talking: bool
+
+
+@dataclass(frozen=True)
+class PromptsIdle:
+    """Every prompt queued up to command `sequence` has played (or was cleared)."""
+
+    call_key: str
+    sequence: int
+
+
+@dataclass(frozen=True)
+class ParticipantStats:
+    call_key: str
+    packets_in: int
+    packets_out: int
+    lost: int
+    jitter_ms: float
+    last_rtp: float  # monotonic: the same clock in every process of the machine
+
+
+@dataclass(frozen=True)
+class ParticipantRemoved:
+    """The participant's final counters, once its socket is closed in the worker."""
+
+    stats: ParticipantStats
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Sent about once a second: the worker's load, how late its ticks ran since the last
+    report, its CPU time so far, and its participants' counters."""
+
+    rooms: int
+    participants: int
+    lateness: LatenessHistogram
+    cpu_seconds: float
+    participants_stats: tuple[ParticipantStats, ...]
+
+
+Report = DigitPressed | TalkingChanged | PromptsIdle | ParticipantRemoved | WorkerStats
+
+
+# --- the socket pair --------------------------------------------------------------------------
+
+
+def socket_pair() -> tuple[socket.socket, socket.socket]:
+    """(main's end, the worker's end), with buffers large enough for a burst of commands."""
+    ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for end in ends:
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+    return ends
+
+
+def encode(messages: list[Command] | list[Report]) -> bytes:
+    return pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(data: bytes) -> list:  # type: ignore[type-arg]
+    return pickle.loads(data)  # our own process on the other end, see above
+
+
+def receive(sock: socket.socket) -> tuple[bytes, list[int]] | None:
+    """One message and the file descriptors it carried; None when the other end is gone.
+
+    Raises BlockingIOError when nothing is waiting (non-blocking socket)."""
+    try:
+        data, fds, _flags, _address = socket.recv_fds(sock, MAX_MESSAGE, 4)
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    if not data:
+        return None
+    return data, fds
