@@ -3,7 +3,8 @@ loopback port, started with the distribution's binaries and removed at the end.
 
 PostgreSQL refuses to run as root, so as root the binaries run as the `postgres` system user
 (`runuser`); as anyone else they run directly. The cluster trusts every local connection, and
-its time zone is not UTC, so tests see any place that leans on the server's zone.
+its time zone is not UTC, so tests see any place that leans on the server's zone. The session
+fixture `postgres` (tests/conftest.py) runs one for the whole test run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from glob import glob
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 USER = "confbridge"
 HOST = "127.0.0.1"
@@ -164,10 +164,3 @@ def postgres_server() -> Iterator[PostgresServer]:
             server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One server for the whole session; each test makes its own database on it."""
-    with postgres_server() as server:
-        yield server

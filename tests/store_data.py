@@ -1,5 +1,5 @@
-"""Shared data for the store's tests on SQLite (tests/unit/test_store.py) and on PostgreSQL
-(tests/integration/test_postgres.py)."""
+"""Shared data for the store's tests: those run on both backends (tests/unit/test_store.py) and
+those about PostgreSQL alone (tests/integration/test_postgres.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,12 @@
-"""control.store on a real SQLite file: migrations, tenants and tokens, conferences, callers,
-subscriptions, CDRs, the outbox, UTC round trips and surviving a restart."""
+"""control.store on both of its backends: migrations, tenants and tokens, conferences, callers,
+subscriptions, CDRs, the outbox, UTC round trips and surviving a restart.
+
+Every test that takes `store` or `database_url` runs twice: on a real SQLite file (`[sqlite]`)
+and on a fresh database of a throwaway PostgreSQL server (`[postgresql]`, marked `integration`;
+the server starts once per session, on first use, from tests/conftest.py). `-m "not integration"`
+keeps to SQLite and never starts PostgreSQL. The tests that take `db_path` are about SQLite
+itself; those about PostgreSQL itself are in tests/integration/test_postgres.py.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from control.store import Conflict, NotFound, Store, open_store
 from control.store.engine import async_url
 from control.store.models import Base
 from control.store.tenants import hash_token
+from tests.postgres import PostgresServer
 from tests.store_data import T0, TABLES, conference_fields
 
 
@@ -27,18 +35,32 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "control.db"  # the parent does not exist yet
 
 
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
+)
+async def database_url(request: pytest.FixtureRequest) -> str:
+    """A plain URL, as a deployment gives it, of a new empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{request.getfixturevalue('db_path')}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return await server.create_database()
+
+
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    store = await open_store(f"sqlite:///{db_path}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await open_store(database_url)
     yield store
     await store.close()
-
-
 
 
 def sqlite_tables(path: Path) -> set[str]:
     with sqlite3.connect(path) as db:
         return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+async def scalars(store: Store, sql: str) -> list[Any]:
+    async with store.engine.connect() as conn:
+        return list((await conn.execute(text(sql))).scalars())
 
 
 # --- schema ------------------------------------------------------------------------------
@@ -99,7 +121,7 @@ async def test_tenants(store: Store) -> None:
     assert acme.created_at == T0
 
 
-async def test_tokens_are_stored_only_as_hashes(store: Store, db_path: Path) -> None:
+async def test_tokens_are_stored_only_as_hashes(store: Store) -> None:
     acme = await store.create_tenant("acme")
     beta = await store.create_tenant("beta")
     token = await store.create_token(acme.id)
@@ -115,15 +137,36 @@ async def test_tokens_are_stored_only_as_hashes(store: Store, db_path: Path) -> 
         await store.add_token(acme.id, "configured-secret-token")
     with pytest.raises(NotFound):
         await store.create_token("0" * 32)
+
+    hashes = await scalars(store, "SELECT token_hash FROM api_tokens")
+    assert token not in hashes and "configured-secret-token" not in hashes
+    assert hash_token(token) in hashes
+    assert set(await scalars(store, "SELECT prefix FROM api_tokens")) == {token[:8], "configur"}
+
+
+async def test_sqlite_files_hold_no_plain_token(db_path: Path) -> None:
+    """Not in the database file, nor in its write-ahead log."""
+    store = await open_store(f"sqlite:///{db_path}")
+    acme = await store.create_tenant("acme")
+    token = await store.create_token(acme.id)
+    await store.add_token(acme.id, "configured-secret-token")
     await store.close()
 
     raw = b"".join(p.read_bytes() for p in db_path.parent.glob(f"{db_path.name}*"))
     assert token.encode() not in raw
     assert b"configured-secret-token" not in raw
     assert hash_token(token).encode() in raw
-    with sqlite3.connect(db_path) as db:
-        prefixes = {row[0] for row in db.execute("SELECT prefix FROM api_tokens")}
-    assert prefixes == {token[:8], "configur"}
+
+
+async def test_tokens_may_expire(store: Store) -> None:
+    acme = await store.create_tenant("acme")
+    lasting = await store.create_token(acme.id)
+    brief = await store.create_token(acme.id, now=T0, expires_at=T0 + timedelta(hours=1))
+    assert await store.token_owner(brief, T0) == (acme, False)
+    assert await store.token_owner(brief, T0 + timedelta(hours=1)) == (acme, True)
+    assert await store.tenant_for_token(brief, T0 + timedelta(hours=2)) is None
+    assert await store.tenant_for_token(lasting, T0 + timedelta(days=3650)) == acme
+    assert await store.token_owner("cb_unknown", T0) == (None, False)
 
 
 # --- conferences -----------------------------------------------------------------------------
@@ -206,6 +249,8 @@ async def test_names_are_unique_across_tenants_until_completed(store: Store) -> 
     # Reopening the finished one would make two open rooms of one name.
     with pytest.raises(Conflict):
         await store.update_conference(first.id, state="ACTIVE")
+    # The failed statements above aborted only their own transactions.
+    assert len(await store.list_tenants()) == 2
 
 
 async def test_pagination(store: Store) -> None:
@@ -243,9 +288,8 @@ async def test_callers(store: Store) -> None:
     assert page[0].callers == ("+4421",)
 
 
-async def test_data_survives_a_restart(db_path: Path) -> None:
-    url = f"sqlite:///{db_path}"
-    store = await open_store(url)
+async def test_data_survives_a_restart(database_url: str) -> None:
+    store = await open_store(database_url)
     acme = await store.create_tenant("acme")
     token = await store.create_token(acme.id)
     conf = await store.create_conference(
@@ -253,7 +297,7 @@ async def test_data_survives_a_restart(db_path: Path) -> None:
     )
     await store.close()
 
-    store = await open_store(url)
+    store = await open_store(database_url)
     try:
         assert await store.tenant_for_token(token) == acme
         assert await store.open_conferences() == [conf]
@@ -271,9 +315,7 @@ async def test_deleting_a_conference_keeps_its_call_records(store: Store) -> Non
     await store.delete_conference(conf.id)
     record = await store.get_call(call)
     assert record is not None and record.conference_id is None and record.room == "room1"
-    async with store.engine.connect() as conn:
-        callers = (await conn.execute(text("SELECT count(*) FROM conference_callers"))).scalar()
-    assert callers == 0  # cascaded
+    assert await scalars(store, "SELECT count(*) FROM conference_callers") == [0]  # cascaded
 
 
 # --- subscriptions and the outbox ------------------------------------------------------------
@@ -291,6 +333,15 @@ async def test_subscriptions(store: Store) -> None:
     assert await store.list_subscriptions(acme.id) == [sub]
     assert await store.list_subscriptions(beta.id) == []
 
+    # Listed oldest first (to the microsecond), expired ones included.
+    newer = await store.create_subscription(
+        acme.id, "http://h/newer", [], T0 + timedelta(hours=1), T0 + timedelta(microseconds=1)
+    )
+    expired = await store.create_subscription(
+        acme.id, "http://h/expired", [], T0, T0 - timedelta(hours=1)
+    )
+    assert await store.list_subscriptions(acme.id) == [expired, sub, newer]
+
     renewed = await store.renew_subscription(acme.id, sub.id, T0 + timedelta(days=1))
     assert renewed.expires_at == T0 + timedelta(days=1)
     with pytest.raises(NotFound):
@@ -298,7 +349,7 @@ async def test_subscriptions(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.delete_subscription(beta.id, sub.id)
     await store.delete_subscription(acme.id, sub.id)
-    assert await store.list_subscriptions(acme.id) == []
+    assert await store.list_subscriptions(acme.id) == [expired, newer]
 
 
 async def test_enqueue_filters_by_expiry_and_event_type(store: Store) -> None:
@@ -310,18 +361,26 @@ async def test_enqueue_filters_by_expiry_and_event_type(store: Store) -> None:
     await store.create_subscription(acme.id, "http://h/expired", [], T0, T0 - timedelta(hours=1))
     await store.create_subscription(beta.id, "http://h/beta", [], later, T0)
 
-    assert await store.enqueue_event(acme.id, "joined", {"n": 1}, T0) == 2
+    payload = {"n": 1, "text": "grüße", "nested": {"list": [1, 2.5, None, True]}}
+    assert await store.enqueue_event(acme.id, "joined", payload, T0) == 2
     assert await store.enqueue_event(acme.id, "left", {"n": 2}, T0) == 1
     assert await store.enqueue_event(acme.id, "left", {"n": 3}, later) == 0  # all expired
     due = await store.due_events(T0)
-    assert [(i.callback_url, i.payload["n"]) for i in due] == [
-        ("http://h/every", 1),
-        ("http://h/joins", 1),
-        ("http://h/every", 2),
+    # Events in order; one event's deliveries to different subscriptions in any order.
+    assert [i.payload["n"] for i in due] == [1, 1, 2]
+    assert sorted((i.payload["n"], i.callback_url) for i in due) == [
+        (1, "http://h/every"),
+        (1, "http://h/joins"),
+        (2, "http://h/every"),
     ]
+    assert due[0].payload == payload  # JSON round trip
     assert {i.subscription_id for i in due} == {every.id, joins.id}
     assert all(i.tenant_id == acme.id and i.attempts == 0 for i in due)
     assert await store.pending_count() == 3
+
+    await store.renew_subscription(acme.id, every.id, later + timedelta(days=1))
+    assert await store.enqueue_event(acme.id, "left", {"n": 4}, later) == 1  # live again
+    assert await store.pending_count() == 4
 
 
 async def test_outbox_due_and_mark_flow(store: Store) -> None:
@@ -331,7 +390,7 @@ async def test_outbox_due_and_mark_flow(store: Store) -> None:
     assert await store.next_due_at() is None
     await store.enqueue_event(acme.id, "e", {"n": 1}, T0)
     await store.enqueue_event(acme.id, "e", {"n": 2}, T0 + timedelta(seconds=1))
-    assert await store.due_events(T0 - timedelta(seconds=1)) == []
+    assert await store.due_events(T0 - timedelta(microseconds=1)) == []
     assert len(await store.due_events(T0)) == 2
     assert len(await store.due_events(T0 + timedelta(seconds=1))) == 4
     assert len(await store.due_events(T0 + timedelta(seconds=1), limit=3)) == 3
@@ -342,7 +401,7 @@ async def test_outbox_due_and_mark_flow(store: Store) -> None:
 
     # Subscription 1's first event fails: its second is held back until the retry is due.
     retry = T0 + timedelta(seconds=30)
-    await store.mark_failed(first_one.id, "HTTP 500", retry)
+    await store.mark_failed(first_one.id, "HTTP 500 " + "x" * 2000, retry)  # long error kept
     await store.mark_delivered(first_two.id, T0 + timedelta(seconds=2))
     now = T0 + timedelta(seconds=10)
     assert [i.id for i in await store.due_events(now)] == [second_two.id]
@@ -372,14 +431,29 @@ async def test_deleting_a_subscription_drops_its_events(store: Store) -> None:
     assert await store.pending_count() == 0
 
 
+async def test_one_off_notifications_need_no_subscription(store: Store) -> None:
+    acme = await store.create_tenant("acme")
+    first = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 1}, T0)
+    second = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 2}, T0)
+    due = await store.due_events(T0)
+    assert [(i.id, i.subscription_id, i.callback_url) for i in due] == [
+        (first, None, "http://h/notify"),
+        (second, None, "http://h/notify"),
+    ]
+    await store.mark_failed(first, "HTTP 503", T0 + timedelta(seconds=5))
+    # notifications are independent: one failing holds none of the others back
+    assert [i.id for i in await store.due_events(T0)] == [second]
+
+
 # --- CDRs and time ---------------------------------------------------------------------------
 
 
 async def test_call_records(store: Store) -> None:
     acme = await store.create_tenant("acme")
+    conf = await store.create_conference(acme.id, **conference_fields())
     answered = await store.open_call(
         call_id="abc@host", room="room1", direction="in", caller="100", callee="room1",
-        started_at=T0, tenant_id=acme.id,
+        started_at=T0, tenant_id=acme.id, conference_id=conf.id,
     )  # fmt: skip
     missed = await store.open_call(
         call_id="def@host", room="room1", direction="out", caller="room1", callee="200",
@@ -403,8 +477,9 @@ async def test_call_records(store: Store) -> None:
     assert [c.call_id for c in calls] == ["abc@host", "def@host"]
     assert calls[0].duration_s == 90.5 and calls[0].end_reason == "bye"
     assert calls[1].duration_s == 0 and calls[1].answered_at is None
-    page, total = await store.list_calls(acme.id, 1, 1)
-    assert total == 2 and [c.id for c in page] == [missed]
+    assert await store.list_calls(acme.id, 1, 1) == ([calls[1]], 2)
+    assert [c.id for c in calls] == [answered, missed]
+    assert (await store.list_calls(acme.id, 0, 10, conference_id=conf.id))[1] == 1
     _, total = await store.list_calls(None, 0, 10)
     assert total == 1
 
@@ -413,37 +488,21 @@ async def test_times_round_trip_as_aware_utc(store: Store) -> None:
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2030, 6, 1, 14, 0, 0, 123456, tzinfo=plus_two)
     acme = await store.create_tenant("acme", now=local)
-    conf = await store.create_conference(acme.id, **conference_fields(start_at=local, now=local))
+    conf = await store.create_conference(
+        acme.id, **conference_fields(start_at=local, duration_s=90, now=local)
+    )
+    ended_at = datetime(2030, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    await store.update_conference(conf.id, ended_at=ended_at)
     fetched = await store.get_conference_by_id(conf.id)
     tenant = await store.get_tenant("acme")
     assert fetched is not None and tenant is not None
     for value in (tenant.created_at, fetched.start_at, fetched.created_at):
         assert value == local
         assert value is not None and value.tzinfo == UTC and value.hour == 12
+        assert value.microsecond == 123456
+    assert fetched.ended_at == ended_at
+    assert fetched.ended_at is not None and fetched.ended_at.tzinfo == UTC
+    assert fetched.ended_at.microsecond == 999999
+    assert fetched.end_at == local + timedelta(seconds=90)
     with pytest.raises(StatementError, match="naive"):
         await store.create_tenant("naive", now=datetime(2030, 1, 1))
-
-
-async def test_one_off_notifications_need_no_subscription(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    first = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 1}, T0)
-    second = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 2}, T0)
-    due = await store.due_events(T0)
-    assert [(i.id, i.subscription_id, i.callback_url) for i in due] == [
-        (first, None, "http://h/notify"),
-        (second, None, "http://h/notify"),
-    ]
-    await store.mark_failed(first, "HTTP 503", T0 + timedelta(seconds=5))
-    # notifications are independent: one failing holds none of the others back
-    assert [i.id for i in await store.due_events(T0)] == [second]
-
-
-async def test_tokens_may_expire(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    lasting = await store.create_token(acme.id)
-    brief = await store.create_token(acme.id, now=T0, expires_at=T0 + timedelta(hours=1))
-    assert await store.token_owner(brief, T0) == (acme, False)
-    assert await store.token_owner(brief, T0 + timedelta(hours=1)) == (acme, True)
-    assert await store.tenant_for_token(brief, T0 + timedelta(hours=2)) is None
-    assert await store.tenant_for_token(lasting, T0 + timedelta(days=3650)) == acme
-    assert await store.token_owner("cb_unknown", T0) == (None, False)
