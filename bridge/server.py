@@ -64,7 +64,7 @@ class BridgeServer:
             self.workers = WorkerPool(
                 self.config.media.worker_count, log_config.level, log_config.format
             )
-            self.workers.start()
+            await self.workers.start()
         self.service = ConferenceService(
             self.config,
             self.ua,

@@ -122,13 +122,24 @@ class Participant:
         self.jitter.push(packet, now)
 
     def next_frame(self, out: np.ndarray) -> None:
-        """Fill `out` (160 int16) with this tick's audio: the next frame or its concealment."""
-        payload = self.jitter.pop()
+        """Fill `out` (160 int16) with this tick's audio: the next frame or its concealment.
+
+        The room does the same for all its members at once (`next_payload`, one batched decode).
+        """
+        payload = self.next_payload()
         if payload is None:
             out[:] = self.concealer.conceal()
             return
         self.codec.decode_into(payload, out)
-        self.concealer.good(out)
+
+    def next_payload(self) -> bytes | None:
+        """This tick's encoded frame, or None when it must be concealed (`concealer.fade`).
+
+        No numpy here: the caller decodes the payload, and the concealer only keeps it."""
+        payload = self.jitter.pop()
+        if payload is not None:
+            self.concealer.good_payload(payload, self.codec.decode_into)
+        return payload
 
     @property
     def destination(self) -> Address:

@@ -163,8 +163,8 @@ class WorkerPlacementMixin:
             return
         if isinstance(report, ParticipantRemoved):
             stats = report.stats
-            self.ended_totals["packets_in"] += stats.packets_in
-            self.ended_totals["packets_out"] += stats.packets_out
+            self.ended_totals["packets_in"] += stats.counters.packets_in
+            self.ended_totals["packets_out"] += stats.counters.packets_out
             self.ended_totals["lost"] += stats.lost
             return
         media = self.media.get(report.call_key)
@@ -186,8 +186,7 @@ class WorkerPlacementMixin:
         if media is None or media.participant is None:
             return
         participant = media.participant
-        participant.counters.packets_in = stats.packets_in
-        participant.counters.packets_out = stats.packets_out
+        participant.counters = stats.counters
         participant.jitter.stats.lost = stats.lost
         participant.jitter.stats.jitter_ms = stats.jitter_ms
         participant.last_rtp = stats.last_rtp

@@ -1,9 +1,12 @@
 """A room: its participants and its 20 ms mix-minus tick.
 
-The tick is a pure step over arrays (decode each participant's frame into one preallocated
-matrix, one vectorised in-band DTMF step, one vectorised mix, one table lookup per codec to
-encode), so a test can drive it without a clock. Only participants hearing a prompt or with a
-listening volume of their own get a frame encoded on its own.
+The tick is a pure step over arrays (decode every participant's frame into one preallocated
+matrix, one table lookup per codec; one vectorised in-band DTMF step; one vectorised mix; one
+table lookup per codec to encode), so a test can drive it without a clock. The mix has a row
+of its own only for each member who contributes (a frame that is not all zeros, not muted, held
+or a key tone); everyone else hears the total, encoded once per codec and sent as the same
+bytes. Only participants hearing a prompt or with a listening volume of their own get a frame
+encoded on its own.
 """
 
 from __future__ import annotations
@@ -91,42 +94,45 @@ class Room:
         if n == 0:
             return []
         frames = self.mixer.slots(n)
-        digits: list[Digit] = []
-        for i, participant in enumerate(members):
-            participant.next_frame(frames[i])
-            if participant.digits:
-                digits.extend((participant, d, m) for d, m in participant.digits)
-                participant.digits.clear()
+        digits, codecs = self._decode(members, frames)
         states = [p.inband for p in members]
         for participant, digit in zip(members, self.detector.process(frames, states), strict=True):
             if digit is not None and participant.inband_dtmf:
                 digits.append((participant, digit, "inband"))
-        loud = (self.detector.energies > VOICE_POWER * FRAME_SAMPLES).tolist()
-        for participant, is_loud in zip(members, loud, strict=True):
-            if participant.voice.update(is_loud and not participant.held):
+        energies = self.detector.energies
+        loud = (energies > VOICE_POWER * FRAME_SAMPLES).tolist()
+        # A frame of exact zeros adds nothing to the sum, so leaving it out changes no one's
+        # mix (the energy of a frame with any sample != 0 is at least 1: exact in float32).
+        sounding = (energies > 0).tolist() if self.mixing else [False] * n
+        contributors: list[int] = []
+        for i, (participant, is_loud, has_sound) in enumerate(
+            zip(members, loud, sounding, strict=True)
+        ):
+            held = participant.held
+            if participant.voice.update(is_loud and not held):
                 self.talk_changes.append(participant)
-        if self.mixing:
-            contributes = np.fromiter(
-                (
-                    not (
-                        p.muted
-                        or p.on_hold
-                        or p.held
-                        or (p.inband is not None and p.inband.tone_present)
-                    )
-                    for p in members
-                ),
-                bool,
-                n,
-            )
-            mixed = self.mixer.mix(frames, contributes)
-        else:
-            mixed = np.zeros((n, FRAME_SAMPLES), np.int16)
+            if has_sound and not (
+                participant.muted
+                or participant.on_hold
+                or held
+                or (participant.inband is not None and participant.inband.tone_present)
+            ):
+                contributors.append(i)
+        # Row j of `mixed` is what contributor j hears; its last row, the total, is what every
+        # other member hears, so that row is encoded once per codec and its bytes shared.
+        mixed = self.mixer.mix_contributors(frames, contributors)
+        shared = len(contributors)
+        row_of = [shared] * n
+        for row, i in enumerate(contributors):
+            row_of[i] = row
         as_index = mixed.view(np.uint16)
-        codecs = {p.codec.name: p.codec for p in members}
-        encoded = {name: codec.encode_table.take(as_index) for name, codec in codecs.items()}
+        encoded = {
+            name: codec.encode_table.take(as_index).tobytes() for name, codec in codecs.items()
+        }
+        start = shared * FRAME_SAMPLES  # G.711: one byte a sample
+        total = {name: payloads[start:] for name, payloads in encoded.items()}
         music: dict[str, bytes] = {}
-        for i, participant in enumerate(members):
+        for participant, row in zip(members, row_of, strict=True):
             if participant.on_hold:
                 continue
             if participant.held:
@@ -138,10 +144,14 @@ class Room:
             if prompt is None and participant.volume_db == 0:
                 if participant.deaf:
                     participant.send_payload(participant.codec.silence)
+                elif row == shared:
+                    participant.send_payload(total[participant.codec.name])
                 else:
-                    participant.send_payload(encoded[participant.codec.name][i].tobytes())
+                    start = row * FRAME_SAMPLES
+                    payloads = encoded[participant.codec.name]
+                    participant.send_payload(payloads[start : start + FRAME_SAMPLES])
                 continue
-            heard = np.zeros(FRAME_SAMPLES, np.int16) if participant.deaf else mixed[i]
+            heard = np.zeros(FRAME_SAMPLES, np.int16) if participant.deaf else mixed[row]
             if participant.volume_db:
                 heard = _scaled(heard, participant.volume_db)
             if prompt is not None:
@@ -150,6 +160,48 @@ class Room:
             participant.send_payload(participant.codec.encode(heard))
         return digits
 
+    def _decode(
+        self, members: list[Participant], frames: np.ndarray
+    ) -> tuple[list[Digit], dict[str, Codec]]:
+        """Fill `frames` with each member's frame for this tick, decoding the usual full
+        frames in one numpy call per codec; returns the digits received and the codecs in use.
+
+        Only a loss being faded or an odd-sized payload costs a numpy call of its own."""
+        digits: list[Digit] = []
+        codecs: dict[str, Codec] = {}
+        batches: dict[str, tuple[list[int], list[bytes]]] = {}
+        silent: list[int] = []
+        for i, participant in enumerate(members):
+            codec = participant.codec
+            payload = participant.next_payload()
+            if payload is None:
+                faded = participant.concealer.fade()
+                if faded is None:
+                    silent.append(i)
+                else:
+                    frames[i] = faded
+            elif len(payload) == FRAME_SAMPLES:
+                batch = batches.get(codec.name)
+                if batch is None:
+                    batch = batches[codec.name] = ([], [])
+                batch[0].append(i)
+                batch[1].append(payload)
+            else:
+                codec.decode_into(payload, frames[i])
+            if codec.name not in codecs:
+                codecs[codec.name] = codec
+            if participant.digits:
+                digits.extend((participant, d, m) for d, m in participant.digits)
+                participant.digits.clear()
+        if silent:
+            frames[silent] = 0
+        for name, (rows, payloads) in batches.items():
+            joined = b"".join(payloads)
+            if len(rows) == len(members) and frames.flags.c_contiguous:  # all: in place
+                codecs[name].decode_into(joined, frames.reshape(-1))
+            else:
+                frames[rows] = codecs[name].decode(joined).reshape(len(rows), FRAME_SAMPLES)
+        return digits, codecs
 
     def _hold_music_frames(self, codecs: dict[str, Codec]) -> dict[str, bytes]:
         """This tick's frame of the hold music, encoded once per codec for every held caller."""

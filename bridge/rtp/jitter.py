@@ -5,6 +5,15 @@ sequence number; playout starts once `target_frames` are queued and latency stay
 dropping the oldest frame when more than `max_frames` wait. A missing frame pops as None so the
 caller conceals it. Resets follow an SSRC change at once, and a sequence jump only once a second
 packet confirms it (RFC 3550 Appendix A.1 probation), so one stray packet cannot flush the buffer.
+
+A frame missing while later ones are queued is lost: it is skipped. A frame missing with nothing
+queued is most likely late, not lost: the pop conceals it but waits one tick for it, so when it
+comes it plays one tick late instead of being dropped as late. Why: skipping it leaves the
+stream's playout point where it was, too close to the packets' arrival, so the next packet as
+late is concealed again; streams whose margin a burst had cut (an overflow trims a frame) lost
+~1% of their frames that way to ordinary scheduling jitter. The wait costs the stream 20 ms of
+delay, once per run of empty pops (a second empty pop skips as before), and `max_frames` still
+bounds the delay; if later frames come instead, the oldest plays at once (no added delay).
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ class JitterStats:
     """Frames dropped because more than `max_frames` were queued."""
     rejected_jump: int = 0
     """Packets held back as an unconfirmed sequence jump."""
+    waited: int = 0
+    """Pops (counted in `lost` too) that found nothing queued and waited for the late frame."""
 
 
 class JitterBuffer:
@@ -54,6 +65,7 @@ class JitterBuffer:
         self._next: int | None = None  # sequence to pop next; None while buffering
         self._last_played: int | None = None
         self._empty_pops = 0
+        self._waiting = False  # the last pop concealed `_next` and kept waiting for it
         self._probation: RtpPacket | None = None
         self._jitter = 0.0  # in timestamp units, as RFC 3550 keeps it
         self._last_arrival: float | None = None
@@ -88,25 +100,38 @@ class JitterBuffer:
 
     def pop(self) -> bytes | None:
         """The next frame's payload, or None when it is missing or while (re)buffering."""
-        if self._next is None:
-            return None
         sequence = self._next
-        self._next = uint16_add(sequence, 1)
-        payload = self._frames.pop(sequence, None)
+        if sequence is None:
+            return None
+        frames = self._frames
+        payload = frames.pop(sequence, None)
+        if payload is None and self._waiting and frames:
+            # waited a tick for it and later frames came instead: it is lost, play on
+            sequence = self._oldest()
+            payload = frames.pop(sequence)
         if payload is not None:
+            self._next = uint16_add(sequence, 1)
+            self._waiting = False
             self._empty_pops = 0
             self._last_played = sequence
             self.stats.played += 1
             return payload
         self.stats.lost += 1
-        if self._frames:
+        if frames:  # later frames are here: this one is lost
+            self._next = uint16_add(sequence, 1)
             self._empty_pops = 0
-        else:
-            self._empty_pops += 1
-            if self._empty_pops >= EMPTY_POPS_TO_REBUFFER:
-                # Keep _last_played: after silence suppression the sequence carries on from it.
-                self._next = None
-                self._empty_pops = 0
+            return None
+        if self._waiting:  # still nothing: skip it (the wait stays one frame behind)
+            self._next = uint16_add(sequence, 1)
+        else:  # late rather than lost: wait for it, once per run (see the module docstring)
+            self._waiting = True
+            self.stats.waited += 1
+        self._empty_pops += 1
+        if self._empty_pops >= EMPTY_POPS_TO_REBUFFER:
+            # Keep _last_played: after silence suppression the sequence carries on from it.
+            self._next = None
+            self._waiting = False
+            self._empty_pops = 0
         return None
 
     def _store(self, packet: RtpPacket, now: float) -> bool:
@@ -127,6 +152,7 @@ class JitterBuffer:
                 oldest = self._oldest()
                 del self._frames[oldest]
                 self._next = uint16_add(oldest, 1)
+                self._waiting = False
                 self.stats.overflow += 1
         return True
 
@@ -168,6 +194,7 @@ class JitterBuffer:
         self._next = None
         self._last_played = None
         self._empty_pops = 0
+        self._waiting = False
         self._probation = None
         self._jitter = 0.0
         self._last_arrival = None

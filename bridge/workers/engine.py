@@ -39,8 +39,7 @@ def stats_of(participant: Participant) -> ParticipantStats:
     jitter = participant.jitter.stats
     return ParticipantStats(
         participant.call_key,
-        participant.counters.packets_in,
-        participant.counters.packets_out,
+        participant.counters,
         jitter.lost,
         jitter.jitter_ms,
         participant.last_rtp,

@@ -23,6 +23,7 @@ from bridge.workers.protocol import (
     AddParticipant,
     Command,
     Report,
+    WorkerReady,
     WorkerStats,
     decode,
     encode,
@@ -33,6 +34,7 @@ from bridge.workers.protocol import (
 log = structlog.get_logger()
 
 STOP_GRACE_SECONDS = 2.0
+START_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class WorkerHandle:
     index: int
     process: subprocess.Popen[bytes]
     channel: socket.socket
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # its loop runs
     participants: int = 0  # placed by us and not yet removed
     restarts: int = 0
     cpu_earlier: float = 0.0  # CPU seconds of the previous processes in this slot
@@ -74,9 +77,14 @@ class WorkerPool:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self) -> None:
+    async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Start every worker and wait until each runs: a participant handed to a worker
+        still importing numpy would lose its first second of audio to the queue."""
         self.loop = asyncio.get_running_loop()
         self.workers = [self._spawn(index) for index in range(self.count)]
+        await asyncio.wait_for(
+            asyncio.gather(*(worker.ready.wait() for worker in self.workers)), timeout
+        )
 
     def _spawn(self, index: int, restarts: int = 0, cpu_earlier: float = 0.0) -> WorkerHandle:
         assert self.loop is not None
@@ -98,7 +106,8 @@ class WorkerPool:
     # --- commands -------------------------------------------------------------------------
 
     def least_loaded(self) -> int:
-        return min(self.workers, key=lambda w: w.participants).index
+        """The worker with the fewest participants, preferring running ones to (re)starting."""
+        return min(self.workers, key=lambda w: (not w.ready.is_set(), w.participants)).index
 
     def add(self, worker: int, command: AddParticipant, fd: int) -> None:
         """Hand a participant and its RTP socket to `worker`; the caller may close `fd` after."""
@@ -157,6 +166,9 @@ class WorkerPool:
             for fd in fds:
                 os.close(fd)  # workers send none; never leak one
             for report in decode(data):
+                if isinstance(report, WorkerReady):
+                    handle.ready.set()
+                    continue
                 if isinstance(report, WorkerStats):
                     handle.last_stats = report
                     self.lateness.add(report.lateness)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import resource
 import signal
 import socket
@@ -23,7 +24,7 @@ from bridge.logs import configure_logging
 from bridge.net.mixer_clock import MixerClock
 from bridge.net.rtp_port import RtpSocket
 from bridge.workers.engine import MediaEngine
-from bridge.workers.protocol import AddParticipant, Report, decode, encode, receive
+from bridge.workers.protocol import AddParticipant, Report, WorkerReady, decode, encode, receive
 
 log = structlog.get_logger()
 
@@ -48,6 +49,7 @@ class Worker:
         self.channel.setblocking(False)
         loop.add_reader(self.channel.fileno(), self._on_commands)
         ticking = asyncio.create_task(self.clock.run(self._tick))
+        self.channel.send(encode([WorkerReady(os.getpid())]))
         log.info("worker.started", worker=self.index)
         await self.done.wait()
         ticking.cancel()

@@ -13,6 +13,7 @@ import pickle
 import socket
 from dataclasses import dataclass
 
+from bridge.conference.participant import MediaCounters
 from bridge.net.mixer_clock import LatenessHistogram
 
 Address = tuple[str, int]
@@ -86,6 +87,13 @@ Command = (
 
 
 @dataclass(frozen=True)
+class WorkerReady:
+    """The worker's loop runs: participants handed over now are served at once."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
 class DigitPressed:
     call_key: str
     digit: str
@@ -109,8 +117,7 @@ class PromptsIdle:
 @dataclass(frozen=True)
 class ParticipantStats:
     call_key: str
-    packets_in: int
-    packets_out: int
+    counters: MediaCounters
     lost: int
     jitter_ms: float
     last_rtp: float  # monotonic: the same clock in every process of the machine
@@ -135,7 +142,9 @@ class WorkerStats:
     participants_stats: tuple[ParticipantStats, ...]
 
 
-Report = DigitPressed | TalkingChanged | PromptsIdle | ParticipantRemoved | WorkerStats
+Report = (
+    WorkerReady | DigitPressed | TalkingChanged | PromptsIdle | ParticipantRemoved | WorkerStats
+)
 
 
 # --- the socket pair --------------------------------------------------------------------------

@@ -64,7 +64,7 @@ async def test_each_hears_the_others_not_itself_and_mute_silences(bridge: Bridge
         assert bridge.service is not None
         room = bridge.service.rooms["mix"]
         (loud,) = [p for p in room.participants if p.caller == "tone1000"]
-        loud.muted = True
+        bridge.service.set_muted(loud, True, by="test")
         muted_at = loop.time()
         await asyncio.sleep(2.0)
         now = loop.time()

@@ -95,8 +95,13 @@ async def test_serve_answers_options_and_stops_cleanly_on_sigterm() -> None:
     )
     assert process.stderr is not None
     try:
-        started = await asyncio.wait_for(process.stderr.readline(), 20)
-        assert b'"bridge.started"' in started, started
+        started, worker_pids = b"", []
+        while b'"bridge.started"' not in started:  # after its media workers started
+            started = await asyncio.wait_for(process.stderr.readline(), 20)
+            assert started, "the bridge exited before it started"
+            if b'"worker.spawned"' in started:
+                worker_pids.append(json.loads(started)["pid"])
+        assert json.loads(started)["media_workers"] == len(worker_pids)
         while b'"control.http_started"' not in (line := await process.stderr.readline()):
             assert line, "the bridge exited before its HTTP API started"
         http_port = json.loads(line)["port"]
@@ -128,3 +133,6 @@ async def test_serve_answers_options_and_stops_cleanly_on_sigterm() -> None:
         await process.wait()
     assert process.returncode == 0
     assert b'"bridge.stopped"' in rest
+    for pid in worker_pids:  # no media worker outlives the bridge
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
