@@ -4,10 +4,11 @@ Scenario 1 steps the load up in rooms of 10 with 2 talkers (20, 40, 60, ... part
 fresh private bridge per step, until a step fails: p99 mixer tick lateness over 5 ms, or a packet
 lost inside the bridge (its RTP-in counter short of what the generator sent), or a call not
 answered. The largest step held is printed with the bridge's CPU per participant. Scenario 2:
-one room of 350 (the Aculab maximum) with 3 talkers. The load generator shares the machine's
-cores with the bridge: its CPU is in the table too.
+one room of 350 (the Aculab maximum) with 3 talkers. Both run once per media worker count
+(`--workers 1,2` by default; 0 mixes in the main process). The load generator shares the
+machine's cores with the bridge: its CPU is in the table too.
 
-    .venv/bin/python scripts/bench.py [--quick] [--max-participants 400] [--seconds 10]
+    .venv/bin/python scripts/bench.py [--quick] [--workers 1,2] [--max-participants 400]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Step:
     rooms: int
     per_room: int
     talkers: int
+    workers: int
 
 
 def held(summary: dict[str, Any]) -> bool:
@@ -108,10 +110,10 @@ async def run_step(args: argparse.Namespace, step: Step, out: Path) -> dict[str,
         talkers=step.talkers,
         ramp=args.ramp,
         duration=args.seconds,
-        out=out / f"{step.rooms}x{step.per_room}",
+        out=out / f"{step.rooms}x{step.per_room}-w{step.workers}",
         processes=args.processes,
         loop=args.loop,
-        bridge_env=args.bridge_env,
+        bridge_env=[*args.bridge_env, f"CONFBRIDGE_MEDIA_WORKERS={step.workers}"],
         progress=False,
         table=False,
     )
@@ -122,26 +124,33 @@ async def run_step(args: argparse.Namespace, step: Step, out: Path) -> dict[str,
 async def run(args: argparse.Namespace) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="confbridge-bench-"))
     rows: list[tuple[object, ...]] = []
-    best: tuple[int, dict[str, Any]] | None = None
-    print(f"scenario 1: rooms of 10 with 2 talkers, {args.seconds:.0f} s per step", flush=True)
-    participants = args.start
-    while participants <= args.max_participants:
-        step = Step(f"rooms of 10 ({participants})", participants // 10, 10, 2)
-        summary = await run_step(args, step, out)
-        rows.append(row(step, summary))
-        if not held(summary):
-            break
-        best = (participants, summary)
-        participants += args.step
-    if not args.no_big_room:
-        size = args.big_room
-        print(f"scenario 2: one room of {size} with 3 talkers", flush=True)
-        step = Step(f"one room of {size}", 1, size, 3)
-        rows.append(row(step, await run_step(args, step, out)))
+    verdicts: list[str] = []
+    for workers in args.workers:
+        best: tuple[int, dict[str, Any]] | None = None
+        print(
+            f"scenario 1, {workers} media worker(s): rooms of 10 with 2 talkers, "
+            f"{args.seconds:.0f} s per step",
+            flush=True,
+        )
+        participants = args.start
+        while participants <= args.max_participants:
+            step = Step(f"rooms of 10, {workers}w", participants // 10, 10, 2, workers)
+            summary = await run_step(args, step, out)
+            rows.append(row(step, summary))
+            if not held(summary):
+                break
+            best = (participants, summary)
+            participants += args.step
+        verdicts.append(f"{workers} media worker(s): {verdict(best, args)}")
+        if not args.no_big_room:
+            size = args.big_room
+            print(f"scenario 2, {workers} media worker(s): one room of {size}, 3 talkers")
+            step = Step(f"one room of {size}, {workers}w", 1, size, 3, workers)
+            rows.append(row(step, await run_step(args, step, out)))
     print()
     print_table(HEADERS, rows)
     print()
-    print(verdict(best, args))
+    print("\n".join(verdicts))
     print(f"JSON and plots per step under {out}")
     return 0
 
@@ -158,7 +167,9 @@ def verdict(best: tuple[int, dict[str, Any]] | None, args: argparse.Namespace) -
         f"largest load held: {participants} participants in rooms of 10{capped}; bridge CPU "
         f"{cpu.get('bridge_percent', 0):.1f}% of one core, "
         f"{cpu.get('bridge_percent_per_participant', 0):.3f}% per participant, "
-        f"{cpu.get('bridge_s_per_participant_minute', 0):.4f} CPU s per participant-minute"
+        f"{cpu.get('bridge_s_per_participant_minute', 0) * 1000 / 60:.2f} CPU ms per "
+        f"participant-second; mouth-to-ear delay p50 {summary['delay_ms'].get('p50')} ms, "
+        f"p99 {summary['delay_ms'].get('p99')} ms"
     )
 
 
@@ -176,6 +187,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--processes", type=int, default=1, help="load processes")
     add("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     add("--bridge-env", action="append", default=[], metavar="KEY=VALUE")
+    add(
+        "--workers",
+        default="1,2",
+        help="media worker counts to run each scenario with, comma-separated (0: in-process)",
+    )
     add("--out", help="directory for each step's JSON and plots (default: a temporary one)")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -189,6 +205,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    try:
+        args.workers = [int(count) for count in args.workers.split(",")]
+    except ValueError:
+        parser.error("--workers takes counts like 1,2")
+    if any(not 0 <= count <= 64 for count in args.workers):
+        parser.error("--workers: each count must be 0..64")
     if args.start % 10 or args.step % 10 or args.start < 10 or args.step < 10:
         parser.error("--start and --step must be multiples of 10 (rooms of 10)")
     return args

@@ -118,12 +118,26 @@ def _quantile(bounds: list[float], counts: list[float], q: float) -> float:
 
 
 def process_cpu(pid: int | None) -> float | None:
-    """User + system CPU seconds of a live process (the bridge), None when unknown."""
+    """User + system CPU seconds of a live process (the bridge) and its children (its media
+    workers), None when unknown."""
     if pid is None:
         return None
+    own = _stat(Path(f"/proc/{pid}/stat"))
+    if own is None:
+        return None
+    total = own[1]
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        child = _stat(path)
+        if child is not None and child[0] == pid:
+            total += child[1]
+    return total
+
+
+def _stat(path: Path) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) from a /proc/<pid>/stat file; None once the process is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = path.read_text()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

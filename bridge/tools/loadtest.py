@@ -35,6 +35,7 @@ from bridge.tools.loadreport import RunRecord, print_summary, summarise, write_o
 SETTLE_SECONDS = 20.0  # after the last INVITE, how long calls may take to be answered
 ANALYSIS_SECONDS = 2.0  # the FFT window at the end of the measurement
 SCRAPE_SECONDS = 1.0
+COUNTERS_SETTLE_SECONDS = 1.5  # media workers report their RTP counters once a second
 PRIVATE_ENV = {
     "CONFBRIDGE_CONTROL_HTTP_PORT": "0",
     "CONFBRIDGE_ANNOUNCEMENTS_ONLY_PARTICIPANT": "false",  # prompts and chimes would
@@ -303,6 +304,7 @@ class Coordinator:
         (every call still up), then stop a private bridge first so it logs its tick stats."""
         workers = len(self.workers)
         await self.tally.until(lambda: len(self.tally.stopped) == workers, 15.0)
+        await asyncio.sleep(COUNTERS_SETTLE_SECONDS)
         self.record.drained = await self._read_bridge()
         self.record.ended_early = sorted(self.tally.ended)  # before anyone stopped the bridge
         self.scraper.cancel()

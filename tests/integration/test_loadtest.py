@@ -93,11 +93,19 @@ def test_json_and_plots_are_written(loadtest: dict) -> None:
 
 
 def test_capacity_benchmark_quick_prints_its_table(tmp_path: Path) -> None:
-    done = run_script("scripts/bench.py", "--quick", "--out", str(tmp_path), timeout=120)
+    done = run_script("scripts/bench.py", "--quick", "--out", str(tmp_path), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if "tick p99 ms" in line)
-    rows = [line for line in lines[header + 2 :] if line.strip()][:3]
-    assert [r.split()[0] for r in rows] == ["rooms", "rooms", "one"], done.stdout
-    assert any(line.startswith("largest load held: ") for line in lines), done.stdout
-    assert len(list(tmp_path.glob("*/loadtest.json"))) == 3
+    rows = [line.split() for line in lines[header + 2 :] if line.strip()][:6]
+    # both scenarios with 1 media worker, then with 2 (the default --workers 1,2)
+    scenarios = [(r[0], next(word for word in r if word in ("1w", "2w"))) for r in rows]
+    assert scenarios == [
+        ("rooms", "1w"), ("rooms", "1w"), ("one", "1w"), ("rooms", "2w"), ("rooms", "2w"),
+        ("one", "2w"),
+    ], done.stdout
+    for workers in (1, 2):
+        assert any(
+            line.startswith(f"{workers} media worker(s): largest load held: ") for line in lines
+        ), done.stdout
+    assert len(list(tmp_path.glob("*/loadtest.json"))) == 6
