@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from bridge.config import (
     Config,
     ConfigError,
+    MediaConfig,
     RoomsConfig,
     RtpConfig,
     SipConfig,
@@ -276,3 +278,31 @@ def test_room_tables_are_validated_and_named_by_index(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load_config(bad, env={})
         assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "workers"), [('workers = "auto"', "auto"), ("workers = 0", 0), ("workers = 64", 64)]
+)
+def test_media_workers(tmp_path: Path, toml: str, workers: int | str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[media]\n{toml}\n")
+    assert load_config(path, env={}).media.workers == workers
+    assert load_config(None, env={"CONFBRIDGE_MEDIA_WORKERS": str(workers)}).media.workers == (
+        workers
+    )
+
+
+@pytest.mark.parametrize("value", ["65", "-1", '"many"', "true", "1.5"])
+def test_bad_media_workers_names_the_key(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[media]\nworkers = {value}\n")
+    with pytest.raises(ConfigError, match=r'media\.workers: must be "auto" or a number'):
+        load_config(path, env={})
+
+
+def test_auto_media_workers_is_one_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert MediaConfig().worker_count == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert MediaConfig().worker_count == 0  # one core: mixing in the main process is cheaper
+    assert MediaConfig(workers=2).worker_count == 2

@@ -1,0 +1,196 @@
+"""A media worker's engine driven by hand: commands in, RTP in, ticks, reports and packets out.
+
+No process and no socket: participants are packed as the main process packs them, and their
+`send` goes to a Wire that decodes what they would be sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bridge.conference.participant import Participant
+from bridge.media.g711 import CODECS
+from bridge.media.tones import ToneSource, tone_levels
+from bridge.net.mixer_clock import LATENESS_BUCKETS, LatenessHistogram
+from bridge.rtp.jitter import JitterBuffer
+from bridge.rtp.packet import RtpSender, build_rtp
+from bridge.workers.engine import STATS_EVERY_TICKS, MediaEngine
+from bridge.workers.handoff import flags_of, pack, unpack
+from bridge.workers.protocol import (
+    AddParticipant,
+    ClearPrompts,
+    DigitPressed,
+    ParticipantRemoved,
+    PlayPrompt,
+    PromptsIdle,
+    RemoveParticipant,
+    SetMixing,
+    TalkingChanged,
+    WorkerStats,
+    decode,
+    encode,
+)
+from tests.unit.test_room import TONES, Wire
+
+HEARD_DB = -30.0
+ABSENT_DB = -55.0
+
+
+def participant(name: str, codec: str = "PCMU", port: int = 4000) -> Participant:
+    return Participant(
+        id=name,
+        call_key=f"key-{name}",
+        room="(lobby)",
+        caller=name,
+        display_name="",
+        codec=CODECS[codec],
+        remote=("127.0.0.1", port),
+        signalling_host="127.0.0.1",
+        send=lambda data, address: None,
+        jitter=JitterBuffer(2, 3),
+    )
+
+
+class Call:
+    """One simulated phone on the engine: streams its tone, records what it is sent."""
+
+    def __init__(self, engine: MediaEngine, name: str, room: str = "r", codec: str = "PCMU"):
+        self.member = participant(name, codec, 4000 + len(engine.members))
+        self.wire = Wire(codec)
+        self.source = ToneSource(TONES[name], 6000)
+        self.sender = RtpSender(payload_type=CODECS[codec].payload_type)
+        self.key = self.member.call_key
+        self.joined = engine.add(AddParticipant(room, True, pack(self.member)), self.wire.send)
+
+    def speak(self, now: float) -> None:
+        frame = self.joined.codec.encode(self.source.next_frame(160))
+        self.joined.receive_rtp(self.sender.packet(frame), self.joined.remote, now)
+
+    def heard(self, since_frame: int = 10) -> dict[float, float]:
+        return tone_levels(np.concatenate(self.wire.frames[since_frame:]), list(TONES.values()))
+
+
+def run(engine: MediaEngine, calls: list[Call], ticks: int, start: int = 0) -> list:
+    reports = []
+    for tick in range(start, start + ticks):
+        for call in calls:
+            call.speak(tick * 0.02)
+        reports.extend(engine.tick(0.0001, lambda: 1.5))
+    return reports
+
+
+def test_handoff_keeps_the_stream_going() -> None:
+    member = participant("a", "PCMA")
+    member.muted, member.volume_db, member.counters.packets_in = True, -3, 42
+    member.prompts.play("beep")
+    member.sender.packet(b"\xd5" * 160)  # one packet sent before the handoff
+    copy = unpack(pack(member))
+    assert copy.codec is CODECS["PCMA"]  # by name: the shared tables, not a pickled copy
+    assert (copy.sender.ssrc, copy.sender.sequence, copy.sender.timestamp) == (
+        member.sender.ssrc, member.sender.sequence, member.sender.timestamp,
+    )
+    assert copy.muted and copy.volume_db == -3 and copy.counters.packets_in == 42
+    assert copy.prompts.busy and copy.inband is None
+    assert flags_of(copy) == flags_of(member)
+
+
+def test_each_hears_the_others_and_mute_and_mixing_travel() -> None:
+    engine = MediaEngine()
+    calls = [Call(engine, name) for name in ("a", "b", "c")]
+    run(engine, calls, 60)
+    for call in calls:
+        heard = call.heard()
+        for name, tone in TONES.items():
+            expected = HEARD_DB if name != call.member.id else None
+            if expected is None:
+                assert heard[tone] < ABSENT_DB, (call.member.id, heard)
+            else:
+                assert heard[tone] > HEARD_DB, (call.member.id, heard)
+
+    engine.apply(dataclasses.replace(flags_of(calls[1].joined), muted=True))
+    for call in calls:
+        call.wire.frames.clear()
+    run(engine, calls, 60, start=60)
+    assert calls[0].heard()[TONES["b"]] < ABSENT_DB
+    assert calls[0].heard()[TONES["c"]] > HEARD_DB
+
+    engine.apply(SetMixing("r", False))  # a conference waiting for its leader: no one hears
+    for call in calls:
+        call.wire.frames.clear()
+    run(engine, calls, 30, start=120)
+    assert all(level < ABSENT_DB for level in calls[2].heard(5).values())
+
+
+def test_prompt_commands_are_acknowledged_with_their_sequence() -> None:
+    engine = MediaEngine()
+    (call,) = [Call(engine, "a")]
+    engine.apply(PlayPrompt(call.key, "beep", False, 1))
+    reports = run(engine, [call], 5)
+    assert not [r for r in reports if isinstance(r, PromptsIdle)]  # still playing
+    reports = run(engine, [call], 200, start=5)
+    assert [r for r in reports if isinstance(r, PromptsIdle)] == [PromptsIdle(call.key, 1)]
+
+    engine.apply(PlayPrompt(call.key, "goodbye", True, 2))
+    engine.apply(ClearPrompts(call.key, 3))  # a key press stops it: idle at once
+    reports = run(engine, [call], 1, start=205)
+    assert [r for r in reports if isinstance(r, PromptsIdle)] == [PromptsIdle(call.key, 3)]
+
+
+def test_digits_talking_and_stats_are_reported() -> None:
+    engine = MediaEngine()
+    talker, listener = Call(engine, "a"), Call(engine, "b")
+    talker.joined.telephone_event_pt = 101
+    reports = run(engine, [talker, listener], STATS_EVERY_TICKS)
+    assert TalkingChanged(talker.key, True) in reports
+    (stats,) = [r for r in reports if isinstance(r, WorkerStats)]
+    assert (stats.rooms, stats.participants, stats.cpu_seconds) == (1, 2, 1.5)
+    assert stats.lateness.ticks == STATS_EVERY_TICKS and stats.lateness.counts[0] == 50
+    by_key = {s.call_key: s for s in stats.participants_stats}
+    assert by_key[talker.key].counters.packets_in == STATS_EVERY_TICKS
+    assert by_key[listener.key].counters.packets_out == STATS_EVERY_TICKS
+    assert by_key[talker.key].last_rtp == pytest.approx((STATS_EVERY_TICKS - 1) * 0.02)
+
+    start, end = bytes([5, 10, 0, 160]), bytes([5, 0x80 | 10, 1, 64])  # key 5: start, end
+    for sequence, (event, marker) in enumerate(((start, True), (end, False)), start=9000):
+        packet = build_rtp(101, sequence, 123456, talker.sender.ssrc, event, marker=marker)
+        talker.joined.receive_rtp(packet, talker.joined.remote, 1.0)
+    reports = engine.tick(0.0, lambda: 0.0)
+    assert DigitPressed(talker.key, "5", "rfc4733") in reports
+
+
+def test_removal_reports_final_counters_and_closes_an_empty_room() -> None:
+    engine = MediaEngine()
+    calls = [Call(engine, "a"), Call(engine, "b")]
+    run(engine, calls, 10)
+    assert engine.apply(RemoveParticipant(calls[0].key)) is calls[0].joined
+    assert engine.apply(RemoveParticipant(calls[0].key)) is None  # twice: no harm
+    assert engine.apply(PlayPrompt(calls[0].key, "beep", False, 1)) is None  # gone: ignored
+    engine.apply(RemoveParticipant(calls[1].key))
+    assert engine.rooms == {} and engine.members == {}
+    reports = engine.tick(0.0, lambda: 0.0)
+    removed = [r.stats for r in reports if isinstance(r, ParticipantRemoved)]
+    assert [(s.call_key, s.counters.packets_in) for s in removed] == [
+        (calls[0].key, 10), (calls[1].key, 10),
+    ]
+
+
+def test_messages_round_trip() -> None:
+    commands = [SetMixing("r", True), PlayPrompt("k", "beep", False, 7)]
+    assert decode(encode(commands)) == commands
+
+
+def test_lateness_histogram_buckets_and_sums() -> None:
+    histogram = LatenessHistogram()
+    for late in (0.0001, 0.0005, 0.003, 0.2, -0.001):
+        histogram.observe(late)
+    assert histogram.ticks == 5
+    assert histogram.counts[0] == 3  # early and exactly on a bound count in the lower bucket
+    assert histogram.counts[LATENESS_BUCKETS.index(0.005)] == 1
+    assert histogram.counts[-1] == 1  # over 100 ms
+    other = LatenessHistogram()
+    other.observe(0.003)
+    histogram.add(other)
+    assert histogram.ticks == 6 and histogram.total_s == pytest.approx(0.2056)
