@@ -62,7 +62,10 @@ class BridgeServer:
         if self.config.media.worker_count:
             log_config = self.config.log
             self.workers = WorkerPool(
-                self.config.media.worker_count, log_config.level, log_config.format
+                self.config.media.worker_count,
+                self._on_worker_death,
+                log_config.level,
+                log_config.format,
             )
             await self.workers.start()
         self.service = ConferenceService(
@@ -167,6 +170,13 @@ class BridgeServer:
         if self.workers is None:
             self.lateness.observe(now - deadline)
         self.service.tick(now, deadline)
+        self._flush(now)
+
+    def _on_worker_death(self, worker: int) -> None:
+        if self.service is None or self.loop is None:
+            return  # died while starting: nothing to hang up
+        now = self.loop.time()
+        self.service.worker_died(worker, now)
         self._flush(now)
 
     async def _watchdog(self) -> None:

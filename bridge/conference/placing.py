@@ -22,7 +22,7 @@ from bridge.conference.room import Room
 from bridge.events import EventBus, ParticipantTalking
 from bridge.media.prompt import PromptPlayer
 from bridge.workers.handoff import flags_of, pack
-from bridge.workers.pool import WorkerDied, WorkerPool
+from bridge.workers.pool import WorkerPool
 from bridge.workers.protocol import (
     AddParticipant,
     ClearPrompts,
@@ -150,11 +150,8 @@ class WorkerPlacementMixin:
     def _take_worker_reports(self, now: float) -> None:
         if self.workers is None:
             return
-        for worker, report in self.workers.take_inbox():
-            if isinstance(report, WorkerDied):
-                self._worker_died(worker, now)
-            else:
-                self._on_report(report, now)
+        for _worker, report in self.workers.take_inbox():
+            self._on_report(report, now)
 
     def _on_report(self, report: Report, now: float) -> None:
         if isinstance(report, WorkerStats):
@@ -191,7 +188,7 @@ class WorkerPlacementMixin:
         participant.jitter.stats.jitter_ms = stats.jitter_ms
         participant.last_rtp = stats.last_rtp
 
-    def _worker_died(self, worker: int, now: float) -> None:
+    def worker_died(self, worker: int, now: float) -> None:
         """Hang up every call the dead worker carried: BYE, and the usual left/ended events
         with the reason `media_worker_died`. Their counters are the last ones reported."""
         keys = [key for key, placed_on in self.placed.items() if placed_on == worker]

@@ -2,8 +2,8 @@
 
 A worker is a child process (`python -m bridge.workers.process`) joined to us by a
 SOCK_SEQPACKET socket pair. Its death shows as end-of-file on that pair, at once, whatever
-killed it; the pool then queues a `WorkerDied` for the conference service (which hangs up the
-calls that worker carried) and starts a new process in its place.
+killed it; the pool then calls `on_death` (the bridge hangs up the calls that worker carried)
+before it starts a new process in its place, so no new caller lands on the dead one's rooms.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -35,12 +36,7 @@ log = structlog.get_logger()
 
 STOP_GRACE_SECONDS = 2.0
 START_TIMEOUT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class WorkerDied:
-    worker: int
-    exit_code: int | None
+RESPAWN_BACKOFF_SECONDS = 2.0
 
 
 @dataclass(eq=False)
@@ -53,6 +49,7 @@ class WorkerHandle:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # its loop runs
     participants: int = 0  # placed by us and not yet removed
     restarts: int = 0
+    started_at: float = 0.0  # the loop's clock
     cpu_earlier: float = 0.0  # CPU seconds of the previous processes in this slot
     last_stats: WorkerStats | None = None
     outgoing: deque[tuple[bytes, int | None]] = field(default_factory=deque)  # (message, fd)
@@ -64,15 +61,22 @@ class WorkerHandle:
 
 
 class WorkerPool:
-    """`count` media workers. Reports (and deaths) queue in `inbox` as (worker, report) for
-    the service to take on its next tick."""
+    """`count` media workers. Reports queue in `inbox` as (worker, report) for the service to
+    take on its next tick; a death is told at once through `on_death(worker)`."""
 
-    def __init__(self, count: int, log_level: str = "info", log_format: str = "console") -> None:
+    def __init__(
+        self,
+        count: int,
+        on_death: Callable[[int], None],
+        log_level: str = "info",
+        log_format: str = "console",
+    ) -> None:
         self.count = count
+        self.on_death = on_death
         self.log_level = log_level
         self.log_format = log_format
         self.workers: list[WorkerHandle] = []
-        self.inbox: list[tuple[int, Report | WorkerDied]] = []
+        self.inbox: list[tuple[int, Report]] = []
         self.lateness = LatenessHistogram()  # every worker's ticks since start
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -98,7 +102,9 @@ class WorkerPool:
         )
         theirs.close()
         ours.setblocking(False)
-        handle = WorkerHandle(index, process, ours, restarts=restarts, cpu_earlier=cpu_earlier)
+        handle = WorkerHandle(
+            index, process, ours, restarts, self.loop.time(), cpu_earlier=cpu_earlier
+        )
         self.loop.add_reader(ours.fileno(), self._on_readable, handle)
         log.info("worker.spawned", worker=index, pid=process.pid, restarts=restarts)
         return handle
@@ -176,6 +182,7 @@ class WorkerPool:
 
     def _died(self, handle: WorkerHandle) -> None:
         assert self.loop is not None
+        handle.ready.clear()
         self._close(handle)
         code = handle.process.poll()
         if code is None:  # still exiting, or alive with its channel gone: useless either way
@@ -184,10 +191,18 @@ class WorkerPool:
         if self.stopping:
             return
         log.error("worker.died", worker=handle.index, pid=handle.process.pid, exit_code=code)
-        self.inbox.append((handle.index, WorkerDied(handle.index, code)))
-        self.workers[handle.index] = self._spawn(
-            handle.index, handle.restarts + 1, handle.cpu_seconds
-        )
+        self.on_death(handle.index)
+        # a worker that dies as it starts (a broken install?) is retried every few seconds,
+        # not in a tight loop; meanwhile `least_loaded` prefers the running ones
+        lived = self.loop.time() - handle.started_at
+        delay = RESPAWN_BACKOFF_SECONDS if lived < RESPAWN_BACKOFF_SECONDS else 0.0
+        self.loop.call_later(delay, self._respawn, handle)
+
+    def _respawn(self, dead: WorkerHandle) -> None:
+        if not self.stopping and self.workers[dead.index] is dead:
+            self.workers[dead.index] = self._spawn(
+                dead.index, dead.restarts + 1, dead.cpu_seconds
+            )
 
     def _close(self, handle: WorkerHandle) -> None:
         assert self.loop is not None
@@ -199,7 +214,7 @@ class WorkerPool:
         handle.outgoing.clear()
         handle.channel.close()
 
-    def take_inbox(self) -> list[tuple[int, Report | WorkerDied]]:
+    def take_inbox(self) -> list[tuple[int, Report]]:
         inbox, self.inbox = self.inbox, []
         return inbox
 
