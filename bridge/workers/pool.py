@@ -103,7 +103,12 @@ class WorkerPool:
         theirs.close()
         ours.setblocking(False)
         handle = WorkerHandle(
-            index, process, ours, restarts, self.loop.time(), cpu_earlier=cpu_earlier
+            index,
+            process,
+            ours,
+            restarts=restarts,
+            started_at=self.loop.time(),
+            cpu_earlier=cpu_earlier,
         )
         self.loop.add_reader(ours.fileno(), self._on_readable, handle)
         log.info("worker.spawned", worker=index, pid=process.pid, restarts=restarts)

@@ -49,7 +49,8 @@ class Worker:
         self.channel.setblocking(False)
         loop.add_reader(self.channel.fileno(), self._on_commands)
         ticking = asyncio.create_task(self.clock.run(self._tick))
-        self.channel.send(encode([WorkerReady(os.getpid())]))
+        with contextlib.suppress(OSError):  # main already gone: the reader sees end-of-file
+            self.channel.send(encode([WorkerReady(os.getpid())]))
         log.info("worker.started", worker=self.index)
         await self.done.wait()
         ticking.cancel()
