@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from bridge.rtp.jitter import JitterBuffer, JitterStats
@@ -211,3 +213,71 @@ def test_invalid_sizes_are_rejected() -> None:
         JitterBuffer(target_frames=3, max_frames=2)
     with pytest.raises(ValueError):
         JitterBuffer(target_frames=0)
+
+
+def drive(buffer: JitterBuffer, arrivals: list[float], ticks: int) -> list[int | None]:
+    """Ticks every 20 ms from t=0: push the packets that arrived by then (packet i at
+    `arrivals[i]` seconds), then pop; frames shown by their sequence number."""
+    played: list[int | None] = []
+    order = sorted(range(len(arrivals)), key=arrivals.__getitem__)
+    next_packet = 0
+    for tick in range(ticks):
+        now = tick * FRAME
+        while next_packet < len(order) and arrivals[order[next_packet]] <= now:
+            sequence = order[next_packet]
+            buffer.push(packet(sequence), arrivals[sequence])
+            next_packet += 1
+        played += pops(buffer, 1)
+    return played
+
+
+def test_a_stream_played_close_to_arrival_waits_once_and_then_rides_out_jitter() -> None:
+    # A burst of four (a sender catching up) overflows the buffer: it trims a frame, so
+    # each later packet arrives 1-3 ms before its tick. A few ms of jitter then made about
+    # every fourth packet miss its tick, concealed and then dropped as late.
+    rng = random.Random(5)
+    arrivals = [-0.001] * 4 + [j * FRAME - 0.023 + rng.uniform(0, 0.004) for j in range(4, 520)]
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    played = drive(buffer, arrivals, 500)
+    stats = buffer.stats
+    assert stats.overflow == 1 and stats.late == 0
+    assert stats.lost == stats.waited == 1  # the first late packet: waited for, not dropped
+    first = played.index(None)
+    assert played[: first + 1] == [*range(1, first + 1), None]
+    assert played[first + 1 :] == list(range(first + 1, 500))  # the late one, a tick late
+
+
+def test_a_late_packet_is_played_a_tick_late_instead_of_dropped() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    buffer.push(packet(0), 0.0)
+    buffer.push(packet(1), 0.0)
+    assert pops(buffer, 3) == [0, 1, None]  # 2 is late: concealed, waited for
+    assert buffer.push(packet(2), 0.05)
+    buffer.push(packet(3), 0.06)
+    assert pops(buffer, 2) == [2, 3]
+    assert (buffer.stats.lost, buffer.stats.waited, buffer.stats.late) == (1, 1, 0)
+
+
+def test_a_frame_lost_with_nothing_queued_costs_one_frame_and_no_delay() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    buffer.push(packet(0), 0.0)
+    buffer.push(packet(1), 0.0)
+    assert pops(buffer, 3) == [0, 1, None]  # waiting for 2, which was lost
+    buffer.push(packet(3), 0.06)
+    assert pops(buffer, 1) == [3]  # 3 came instead: plays at once, on its own tick
+    buffer.push(packet(4), 0.08)
+    assert pops(buffer, 1) == [4]
+    assert not buffer.push(packet(2), 0.09)  # too late now
+    assert (buffer.stats.lost, buffer.stats.waited) == (1, 1)
+
+
+def test_waiting_adds_one_frame_of_delay_at_most() -> None:
+    buffer = JitterBuffer(target_frames=2, max_frames=4)
+    buffer.push(packet(0), 0.0)
+    buffer.push(packet(1), 0.0)
+    assert pops(buffer, 2) == [0, 1]
+    assert pops(buffer, 3) == [None] * 3  # a stall: waits for 2 once, then skips 2 and 3
+    for sequence in range(2, 7):  # the stalled packets come in one burst
+        buffer.push(packet(sequence), 0.1)
+    assert buffer.stats.late == 2
+    assert pops(buffer, 3) == [4, 5, 6]  # skipping would have played 5 now: one frame later

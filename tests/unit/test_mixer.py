@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bridge.media.g711 import ulaw_decode_into, ulaw_encode
 from bridge.media.mixer import Concealer, RoomMix, mix_minus
 from bridge.media.tones import ToneSource, dominant_frequencies, tone_levels
 
@@ -141,3 +142,59 @@ def test_concealer_fades_the_last_good_frame_then_silence() -> None:
     out = concealer.conceal()
     assert out[:4].tolist() == [-3, 4, 500, -16384]
     assert not out[80:].any()
+
+
+def test_mix_contributors_gives_their_rows_and_the_shared_total() -> None:
+    rng = np.random.default_rng(11)
+    room = RoomMix(capacity=2)
+    for count in (1, 2, 3, 9, 40):
+        frames = rng.integers(-32768, 32768, size=(count, 160)).astype(np.int16)
+        for contributes in (
+            np.zeros(count, bool),
+            np.ones(count, bool),
+            np.arange(count) == count - 1,
+            rng.random(count) < 0.3,
+        ):
+            before = frames.copy()
+            rows = np.flatnonzero(contributes).tolist()
+            full = mix_minus(frames, contributes)
+            out = room.mix_contributors(frames, rows)
+            assert out.dtype == np.int16 and out.shape == (len(rows) + 1, 160)
+            assert out[:-1].tolist() == full[rows].tolist()
+            # every non-contributor hears the saturated total
+            total = np.clip(frames[rows].astype(np.int64).sum(axis=0), -32768, 32767)
+            assert out[-1].tolist() == total.tolist() == room.total.tolist()
+            assert all(full[i].tolist() == total.tolist() for i in range(count) if i not in rows)
+            assert np.array_equal(frames, before)
+    assert room.capacity == 64  # 40 contributors and the total row
+
+
+def test_mix_contributors_saturates_the_shared_row_too() -> None:
+    frames = np.array([[30000, -30000], [30000, -30000], [5, 5]], dtype=np.int16)
+    room = RoomMix(frame_samples=2)
+    assert room.mix_contributors(frames, [0, 1]).tolist() == [
+        [30000, -30000],
+        [30000, -30000],
+        [32767, -32768],
+    ]
+
+
+def test_concealer_keeps_a_payload_and_decodes_it_only_to_fade_it() -> None:
+    eager, lazy = Concealer(), Concealer()
+    frame = np.array([-5, 8, 1000, -32768] * 40, dtype=np.int16)
+    payload = ulaw_encode(frame)
+    decoded = np.zeros(160, np.int16)
+    ulaw_decode_into(payload, decoded)
+    eager.good(decoded)
+    lazy.good_payload(payload, ulaw_decode_into)
+    assert not lazy.silent
+    for _ in range(5):
+        assert lazy.conceal().tolist() == eager.conceal().tolist()
+    assert lazy.missing == eager.missing == 5 and lazy.fade() is None and lazy.missing == 6
+    lazy.good_payload(payload[:80], ulaw_decode_into)  # short: zero-padded, as `good` does
+    eager.good(decoded[:80])
+    faded = lazy.fade()
+    assert faded is not None and faded.tolist() == eager.conceal().tolist()
+    lazy.good_payload(payload, ulaw_decode_into)
+    lazy.good(decoded[:4])  # a later frame given decoded wins over the kept payload
+    assert lazy.conceal()[:6].tolist() == [*(decoded[:4] >> 1).tolist(), 0, 0]
