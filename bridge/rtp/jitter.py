@@ -66,7 +66,7 @@ class JitterBuffer:
         self._last_played: int | None = None
         self._empty_pops = 0
         self._waiting = False  # the last pop concealed `_next` and kept waiting for it
-        self._probation: RtpPacket | None = None
+        self._probation: tuple[int, int, bytes] | None = None  # (sequence, timestamp, payload)
         self._jitter = 0.0  # in timestamp units, as RFC 3550 keeps it
         self._last_arrival: float | None = None
         self._last_timestamp = 0
@@ -81,22 +81,69 @@ class JitterBuffer:
 
     def push(self, packet: RtpPacket, now: float) -> bool:
         """Queue a packet that arrived at `now`; False when it was dropped."""
+        return self.push_frame(packet.sequence, packet.timestamp, packet.ssrc, packet.payload, now)
+
+    def push_frame(
+        self, sequence: int, timestamp: int, ssrc: int, payload: bytes, now: float
+    ) -> bool:
+        """`push` from the header fields, with no RtpPacket: the per-packet hot path.
+
+        The usual packet (same SSRC, playing, within MAX_SEQUENCE_JUMP of the next frame) is
+        queued inline here; anything else goes through `_push`, the general case."""
+        next_sequence = self._next
+        if (
+            next_sequence is None
+            or ssrc != self._ssrc
+            # |seq_delta(sequence, next)| > MAX_SEQUENCE_JUMP, in one masked compare
+            or (sequence - next_sequence + MAX_SEQUENCE_JUMP) & 0xFFFF > 2 * MAX_SEQUENCE_JUMP
+        ):
+            return self._push(sequence, timestamp, ssrc, payload, now)
+        stats = self.stats
+        stats.received += 1
+        self._probation = None
+        # `_update_jitter`, inlined
+        last_arrival = self._last_arrival
+        if last_arrival is not None:
+            clock_rate = self.clock_rate
+            elapsed = (timestamp - self._last_timestamp) & 0xFFFF_FFFF  # ts_delta, inlined
+            if elapsed >= 0x8000_0000:
+                elapsed -= 0x1_0000_0000
+            jitter = self._jitter
+            jitter += (abs((now - last_arrival) * clock_rate - elapsed) - jitter) / 16.0
+            self._jitter = jitter
+            stats.jitter_ms = jitter * 1000.0 / clock_rate
+        self._last_arrival = now
+        self._last_timestamp = timestamp
+        # `_store` while playing, inlined
+        if (sequence - next_sequence) & 0xFFFF >= 0x8000:  # seq_delta < 0: late
+            stats.late += 1
+            return False
+        frames = self._frames
+        if sequence in frames:
+            stats.duplicate += 1
+            return False
+        frames[sequence] = payload
+        if len(frames) > self.max_frames:
+            self._overflow()
+        return True
+
+    def _push(self, sequence: int, timestamp: int, ssrc: int, payload: bytes, now: float) -> bool:
         self.stats.received += 1
-        if packet.ssrc != self._ssrc:
+        if ssrc != self._ssrc:
             if self._ssrc is not None:
                 self._reset()
-            self._ssrc = packet.ssrc
+            self._ssrc = ssrc
         reference = self._reference()
-        if reference is not None and abs(seq_delta(packet.sequence, reference)) > MAX_SEQUENCE_JUMP:
+        if reference is not None and abs(seq_delta(sequence, reference)) > MAX_SEQUENCE_JUMP:
             probation = self._probation
-            if probation is None or packet.sequence != uint16_add(probation.sequence, 1):
-                self._probation = packet
+            if probation is None or sequence != uint16_add(probation[0], 1):
+                self._probation = (sequence, timestamp, payload)
                 self.stats.rejected_jump += 1
                 return False
             self._reset()
-            self._store(probation, now)
+            self._store(*probation, now)
         self._probation = None
-        return self._store(packet, now)
+        return self._store(sequence, timestamp, payload, now)
 
     def pop(self) -> bytes | None:
         """The next frame's payload, or None when it is missing or while (re)buffering."""
@@ -109,8 +156,8 @@ class JitterBuffer:
             # waited a tick for it and later frames came instead: it is lost, play on
             sequence = self._oldest()
             payload = frames.pop(sequence)
-        if payload is not None:
-            self._next = uint16_add(sequence, 1)
+        if payload is not None:  # per tick and participant: no helper calls (uint16_add inlined)
+            self._next = (sequence + 1) & 0xFFFF
             self._waiting = False
             self._empty_pops = 0
             self._last_played = sequence
@@ -118,11 +165,11 @@ class JitterBuffer:
             return payload
         self.stats.lost += 1
         if frames:  # later frames are here: this one is lost
-            self._next = uint16_add(sequence, 1)
+            self._next = (sequence + 1) & 0xFFFF
             self._empty_pops = 0
             return None
         if self._waiting:  # still nothing: skip it (the wait stays one frame behind)
-            self._next = uint16_add(sequence, 1)
+            self._next = (sequence + 1) & 0xFFFF
         else:  # late rather than lost: wait for it, once per run (see the module docstring)
             self._waiting = True
             self.stats.waited += 1
@@ -134,27 +181,30 @@ class JitterBuffer:
             self._empty_pops = 0
         return None
 
-    def _store(self, packet: RtpPacket, now: float) -> bool:
-        self._update_jitter(packet.timestamp, now)
-        sequence = packet.sequence
+    def _store(self, sequence: int, timestamp: int, payload: bytes, now: float) -> bool:
+        self._update_jitter(timestamp, now)
         if self._is_late(sequence):
             self.stats.late += 1
             return False
         if sequence in self._frames:
             self.stats.duplicate += 1
             return False
-        self._frames[sequence] = packet.payload
+        self._frames[sequence] = payload
         if self._next is None:
             if len(self._frames) >= self.target_frames:
                 self._next = self._oldest()
-        else:
-            while len(self._frames) > self.max_frames:
-                oldest = self._oldest()
-                del self._frames[oldest]
-                self._next = uint16_add(oldest, 1)
-                self._waiting = False
-                self.stats.overflow += 1
+        elif len(self._frames) > self.max_frames:
+            self._overflow()
         return True
+
+    def _overflow(self) -> None:
+        """Drop the oldest frames down to `max_frames`: latency stays bounded."""
+        while len(self._frames) > self.max_frames:
+            oldest = self._oldest()
+            del self._frames[oldest]
+            self._next = uint16_add(oldest, 1)
+            self._waiting = False
+            self.stats.overflow += 1
 
     def _is_late(self, sequence: int) -> bool:
         if self._next is not None:

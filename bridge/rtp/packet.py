@@ -18,6 +18,10 @@ RTP_VERSION = 2
 
 _HEADER = struct.Struct("!BBHII")
 _unpack_header = _HEADER.unpack_from
+unpack_header = _unpack_header
+"""(first byte, second byte, sequence, timestamp, SSRC) of a datagram's fixed 12-byte header;
+raises struct.error when shorter. For a hot path that checks the fields itself: a plain packet has
+first byte 0x80 (version 2, no padding, extension or CSRC) and its payload at offset 12."""
 _pack_header = _HEADER.pack
 _EXTENSION_LENGTH = struct.Struct("!H")
 

@@ -281,3 +281,52 @@ def test_waiting_adds_one_frame_of_delay_at_most() -> None:
         buffer.push(packet(sequence), 0.1)
     assert buffer.stats.late == 2
     assert pops(buffer, 3) == [4, 5, 6]  # skipping would have played 5 now: one frame later
+
+
+def random_stream(rng: random.Random, length: int) -> list[tuple[int, int, int, float]]:
+    """(sequence, timestamp, ssrc, arrival) with reordering, loss, duplicates, sequence jumps,
+    SSRC changes and timestamp wrap, starting near the sequence wrap."""
+    sequence, timestamp, ssrc, now = 65500, 0xFFFF_F000, 7, 0.0
+    stream = []
+    for _ in range(length):
+        roll = rng.random()
+        if roll < 0.01:
+            ssrc += 1
+        elif roll < 0.03:
+            sequence += rng.choice((-1, 1)) * rng.randint(90, 3000)
+        elif roll < 0.08:
+            sequence += rng.randint(-4, 4)  # reordered, duplicated or skipped
+        sequence += 1
+        timestamp += 160
+        now += rng.uniform(0.0, 0.04)
+        stream.append((sequence & 0xFFFF, timestamp & 0xFFFF_FFFF, ssrc, now))
+    return stream
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_push_frame_fast_path_matches_the_general_path(seed: int) -> None:
+    """`push_frame` inlines the common case; the general `_push` (the original code path)
+    must decide every packet and pop the same, and estimate exactly the same jitter."""
+    rng = random.Random(seed)
+    fast, general = JitterBuffer(2, 4), JitterBuffer(2, 4)
+    for sequence, timestamp, ssrc, now in random_stream(rng, 3000):
+        payload = sequence.to_bytes(2, "big")
+        assert fast.push_frame(sequence, timestamp, ssrc, payload, now) == general._push(
+            sequence, timestamp, ssrc, payload, now
+        )
+        for _ in range(rng.choice((0, 1, 1, 1, 2))):
+            assert fast.pop() == general.pop()
+        assert fast.stats == general.stats
+        assert vars(fast) == {**vars(general), "stats": fast.stats}
+    assert fast.stats.played > 1000 and fast.stats.rejected_jump and fast.stats.reset
+
+
+def test_push_is_push_frame_of_the_packet_fields() -> None:
+    by_packet, by_fields = JitterBuffer(), JitterBuffer()
+    for sequence in (5, 6, 4, 6, 300, 301, 302):
+        p = packet(sequence)
+        assert by_packet.push(p, sequence * FRAME) == by_fields.push_frame(
+            p.sequence, p.timestamp, p.ssrc, p.payload, sequence * FRAME
+        )
+    assert vars(by_packet) == {**vars(by_fields), "stats": by_packet.stats}
+    assert by_packet.stats == by_fields.stats and by_packet.stats.reset == 1

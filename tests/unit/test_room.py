@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import struct
+
 import numpy as np
 
 from bridge.conference.participant import Participant
@@ -9,7 +12,8 @@ from bridge.conference.room import Room, valid_room_name
 from bridge.media.g711 import CODECS
 from bridge.media.tones import ToneSource, tone_levels
 from bridge.rtp.jitter import JitterBuffer
-from bridge.rtp.packet import RtpSender, parse_rtp
+from bridge.rtp.packet import RtpSender, build_rtp, parse_rtp
+from bridge.workers import handoff
 
 TONES = {"a": 440.0, "b": 1000.0, "c": 1700.0}
 
@@ -106,3 +110,77 @@ def test_talking_is_reported_for_loud_participants_and_not_for_silent_ones() -> 
     run(room, {"a": members["a"]}, 10)  # b sends nothing: concealed silence
     assert [p.id for p in room.talk_changes] == ["a"]
     assert members["a"].voice.talking and not members["b"].voice.talking
+
+
+def odd_datagrams(codec_pt: int) -> list[bytes]:
+    """Datagrams off the receive fast path, mixed with plain ones of the codec."""
+    audio = bytes(range(160))
+    header = struct.Struct("!BBHII")
+    plain = [build_rtp(codec_pt, 1000 + i, 160 * i, 0xABCD, audio) for i in range(12)]
+    return [
+        plain[0],
+        plain[1],
+        build_rtp(codec_pt, 1002, 320, 0xABCD, audio, marker=True),  # marker: still audio
+        header.pack(0x81, codec_pt, 1003, 480, 0xABCD) + b"CSRC" + audio,  # one CSRC
+        header.pack(0x90, codec_pt, 1004, 640, 0xABCD) + b"\x00\x01\x00\x01" + b"EXTN" + audio,
+        header.pack(0xA0, codec_pt, 1005, 800, 0xABCD) + audio + b"\x00\x00\x03",  # padding
+        header.pack(0x40, codec_pt, 1006, 960, 0xABCD) + audio,  # RTP version 1
+        header.pack(0x80, 0xC8, 1, 2, 0xABCD) + bytes(16),  # RTCP sender report
+        b"\x80\xc8",  # too short for RTP, but RTCP by type: ignored
+        b"\x80\x00\x00",  # too short, not RTCP: bad
+        b"",
+        build_rtp(13, 1007, 1120, 0xABCD, b"\x40"),  # comfort noise
+        *digit_packets(1008),
+        plain[10],
+        header.pack(0xA0, codec_pt, 1011, 1760, 0xABCD) + audio + b"\x00",  # padding 0: bad
+        build_rtp(codec_pt, 40000, 0, 0x1234, audio),  # new SSRC: a reset
+        plain[11],
+    ]
+
+
+def digit_packets(sequence: int) -> list[bytes]:
+    sender = RtpSender(payload_type=101, ssrc=0xABCD, sequence=sequence, timestamp=1280)
+    events = [(0x0A, 160), (0x0A, 320), (0x8A, 480), (0x8A, 480), (0x8A, 480)]  # end bit: 0x80
+    return [
+        sender.packet(bytes([5, flags]) + duration.to_bytes(2, "big"), samples=0)
+        for flags, duration in events
+    ]
+
+
+def test_receive_fast_path_decides_as_the_general_path() -> None:
+    """`receive_rtp` queues a plain packet of the codec itself; `_receive_other` (parse_rtp,
+    the general path) must take every datagram to the same counters, digits and queue."""
+    for codec in ("PCMU", "PCMA"):
+        _, members, _ = make_room({"a": codec, "b": codec})
+        fast, general = members["a"], members["b"]
+        general.remote = fast.remote
+        fast.telephone_event_pt = general.telephone_event_pt = 101
+        fast.latched = general.latched = fast.remote
+        for tick, data in enumerate(odd_datagrams(fast.codec.payload_type)):
+            fast.receive_rtp(data, fast.remote, tick * 0.02)
+            general._receive_other(data, tick * 0.02)
+            assert fast.counters == general.counters and fast.last_rtp == general.last_rtp
+            assert fast.jitter.stats == general.jitter.stats
+            assert fast.jitter.pop() == general.jitter.pop()
+        assert fast.digits == general.digits == [("5", "rfc4733")]
+        counters = fast.counters
+        assert (counters.bad_packets, counters.other_payload, counters.packets_in) == (4, 1, 15)
+        assert fast.jitter.stats.received == 9 and fast.jitter.stats.reset == 2  # and back
+
+
+def test_a_participant_pickles_for_handoff_mid_stream() -> None:
+    _, members, _ = make_room({"a": "PCMA"})
+    member = members["a"]
+    sender = RtpSender(payload_type=8)
+    for tick in range(5):
+        member.receive_rtp(sender.packet(bytes(160)), member.remote, tick * 0.02)
+    sender.sequence += 500  # a jump on probation: the buffer holds it as a tuple
+    member.receive_rtp(sender.packet(bytes(160)), member.remote, 0.1)
+    moved = handoff.unpack(handoff.pack(member))
+    assert moved.jitter.stats == member.jitter.stats and moved.latched == member.latched
+    assert vars(moved.jitter) == {**vars(member.jitter), "stats": moved.jitter.stats}
+    pickle.dumps(moved.sender)
+    confirming = sender.packet(bytes(160))  # the next after the jump: confirms it
+    member.receive_rtp(confirming, member.remote, 0.12)
+    moved.receive_rtp(confirming, member.remote, 0.12)
+    assert moved.jitter.stats.reset == member.jitter.stats.reset == 1
