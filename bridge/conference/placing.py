@@ -150,7 +150,7 @@ class WorkerPlacementMixin:
     def _take_worker_reports(self, now: float) -> None:
         if self.workers is None:
             return
-        for _worker, report in self.workers.take_inbox():
+        for report in self.workers.take_inbox():
             self._on_report(report, now)
 
     def _on_report(self, report: Report, now: float) -> None:

@@ -61,8 +61,8 @@ class WorkerHandle:
 
 
 class WorkerPool:
-    """`count` media workers. Reports queue in `inbox` as (worker, report) for the service to
-    take on its next tick; a death is told at once through `on_death(worker)`."""
+    """`count` media workers. Their reports queue in `inbox` for the service to take on its
+    next tick; a death is told at once through `on_death(worker)`."""
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class WorkerPool:
         self.log_level = log_level
         self.log_format = log_format
         self.workers: list[WorkerHandle] = []
-        self.inbox: list[tuple[int, Report]] = []
+        self.inbox: list[Report] = []
         self.lateness = LatenessHistogram()  # every worker's ticks since start
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -183,7 +183,7 @@ class WorkerPool:
                 if isinstance(report, WorkerStats):
                     handle.last_stats = report
                     self.lateness.add(report.lateness)
-                self.inbox.append((handle.index, report))
+                self.inbox.append(report)
 
     def _died(self, handle: WorkerHandle) -> None:
         assert self.loop is not None
@@ -219,7 +219,7 @@ class WorkerPool:
         handle.outgoing.clear()
         handle.channel.close()
 
-    def take_inbox(self) -> list[tuple[int, Report]]:
+    def take_inbox(self) -> list[Report]:
         inbox, self.inbox = self.inbox, []
         return inbox
 
