@@ -93,7 +93,8 @@ class BridgeServer:
         """Hang up every call (BYE), give the BYEs a moment on the wire, close the sockets."""
         if self.service is not None:
             for room in self.service.rooms.values():
-                log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
+                if room.name not in self.service.room_workers:  # else its worker timed it
+                    log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
         if self.service is not None and self.loop is not None:
             self.service.hangup_all(self.loop.time(), "shutdown")
             self._flush(self.loop.time())

@@ -7,8 +7,11 @@ rooms are the same `Room` objects the main process mixes with when it has no wor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import structlog
 
 from bridge.conference.participant import Participant
 from bridge.conference.room import Room
@@ -33,6 +36,8 @@ from bridge.workers.protocol import (
 
 SendFunction = Callable[[bytes, tuple[str, int]], None]
 STATS_EVERY_TICKS = 50  # one WorkerStats a second
+
+log = structlog.get_logger()
 
 
 def stats_of(participant: Participant) -> ParticipantStats:
@@ -104,6 +109,7 @@ class MediaEngine:
             room.remove(participant)
             if not room.participants:
                 del self.rooms[room.name]
+                log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
         self._reports.append(ParticipantRemoved(stats_of(participant)))
         return participant
 
@@ -114,6 +120,7 @@ class MediaEngine:
         self.ticks += 1
         self.lateness.observe(late_s)
         for room in self.rooms.values():
+            room.stats.record(late_s)
             for participant, digit, method in room.tick():
                 reports.append(DigitPressed(participant.call_key, digit, method))
             for participant in room.talk_changes:
