@@ -1,12 +1,13 @@
 """A room: its participants and its 20 ms mix-minus tick.
 
 The tick is a pure step over arrays (decode every participant's frame into one preallocated
-matrix, one table lookup per codec; one vectorised in-band DTMF step; one vectorised mix; one
-table lookup per codec to encode), so a test can drive it without a clock. The mix has a row
-of its own only for each member who contributes (a frame that is not all zeros, not muted, held
-or a key tone); everyone else hears the total, encoded once per codec and sent as the same
-bytes. Only participants hearing a prompt or with a listening volume of their own get a frame
-encoded on its own.
+matrix, one table lookup per codec; one vectorised in-band DTMF step, when a member keys
+in-band (no telephone-event negotiated); one vectorised mix; one table lookup per codec to
+encode), so a test can drive it without a clock. The mix has a row of its own only for each
+member who contributes (a frame that is not all zeros, not muted, held or an in-band key tone);
+everyone else hears the total, encoded once per codec and sent as the same bytes. Only
+participants hearing a prompt or with a listening volume of their own get a frame encoded on
+its own.
 """
 
 from __future__ import annotations
@@ -95,11 +96,15 @@ class Room:
             return []
         frames = self.mixer.slots(n)
         digits, codecs = self._decode(members, frames)
-        states = [p.inband for p in members]
-        for participant, digit in zip(members, self.detector.process(frames, states), strict=True):
-            if digit is not None and participant.inband_dtmf:
-                digits.append((participant, digit, "inband"))
-        energies = self.detector.energies
+        if any(p.inband_dtmf for p in members):  # someone keys in-band
+            states = [p.inband for p in members]
+            found = self.detector.process(frames, states)
+            for participant, digit in zip(members, found, strict=True):
+                if digit is not None and participant.inband_dtmf:
+                    digits.append((participant, digit, "inband"))
+            energies = self.detector.energies
+        else:  # the usual softphone or trunk sends RFC 4733 events: no tone detection
+            energies = self.detector.frame_energies(frames)
         loud = (energies > VOICE_POWER * FRAME_SAMPLES).tolist()
         # A frame of exact zeros adds nothing to the sum, so leaving it out changes no one's
         # mix (the energy of a frame with any sample != 0 is at least 1: exact in float32).
@@ -115,7 +120,7 @@ class Room:
                 participant.muted
                 or participant.on_hold
                 or held
-                or (participant.inband is not None and participant.inband.tone_present)
+                or (participant.inband_dtmf and participant.inband.tone_present)  # type: ignore[union-attr]
             ):
                 contributors.append(i)
         # Row j of `mixed` is what contributor j hears; its last row, the total, is what every

@@ -145,6 +145,12 @@ class DtmfDetector:
         weights = np.stack([power[:half], power[half:]], axis=1)
         return basis.astype(np.float32), weights.astype(np.float32)
 
+    def frame_energies(self, frames: np.ndarray) -> np.ndarray:
+        """`energies` alone, the same values `process` computes, for a tick that needs no key
+        detection (every caller sends its keys as RFC 4733 events)."""
+        self.energies = _sums_of_squares(frames.astype(np.float32))
+        return self.energies
+
     def new_state(self) -> DtmfState:
         return DtmfState()
 
@@ -166,8 +172,7 @@ class DtmfDetector:
         halves = wide.reshape(2 * count, self._half)
         # [row, first/second half of the frame, first/second half of the window, bins]
         parts = (halves @ self._basis).reshape(count, 2, 2, 2 * _TONES)
-        np.multiply(wide, wide, out=wide)
-        self.energies = wide.sum(axis=1)  # per row, for the room's voice activity
+        self.energies = _sums_of_squares(wide)  # per row, for the room's voice activity
         power = (halves @ self._weights).reshape(count, 2, 2)
         spectra = np.empty((count, 2, 2 * _TONES), dtype=np.float32)
         np.add(tails[:, : 2 * _TONES], parts[:, 0, 1], out=spectra[:, 0])
@@ -300,3 +305,9 @@ class DtmfDetector:
             return None
         state.reported = True
         return key
+
+
+def _sums_of_squares(wide: np.ndarray) -> np.ndarray:
+    """Per row of a float32 copy of the frames (squared in place): its energy."""
+    np.multiply(wide, wide, out=wide)
+    return wide.sum(axis=1)

@@ -194,3 +194,14 @@ def test_pure_intervals_on_dtmf_like_notes_give_no_keys() -> None:
         )
         chords.append((chord * 3000).astype(np.int16))
     assert detect(through_pcmu(np.concatenate(chords))) == [""]
+
+
+def test_frame_energies_are_the_values_process_computes() -> None:
+    rng = np.random.default_rng(7)
+    frames = rng.integers(-30000, 30000, (5, 160)).astype(np.int16)
+    frames[2] = 0
+    detector = DtmfDetector()
+    detector.process(frames, [detector.new_state() for _ in range(5)])
+    from_process = detector.energies.copy()
+    assert np.array_equal(DtmfDetector().frame_energies(frames), from_process)
+    assert from_process[2] == 0 and (from_process[[0, 1, 3, 4]] > 0).all()

@@ -10,7 +10,7 @@ import numpy as np
 from bridge.conference.participant import Participant
 from bridge.conference.room import Room, valid_room_name
 from bridge.media.g711 import CODECS
-from bridge.media.tones import ToneSource, tone_levels
+from bridge.media.tones import ToneSource, dtmf_tones, tone_levels
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpSender, build_rtp, parse_rtp
 from bridge.workers import handoff
@@ -184,3 +184,34 @@ def test_a_participant_pickles_for_handoff_mid_stream() -> None:
     member.receive_rtp(confirming, member.remote, 0.12)
     moved.receive_rtp(confirming, member.remote, 0.12)
     assert moved.jitter.stats.reset == member.jitter.stats.reset == 1
+
+
+def test_in_band_keys_are_only_looked_for_when_someone_keys_in_band() -> None:
+    """Callers who negotiated telephone-event send keys as events: a key tone in their audio
+    is just sound (heard by the room, no digit); one in-band caller turns detection on."""
+    keys = dtmf_tones("5", on_ms=200, off_ms=0)
+    room, members, wires = make_room({"a": "PCMU", "b": "PCMU"})
+    for member in members.values():
+        member.telephone_event_pt = 101
+    senders = {name: RtpSender() for name in members}
+    found = []
+    for tick in range(keys.size // 160):
+        frame = members["a"].codec.encode(keys[tick * 160 : (tick + 1) * 160])
+        members["a"].receive_rtp(senders["a"].packet(frame), members["a"].remote, tick * 0.02)
+        silence = members["b"].codec.silence
+        members["b"].receive_rtp(senders["b"].packet(silence), members["b"].remote, tick * 0.02)
+        found.extend(room.tick())
+    assert found == []
+    heard = tone_levels(np.concatenate(wires["b"].frames[4:]), [770.0, 1336.0])
+    assert min(heard.values()) > -30.0  # the key tone reached b: not cut as a key press
+
+    room, members, wires = make_room({"a": "PCMU", "b": "PCMU"})
+    members["b"].telephone_event_pt = 101  # a keys in-band
+    senders = {name: RtpSender() for name in members}
+    for tick in range(keys.size // 160):
+        frame = members["a"].codec.encode(keys[tick * 160 : (tick + 1) * 160])
+        members["a"].receive_rtp(senders["a"].packet(frame), members["a"].remote, tick * 0.02)
+        silence = members["b"].codec.silence
+        members["b"].receive_rtp(senders["b"].packet(silence), members["b"].remote, tick * 0.02)
+        found.extend(room.tick())
+    assert [(p.id, digit, method) for p, digit, method in found] == [("a", "5", "inband")]

@@ -56,7 +56,7 @@ class ReferenceRoom(Room):
                         p.muted
                         or p.on_hold
                         or p.held
-                        or (p.inband is not None and p.inband.tone_present)
+                        or (p.inband_dtmf and p.inband is not None and p.inband.tone_present)
                     )
                     for p in members
                 ]
