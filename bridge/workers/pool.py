@@ -151,8 +151,9 @@ class WorkerPool:
             except BlockingIOError:
                 self.loop.add_writer(handle.channel.fileno(), self._on_writable, handle)
                 return
-            except OSError:
-                return  # the worker is gone; its reader sees end-of-file and restarts it
+            except OSError:  # the worker is gone: its reader sees end-of-file and restarts it
+                self._discard_outgoing(handle)
+                return
             handle.outgoing.popleft()
             if fd is not None:
                 os.close(fd)
@@ -213,11 +214,16 @@ class WorkerPool:
         assert self.loop is not None
         self.loop.remove_reader(handle.channel.fileno())
         self.loop.remove_writer(handle.channel.fileno())
+        self._discard_outgoing(handle)
+        handle.channel.close()
+
+    @staticmethod
+    def _discard_outgoing(handle: WorkerHandle) -> None:
+        """Drop what a dead worker will never read, closing the sockets' descriptors."""
         for _message, fd in handle.outgoing:
             if fd is not None:
                 os.close(fd)
         handle.outgoing.clear()
-        handle.channel.close()
 
     def take_inbox(self) -> list[Report]:
         inbox, self.inbox = self.inbox, []
