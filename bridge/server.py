@@ -186,4 +186,6 @@ class BridgeServer:
             await asyncio.sleep(WATCHDOG_SECONDS)
             now = self.loop.time()
             self.service.check_rtp_timeouts(now)
+            if self.workers is not None:
+                self.workers.check_alive(now)
             self._flush(now)

@@ -37,6 +37,7 @@ log = structlog.get_logger()
 STOP_GRACE_SECONDS = 2.0
 START_TIMEOUT_SECONDS = 30.0
 RESPAWN_BACKOFF_SECONDS = 2.0
+HUNG_SECONDS = 10.0  # 10 missed reports: not a busy worker (its clock skips ticks), a stuck one
 
 
 @dataclass(eq=False)
@@ -50,6 +51,7 @@ class WorkerHandle:
     participants: int = 0  # placed by us and not yet removed
     restarts: int = 0
     started_at: float = 0.0  # the loop's clock
+    heard_at: float = 0.0  # when it last sent anything (it reports at least once a second)
     cpu_earlier: float = 0.0  # CPU seconds of the previous processes in this slot
     last_stats: WorkerStats | None = None
     outgoing: deque[tuple[bytes, int | None]] = field(default_factory=deque)  # (message, fd)
@@ -175,6 +177,7 @@ class WorkerPool:
                 self._died(handle)
                 return
             data, fds = message
+            handle.heard_at = self.loop.time()
             for fd in fds:
                 os.close(fd)  # workers send none; never leak one
             for report in decode(data):
@@ -185,6 +188,15 @@ class WorkerPool:
                     handle.last_stats = report
                     self.lateness.add(report.lateness)
                 self.inbox.append(report)
+
+    def check_alive(self, now: float) -> None:
+        """Kill a running worker silent for HUNG_SECONDS (stuck or stopped): its end-of-file
+        then hangs up its calls and restarts it, as for any other death."""
+        for handle in self.workers:
+            if handle.ready.is_set() and now - handle.heard_at > HUNG_SECONDS:
+                log.error("worker.hung", worker=handle.index, pid=handle.process.pid)
+                handle.ready.clear()
+                handle.process.kill()
 
     def _died(self, handle: WorkerHandle) -> None:
         assert self.loop is not None

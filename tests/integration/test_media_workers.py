@@ -21,7 +21,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.media.tones import tone_levels
+from bridge.server import BridgeServer
 from bridge.tools.phone import Phone
+from bridge.workers.pool import HUNG_SECONDS
 from control.runtime import Runtime
 from tests.integration.harness import (
     ADMIN_TOKEN,
@@ -177,3 +179,32 @@ async def test_rooms_spread_mix_and_survive_a_dead_worker(runtime: Runtime) -> N
             for room_phones in phones.values():
                 for phone in room_phones:
                     await phone.hangup()
+
+
+async def test_a_stuck_worker_is_killed_and_its_calls_hung_up() -> None:
+    """A worker that stops answering (SIGSTOP here: alive, but silent) is no better than a
+    dead one: after HUNG_SECONDS without a report it is killed, its calls get BYE, and a new
+    process takes its place; the other worker's call goes on."""
+    bridge = await BridgeServer(loopback_config(media_workers=2)).start()
+    assert bridge.workers is not None and bridge.service is not None
+    port = bridge.transports.udp_port
+    stuck = Phone(LOOPBACK, port, "stuck", tone_hz=440.0, user="stuck")
+    fine = [Phone(LOOPBACK, port, "fine", tone_hz=t, user=f"fine{int(t)}") for t in (620, 1300)]
+    try:
+        for phone in (stuck, *fine):
+            assert await phone.call() == 200
+        worker = bridge.service.room_workers["stuck"]
+        assert bridge.service.room_workers["fine"] != worker
+        pid = bridge.workers.workers[worker].process.pid
+        os.kill(pid, signal.SIGSTOP)
+        await eventually(lambda: stuck.ended_by_bridge, timeout=HUNG_SECONDS + 10)
+        assert bridge.workers.workers[worker].restarts == 1
+        assert bridge.workers.workers[worker].process.pid != pid
+        assert not any(phone.ended_by_bridge for phone in fine)
+        await asyncio.sleep(1.5)
+        heard = tone_levels(fine[0].audio(asyncio.get_running_loop().time() - 1.0), [1300.0])
+        assert heard[1300.0] > HEARD_DB
+    finally:
+        for phone in (stuck, *fine):
+            await phone.hangup()
+        await bridge.stop()
