@@ -20,30 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bridge.tools.loadmetrics import process_cpu
+from bridge.tools.ports import free_port
+
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 CONFBRIDGE = REPO / ".venv" / "bin" / "confbridge"
 CONFIG = REPO / "configs" / "default.toml"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port(kinds: Sequence[int] = (socket.SOCK_DGRAM, socket.SOCK_STREAM)) -> int:
-    """A loopback port free for every socket kind given (UDP and TCP by default)."""
-    for _ in range(200):
-        port = random.randrange(20000, 60000)
-        sockets = []
-        try:
-            for kind in kinds:
-                sock = socket.socket(socket.AF_INET, kind)
-                sockets.append(sock)
-                sock.bind((LOOPBACK, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free port found")
 
 
 def free_rtp_range(size: int) -> tuple[int, int]:
@@ -66,13 +49,6 @@ def _udp_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def process_cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a live process, from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def self_cpu_seconds() -> float:
@@ -164,9 +140,11 @@ class BridgeProcess:
             return [e for e in self.events if e.get("event") == name]
 
     def cpu_seconds(self) -> float:
-        """The live bridge's CPU seconds so far (user + system)."""
-        user, system = process_cpu_seconds(self.pid)
-        return user + system
+        """The live bridge's CPU seconds so far (user + system), its media workers' included."""
+        cpu = process_cpu(self.pid)
+        if cpu is None:
+            raise RuntimeError(f"the bridge (pid {self.pid}) is gone")
+        return cpu
 
     def stop(self, timeout: float = 20.0) -> list[dict[str, Any]]:
         """SIGTERM (the bridge logs its stats and BYEs every call), wait, return all events."""

@@ -12,10 +12,10 @@ import argparse
 import asyncio
 import contextlib
 import os
-import resource
 import signal
 import socket
 import sys
+import time
 
 import structlog
 import uvloop
@@ -27,11 +27,6 @@ from bridge.workers.engine import MediaEngine
 from bridge.workers.protocol import AddParticipant, Report, WorkerReady, decode, encode, receive
 
 log = structlog.get_logger()
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Worker:
@@ -93,7 +88,7 @@ class Worker:
         opening.add_done_callback(self._opening.discard)
 
     def _tick(self, now: float, deadline: float) -> None:
-        reports: list[Report] = self.engine.tick(now - deadline, cpu_seconds)
+        reports: list[Report] = self.engine.tick(now - deadline, time.process_time)
         if reports:
             with contextlib.suppress(BlockingIOError, OSError):
                 self.channel.send(encode(reports))

@@ -22,28 +22,10 @@ from bridge.config import (
     RtpConfig,
     SipConfig,
 )
+from bridge.tools.ports import free_port
 
 LOOPBACK = "127.0.0.1"
 SCENARIOS = Path(__file__).parent / "scenarios"
-
-
-def free_port(kinds: Sequence[int] = (socket.SOCK_DGRAM, socket.SOCK_STREAM)) -> int:
-    """A port that is free for every socket kind given (UDP and TCP by default)."""
-    for _ in range(200):
-        port = random.randrange(20000, 60000)
-        sockets = []
-        try:
-            for kind in kinds:
-                sock = socket.socket(socket.AF_INET, kind)
-                sockets.append(sock)
-                sock.bind((LOOPBACK, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free port found")
 
 
 def loopback_config(
