@@ -95,7 +95,7 @@ class WorkerPlacementMixin:
     ended_totals: dict[str, int]
     room_workers: dict[str, int]  # rooms on a worker, while they have people
     placed: dict[str, int]  # call key -> worker, for participants handed over
-
+    mirrored_at: dict[str, float]  # call key -> time of its worker's last counters
     if TYPE_CHECKING:
 
         def hangup(self, call_key: str, now: float, reason: str) -> None: ...
@@ -128,6 +128,7 @@ class WorkerPlacementMixin:
 
         Its final counters come back in a ParticipantRemoved report."""
         worker = self.placed.pop(participant.call_key, None)
+        self.mirrored_at.pop(participant.call_key, None)
         if worker is None or self.workers is None:
             return False
         self.workers.send(worker, RemoveParticipant(participant.call_key))
@@ -147,6 +148,13 @@ class WorkerPlacementMixin:
         if worker is not None and self.workers is not None:
             self.workers.send(worker, SetMixing(room.name, room.mixing))
 
+    def _rtp_known_until(self, call_key: str, now: float) -> float:
+        """Up to when a call's `last_rtp` is known: now when mixed here, else the time of its
+        worker's last report (-inf before the first), so silence is never overestimated."""
+        if call_key not in self.placed:
+            return now
+        return self.mirrored_at.get(call_key, float("-inf"))
+
     def _take_worker_reports(self, now: float) -> None:
         if self.workers is None:
             return
@@ -156,7 +164,7 @@ class WorkerPlacementMixin:
     def _on_report(self, report: Report, now: float) -> None:
         if isinstance(report, WorkerStats):
             for stats in report.participants_stats:
-                self._mirror(stats)
+                self._mirror(stats, report.at)
             return
         if isinstance(report, ParticipantRemoved):
             stats = report.stats
@@ -178,10 +186,11 @@ class WorkerPlacementMixin:
         elif isinstance(report, PromptsIdle) and isinstance(participant.prompts, RemotePrompts):
             participant.prompts.played(report.sequence)
 
-    def _mirror(self, stats: ParticipantStats) -> None:
+    def _mirror(self, stats: ParticipantStats, at: float) -> None:
         media = self.media.get(stats.call_key)
-        if media is None or media.participant is None:
+        if media is None or media.participant is None or stats.call_key not in self.placed:
             return
+        self.mirrored_at[stats.call_key] = at
         participant = media.participant
         participant.counters = stats.counters
         participant.jitter.stats.lost = stats.lost
@@ -197,6 +206,7 @@ class WorkerPlacementMixin:
                 del self.room_workers[room]
         for key in keys:
             del self.placed[key]
+            self.mirrored_at.pop(key, None)
         log.error("worker.calls_lost", worker=worker, calls=len(keys))
         for key in keys:
             self.hangup(key, now, WORKER_DIED)

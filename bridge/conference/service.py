@@ -137,6 +137,7 @@ class ConferenceService(DialOutMixin, WorkerPlacementMixin):
     workers: WorkerPool | None = None  # None: this process mixes every room
     room_workers: dict[str, int] = field(default_factory=dict)
     placed: dict[str, int] = field(default_factory=dict)
+    mirrored_at: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.definitions: dict[str, RoomDefinition] = {r.name: r for r in self.config.room}
@@ -691,7 +692,7 @@ class ConferenceService(DialOutMixin, WorkerPlacementMixin):
             participant = media.participant
             if participant is None or participant.on_hold:
                 continue
-            if now - participant.last_rtp > limit:
+            if self._rtp_known_until(key, now) - participant.last_rtp > limit:
                 self.hangup(key, now, reason="rtp_timeout")
 
     def hangup_all(self, now: float, reason: str) -> None:

@@ -113,9 +113,12 @@ class MediaEngine:
         self._reports.append(ParticipantRemoved(stats_of(participant)))
         return participant
 
-    def tick(self, late_s: float, cpu_seconds: Callable[[], float]) -> list[Report]:
+    def tick(
+        self, now: float, deadline: float, cpu_seconds: Callable[[], float]
+    ) -> list[Report]:
         """Mix every room once; returns the reports to send (digits, talking, prompts done,
-        and every STATS_EVERY_TICKS ticks the load and counters)."""
+        and every STATS_EVERY_TICKS ticks the load and counters as of `now`)."""
+        late_s = now - deadline
         reports, self._reports = self._reports, []
         self.ticks += 1
         self.lateness.observe(late_s)
@@ -132,11 +135,12 @@ class MediaEngine:
                 reports.append(PromptsIdle(call_key, sequence))
                 del self.prompt_sequence[call_key]
         if self.ticks % STATS_EVERY_TICKS == 0:
-            reports.append(self._stats(cpu_seconds()))
+            reports.append(self._stats(now, cpu_seconds()))
         return reports
 
-    def _stats(self, cpu_seconds: float) -> WorkerStats:
+    def _stats(self, now: float, cpu_seconds: float) -> WorkerStats:
         stats = WorkerStats(
+            at=now,
             rooms=len(self.rooms),
             participants=len(self.members),
             lateness=self.lateness,

@@ -88,7 +88,7 @@ class Worker:
         opening.add_done_callback(self._opening.discard)
 
     def _tick(self, now: float, deadline: float) -> None:
-        reports: list[Report] = self.engine.tick(now - deadline, time.process_time)
+        reports: list[Report] = self.engine.tick(now, deadline, time.process_time)
         if reports:
             with contextlib.suppress(BlockingIOError, OSError):
                 self.channel.send(encode(reports))

@@ -135,6 +135,7 @@ class WorkerStats:
     """Sent about once a second: the worker's load, how late its ticks ran since the last
     report, its CPU time so far, and its participants' counters."""
 
+    at: float  # monotonic: the participants' counters and last_rtp are as of this time
     rooms: int
     participants: int
     lateness: LatenessHistogram

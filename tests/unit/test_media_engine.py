@@ -78,7 +78,7 @@ def run(engine: MediaEngine, calls: list[Call], ticks: int, start: int = 0) -> l
     for tick in range(start, start + ticks):
         for call in calls:
             call.speak(tick * 0.02)
-        reports.extend(engine.tick(0.0001, lambda: 1.5))
+        reports.extend(engine.tick(tick * 0.02 + 0.0001, tick * 0.02, lambda: 1.5))
     return reports
 
 
@@ -157,7 +157,7 @@ def test_digits_talking_and_stats_are_reported() -> None:
     for sequence, (event, marker) in enumerate(((start, True), (end, False)), start=9000):
         packet = build_rtp(101, sequence, 123456, talker.sender.ssrc, event, marker=marker)
         talker.joined.receive_rtp(packet, talker.joined.remote, 1.0)
-    reports = engine.tick(0.0, lambda: 0.0)
+    reports = engine.tick(1.0, 1.0, lambda: 0.0)
     assert DigitPressed(talker.key, "5", "rfc4733") in reports
 
 
@@ -170,7 +170,7 @@ def test_removal_reports_final_counters_and_closes_an_empty_room() -> None:
     assert engine.apply(PlayPrompt(calls[0].key, "beep", False, 1)) is None  # gone: ignored
     engine.apply(RemoveParticipant(calls[1].key))
     assert engine.rooms == {} and engine.members == {}
-    reports = engine.tick(0.0, lambda: 0.0)
+    reports = engine.tick(1.0, 1.0, lambda: 0.0)
     removed = [r.stats for r in reports if isinstance(r, ParticipantRemoved)]
     assert [(s.call_key, s.counters.packets_in) for s in removed] == [
         (calls[0].key, 10), (calls[1].key, 10),
