@@ -14,8 +14,20 @@ from collections.abc import Callable
 
 import structlog
 
+from bridge.conference.dialout import DialOut
+from bridge.conference.participant import Participant
 from bridge.conference.service import ConferenceService
-from bridge.config import Config
+from bridge.config import Config, RoomDefinition
+from bridge.control_port import (
+    PARTICIPANT_OPTIONS,
+    BridgeStats,
+    DialRequest,
+    Gate,
+    ParticipantView,
+    RingingCall,
+    WorkerView,
+)
+from bridge.events import EventBus
 from bridge.net.mixer_clock import LatenessHistogram, MixerClock
 from bridge.net.rtp_port import RtpPortPool
 from bridge.net.sip_transport import SipTransports
@@ -45,6 +57,7 @@ class BridgeServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.lateness = LatenessHistogram()  # of this process' ticks, when it mixes the rooms
+        self.control = ServerControl(self)
 
     async def start(self) -> BridgeServer:
         self.loop = asyncio.get_running_loop()
@@ -189,3 +202,179 @@ class BridgeServer:
             if self.workers is not None:
                 self.workers.check_alive(now)
             self._flush(now)
+
+
+class ServerControl:
+    """`ConferenceControl` for a running BridgeServer."""
+
+    def __init__(self, server: BridgeServer) -> None:
+        self.server = server
+
+    @property
+    def _service(self):  # type: ignore[no-untyped-def]
+        service = self.server.service
+        assert service is not None, "the bridge is not started"
+        return service
+
+    def _now(self) -> float:
+        assert self.server.loop is not None
+        return self.server.loop.time()
+
+    def _done(self) -> None:
+        self.server._flush(self._now())
+
+    @property
+    def events(self) -> EventBus:
+        return self._service.events
+
+    def set_gate(self, gate: Gate | None) -> None:
+        self._service.gate = gate
+
+    def sip_uri(self, user: str | None = None) -> str:
+        host = f"{self.server.config.advertise_address}:{self.server.transports.udp_port}"
+        return f"sip:{user}@{host}" if user else f"sip:{host}"
+
+    def define_room(self, definition: RoomDefinition) -> None:
+        self._service.define_room(definition)
+
+    def forget_room(self, room: str, reason: str) -> None:
+        self._service.forget_room(room, self._now(), reason)
+        self._done()
+
+    def set_mixing(self, room: str, mixing: bool) -> None:
+        self._service.set_mixing(room, mixing)
+
+    def play_to_room(self, room: str, prompt: str) -> None:
+        self._service.play_to_room(room, prompt)
+
+    def participants(self, room: str) -> list[ParticipantView]:
+        return [self._view(p) for p in self._service.participants(room)]
+
+    def find_participant(self, room: str, participant_id: str) -> ParticipantView | None:
+        found = self._service.find_participant(room, participant_id)
+        return self._view(found) if found is not None else None
+
+    def ringing_calls(self, room: str) -> list[RingingCall]:
+        return [
+            RingingCall(m.call.local_tag, room, m.caller, m.call.invite.call_id, m.started_at)
+            for m in self._service.ringing_calls(room)
+        ]
+
+    def set_muted(self, room: str, participant_id: str, muted: bool, by: str = "api") -> bool:
+        found = self._service.find_participant(room, participant_id)
+        if found is None:
+            return False
+        self._service.set_muted(found, muted, by=by)
+        return True
+
+    def set_option(self, room: str, participant_id: str, option: str, value: object) -> bool:
+        if option not in PARTICIPANT_OPTIONS:
+            raise ValueError(f"unknown participant option {option!r}")
+        found = self._service.find_participant(room, participant_id)
+        if found is None:
+            return False
+        self._service.set_option(found, option, value)
+        return True
+
+    def eject(self, room: str, participant_id: str, reason: str = "ejected") -> bool:
+        found = self._service.find_participant(room, participant_id)
+        if found is None:
+            return False
+        self._service.eject(found, self._now(), reason)
+        self._done()
+        return True
+
+    def _ringing_key(self, room: str, call_id: str) -> str | None:
+        for media in self._service.ringing_calls(room):
+            if media.call.local_tag == call_id:
+                return str(media.call.key)
+        return None
+
+    def answer_ringing(self, room: str, call_id: str) -> bool:
+        key = self._ringing_key(room, call_id)
+        if key is None or not self._service.answer_pending(key, self._now()):
+            return False
+        self._done()
+        return True
+
+    def reject_ringing(self, room: str, call_id: str, status: int = 603) -> bool:
+        key = self._ringing_key(room, call_id)
+        if key is None or not self._service.reject_pending(key, self._now(), status):
+            return False
+        self._done()
+        return True
+
+    def dial(self, request: DialRequest) -> None:
+        dialout = DialOut(
+            ref=request.ref,
+            room=request.room,
+            dest=request.dest,
+            caller_id=request.caller_id,
+            confirm=request.confirm,
+            started_at=0.0,
+        )
+        self._service.dial(
+            dialout,
+            target=request.target,
+            peer=request.peer,
+            now=self._now(),
+            credentials=request.credentials,
+            headers=request.headers,
+        )
+        self._done()
+
+    def stats(self) -> BridgeStats:
+        service = self._service
+        people = [p for r in service.rooms.values() for p in r.participants]
+        ended = service.ended_totals
+        workers = self.server.workers
+        lateness = workers.lateness if workers is not None else self.server.lateness
+        views = None
+        if workers is not None:
+            views = tuple(
+                WorkerView(
+                    handle.index,
+                    handle.process.pid,
+                    sum(1 for w in service.room_workers.values() if w == handle.index),
+                    handle.participants,
+                    handle.cpu_seconds,
+                    handle.restarts,
+                )
+                for handle in workers.workers
+            )
+        return BridgeStats(
+            calls_active=len(service.media),
+            rooms_active=sum(1 for r in service.rooms.values() if r.participants),
+            participants=len(people),
+            packets_in=ended["packets_in"] + sum(p.counters.packets_in for p in people),
+            packets_out=ended["packets_out"] + sum(p.counters.packets_out for p in people),
+            packets_lost=ended["lost"] + sum(p.jitter.stats.lost for p in people),
+            lateness_counts=tuple(lateness.counts),
+            lateness_total_s=lateness.total_s,
+            workers=views,
+        )
+
+    def _view(self, participant: Participant) -> ParticipantView:
+        media = self._service.media.get(participant.call_key)
+        stats = participant.jitter.stats
+        return ParticipantView(
+            id=participant.id,
+            room=participant.room,
+            caller=participant.caller,
+            display_name=participant.display_name,
+            call_id=media.call.invite.call_id if media is not None else "",
+            started_at=media.started_at if media is not None else participant.joined_wall,
+            joined_at=participant.joined_wall,
+            muted=participant.muted,
+            deaf=participant.deaf,
+            dtmf_enabled=participant.dtmf_enabled,
+            held=participant.held,
+            on_hold=participant.on_hold,
+            talking=participant.voice.talking,
+            volume_db=participant.volume_db,
+            codec=participant.codec.name,
+            packets_in=participant.counters.packets_in,
+            packets_out=participant.counters.packets_out,
+            packets_lost=stats.lost,
+            jitter_ms=round(stats.jitter_ms, 2),
+        )

@@ -1,0 +1,172 @@
+"""What the bridge offers the layers above it (the control plane, its API, tests): one port.
+
+The control plane never touches rooms, participants' media state, call legs or worker
+processes. It reads snapshots (frozen records, taken when asked) and sends commands by room
+and participant id; the server glue runs each command through the conference core with the
+loop's `now` and sends what it produced at once. This is also where a later "which node hosts
+this room" answer goes: callers name rooms, never places.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sipmessage import URI
+
+from bridge.config import RoomDefinition
+from bridge.events import EventBus
+from bridge.sip.auth import Credentials
+from bridge.sip.transaction import Peer
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A call turned away before it is answered: the SIP status, reason and extra headers
+    (a Contact for a 302 to a divert target)."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ManualAnswer:
+    """Ring (180) and wait: the control plane answers (`answer_ringing`) or rejects."""
+
+
+Gate = Callable[[str, str], Refusal | ManualAnswer | None]
+"""(room, caller) -> a refusal, a manual answer, or None to let the room's own access rules
+decide. The control plane's hook for conference states, locks and reservations; no I/O."""
+
+PARTICIPANT_OPTIONS = ("deaf", "held", "dtmf_enabled", "volume_db")
+"""What `set_option` sets (muting goes through `set_muted`, which says who muted)."""
+
+
+@dataclass(frozen=True)
+class ParticipantView:
+    """One participant as the API shows it. Times are wall clock (epoch seconds); counters are
+    at most a second old when the room is mixed by a media worker."""
+
+    id: str
+    room: str
+    caller: str
+    display_name: str
+    call_id: str
+    started_at: float  # the call arrived (or was placed)
+    joined_at: float  # it joined the room
+    muted: bool
+    deaf: bool
+    dtmf_enabled: bool
+    held: bool  # put on hold by the API
+    on_hold: bool  # the phone put itself on hold (re-INVITE)
+    talking: bool
+    volume_db: int
+    codec: str
+    packets_in: int
+    packets_out: int
+    packets_lost: int
+    jitter_ms: float
+
+
+@dataclass(frozen=True)
+class RingingCall:
+    """A call left ringing for the control plane (a room with manual answer)."""
+
+    id: str  # the participant id it will have once answered
+    room: str
+    caller: str
+    call_id: str
+    started_at: float
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    """One outgoing call into a room, routed and resolved by the control plane."""
+
+    ref: str
+    room: str
+    dest: str  # as asked: +E.164 or a SIP URI (for records and events)
+    caller_id: str
+    confirm: bool  # "press # to join"
+    target: URI
+    peer: Peer
+    credentials: Credentials | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    index: int
+    pid: int
+    rooms: int
+    participants: int
+    cpu_seconds: float
+    restarts: int
+
+
+@dataclass(frozen=True)
+class BridgeStats:
+    """What /metrics reads at scrape time. Packet totals count the calls that ended plus the
+    calls up now; `lateness_counts` are per bucket of `bridge.net.mixer_clock.LATENESS_BUCKETS`
+    (the workers' ticks when media workers run)."""
+
+    calls_active: int
+    rooms_active: int
+    participants: int
+    packets_in: int
+    packets_out: int
+    packets_lost: int
+    lateness_counts: tuple[int, ...]
+    lateness_total_s: float
+    workers: tuple[WorkerView, ...] | None = None  # None: rooms are mixed in-process
+
+
+class ConferenceControl(Protocol):
+    """The commands and questions of the control plane. Commands naming a participant or call
+    that is not there return False; nothing here blocks or raises for a vanished call."""
+
+    events: EventBus
+
+    def set_gate(self, gate: Gate | None) -> None: ...
+
+    def sip_uri(self, user: str | None = None) -> str:
+        """The bridge's own SIP address, for a room (`user`) or bare: what callers dial."""
+        ...
+
+    def define_room(self, definition: RoomDefinition) -> None: ...
+
+    def forget_room(self, room: str, reason: str) -> None:
+        """A managed room is over: hang everyone up and drop its rules."""
+        ...
+
+    def set_mixing(self, room: str, mixing: bool) -> None:
+        """False while a conference is HOLDING: callers wait without hearing each other."""
+        ...
+
+    def play_to_room(self, room: str, prompt: str) -> None: ...
+
+    def participants(self, room: str) -> list[ParticipantView]: ...
+
+    def find_participant(self, room: str, participant_id: str) -> ParticipantView | None: ...
+
+    def ringing_calls(self, room: str) -> list[RingingCall]: ...
+
+    def set_muted(self, room: str, participant_id: str, muted: bool, by: str = "api") -> bool: ...
+
+    def set_option(self, room: str, participant_id: str, option: str, value: object) -> bool:
+        """Set one of PARTICIPANT_OPTIONS; ValueError for another name."""
+        ...
+
+    def eject(self, room: str, participant_id: str, reason: str = "ejected") -> bool: ...
+
+    def answer_ringing(self, room: str, call_id: str) -> bool: ...
+
+    def reject_ringing(self, room: str, call_id: str, status: int = 603) -> bool: ...
+
+    def dial(self, request: DialRequest) -> None:
+        """Place the call; its outcome comes as DialOutSettled and DialOutEnded events."""
+        ...
+
+    def stats(self) -> BridgeStats: ...
