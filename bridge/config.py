@@ -3,6 +3,10 @@
 Everything is validated once, here, into frozen dataclasses, so the rest of the bridge never
 sees a bad value. Each error names the key (or the environment variable) it came from, and
 unknown sections and keys are errors: a typo must not silently fall back to a default.
+
+Each key is declared once, as a dataclass field made by `key(default, rule)`: the loader reads
+the sections, their keys, the environment variable names and the rules off the dataclasses,
+so a key cannot be added without its rule, nor a rule left behind without its key.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "AnnouncementsConfig",
@@ -44,166 +48,11 @@ _ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 _DATABASE_URL_RE = re.compile(r"^(sqlite|postgres|postgresql)(\+\w+)?://")
 _UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::")
 
+T = TypeVar("T")
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range; the message names it."""
-
-
-@dataclass(frozen=True)
-class SipConfig:
-    bind: str = "0.0.0.0"
-    advertise: str = ""
-    udp_port: int = 5060
-    tcp_port: int = 5060
-    t1_ms: int = 500
-    t2_ms: int = 4000
-    t4_ms: int = 5000
-    max_message_bytes: int = 65535
-    user_agent: str = "confbridge/0.1"
-    answer_delay_ms: int = 0
-
-
-@dataclass(frozen=True)
-class RtpConfig:
-    port_min: int = 20000
-    port_max: int = 29998
-    jitter_target_ms: int = 40
-    jitter_max_ms: int = 60
-    timeout_s: int = 30
-    codecs: tuple[str, ...] = SUPPORTED_CODECS
-
-
-@dataclass(frozen=True)
-class RoomsConfig:
-    auto_create: bool = True
-    max_participants: int = 40
-    names: tuple[str, ...] = ()
-    ivr_users: tuple[str, ...] = ("conference",)
-    code_attempts: int = 3
-    code_timeout_s: int = 15
-
-
-@dataclass(frozen=True)
-class KeypadConfig:
-    """Keys a joined participant presses (a key or short sequence; "" disables the action)."""
-
-    toggle_mute: str = "1"
-    volume_down: str = "4"
-    volume_up: str = "6"
-    leave: str = "8"
-
-
-@dataclass(frozen=True)
-class AnnouncementsConfig:
-    """What the bridge says and plays on its own, as ConfBridge does."""
-
-    only_participant: bool = True  # "you are the only participant" to whoever joins alone
-    join_leave_tones: bool = True  # a short chime to the others when someone joins or leaves
-    tones_max_room: int = 20  # ...only in rooms this small: chiming a crowd costs and annoys
-
-
-@dataclass(frozen=True)
-class RoomDefinition:
-    """A room declared in the config file ([[room]] tables): its access mode and code."""
-
-    name: str
-    access: str = "none"  # none | room | caller | room+caller
-    code: str = ""  # digits the caller enters (ended by #) in room and room+caller modes
-    callers: tuple[str, ...] = ()  # caller numbers admitted without a code (caller modes)
-    max_participants: int = 0  # 0: rooms.max_participants
-
-
-@dataclass(frozen=True)
-class ControlConfig:
-    """The HTTP control plane served in the bridge's own event loop."""
-
-    enabled: bool = True
-    http_bind: str = "127.0.0.1"
-    http_port: int = 8080  # 0 = pick a free port (tests)
-    admin_token: str = ""  # bearer token for /v1/admin (tenants, tokens); "" = admin API off
-    max_page: int = 500  # largest `limit` a list accepts
-
-
-@dataclass(frozen=True)
-class DialOutConfig:
-    """Outgoing calls: E.164 numbers go to the trunk, SIP URIs are called directly."""
-
-    trunk: str = ""  # host:port of the outbound proxy for numbers; "" = numbers unroutable
-    trunk_username: str = ""  # digest credentials the trunk challenges for (401 or 407)
-    trunk_password: str = ""
-    trunk_pai: bool = False  # send P-Asserted-Identity with the caller id
-    caller_id: str = ""  # default caller number; "" = the conference name
-    ring_timeout_s: int = 30  # CANCEL an unanswered call after this long
-    confirm_timeout_s: int = 15  # "press # to join": hang up when no # within this
-    max_call_s: int = 7200  # the bridge sends BYE after this (Orange: 2 hours)
-    max_destinations: int = 8  # per request (Hoiio)
-    max_concurrent: int = 8  # outgoing calls up at once per application (Hoiio)
-    currency: str = "USD"  # the rate fields of notifications are 0 in this currency
-
-
-@dataclass(frozen=True)
-class MediaConfig:
-    """Where rooms are mixed: media worker processes, each with its own loop and RTP sockets."""
-
-    workers: int | str = "auto"  # "auto": one per core (none on a 1-core machine); 0: in-process
-
-    @property
-    def worker_count(self) -> int:
-        if self.workers != "auto":
-            return int(self.workers)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return cores if cores and cores > 1 else 0
-
-
-@dataclass(frozen=True)
-class ApplicationDefinition:
-    """A tenant declared in the config file ([[application]] tables) with one API token."""
-
-    name: str
-    token: str = ""
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    level: str = "info"
-    format: str = "console"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    dir: str = "data"
-    database_url: str = ""
-
-
-@dataclass(frozen=True)
-class Config:
-    sip: SipConfig = field(default_factory=SipConfig)
-    rtp: RtpConfig = field(default_factory=RtpConfig)
-    rooms: RoomsConfig = field(default_factory=RoomsConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    keypad: KeypadConfig = field(default_factory=KeypadConfig)
-    announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
-    control: ControlConfig = field(default_factory=ControlConfig)
-    dialout: DialOutConfig = field(default_factory=DialOutConfig)
-    media: MediaConfig = field(default_factory=MediaConfig)
-    room: tuple[RoomDefinition, ...] = ()
-    application: tuple[ApplicationDefinition, ...] = ()
-
-    @property
-    def advertise_address(self) -> str:
-        """The address peers should send to: a wildcard bind cannot be put in Via/Contact/SDP."""
-        if self.sip.advertise:
-            return self.sip.advertise
-        if self.sip.bind in _UNSPECIFIED_ADDRESSES:
-            return "127.0.0.1"
-        return self.sip.bind
-
-    @property
-    def database_url_resolved(self) -> str:
-        if self.data.database_url:
-            return self.data.database_url
-        return f"sqlite:///{PurePosixPath(self.data.dir) / 'confbridge.db'}"
 
 
 # --------------------------------------------------------------------------- value rules
@@ -318,127 +167,298 @@ def _workers_rule(value: Any) -> int | str:
     return value
 
 
-_RULES: dict[str, dict[str, Rule]] = {
-    "sip": {
-        "bind": _ip_rule(allow_empty=False),
-        "advertise": _ip_rule(allow_empty=True),
-        "udp_port": _int_rule(0, 65535),
-        "tcp_port": _int_rule(0, 65535),
-        "t1_ms": _int_rule(1, 10_000),
-        "t2_ms": _int_rule(1, 60_000),
-        "t4_ms": _int_rule(1, 60_000),
-        "max_message_bytes": _int_rule(1024, 1_048_576),
-        "user_agent": _text_rule(allow_empty=False),
-        "answer_delay_ms": _int_rule(0, 10_000),
-    },
-    "rtp": {
-        "port_min": _int_rule(1024, 65534, even=True),
-        "port_max": _int_rule(1024, 65534, even=True),
-        "jitter_target_ms": _int_rule(20, 60, step=20),
-        "jitter_max_ms": _int_rule(20, 200, step=20),
-        "timeout_s": _int_rule(1, 3600),
-        "codecs": _list_rule(_codec_rule, allow_empty=False),
-    },
-    "rooms": {
-        "auto_create": _bool_rule,
-        "max_participants": _int_rule(2, 1000),
-        "names": _list_rule(_room_name_rule, allow_empty=True),
-        "ivr_users": _list_rule(_room_name_rule, allow_empty=True),
-        "code_attempts": _int_rule(1, 10),
-        "code_timeout_s": _int_rule(3, 120),
-    },
-    "announcements": {
-        "only_participant": _bool_rule,
-        "join_leave_tones": _bool_rule,
-        "tones_max_room": _int_rule(0, 1000),
-    },
-    "keypad": {
-        "toggle_mute": _keys_rule,
-        "volume_down": _keys_rule,
-        "volume_up": _keys_rule,
-        "leave": _keys_rule,
-    },
-    "control": {
-        "enabled": _bool_rule,
-        "http_bind": _ip_rule(allow_empty=False),
-        "http_port": _int_rule(0, 65535),
-        "admin_token": _text_rule(
+# --------------------------------------------------------------------------- declaring keys
+
+_RULE = "confbridge.rule"  # field metadata: the key's rule
+_TABLES = "confbridge.tables"  # Config field metadata: [[name]] tables of this dataclass
+
+
+def key(default: T, rule: Rule) -> T:
+    """A key with its default and rule side by side, so the loader can find both by itself."""
+    return field(default=default, metadata={_RULE: rule})
+
+
+def required_key(rule: Rule) -> Any:
+    """A key without a default, e.g. a [[room]]'s name: a table missing it is an error."""
+    return field(metadata={_RULE: rule})
+
+
+def tables(cls: type[Any]) -> Any:
+    """An array of [[name]] tables, each read into a ``cls``; none by default."""
+    return field(default=(), metadata={_TABLES: cls})
+
+
+# --------------------------------------------------------------------------- the keys
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    bind: str = key("0.0.0.0", _ip_rule(allow_empty=False))
+    advertise: str = key("", _ip_rule(allow_empty=True))
+    udp_port: int = key(5060, _int_rule(0, 65535))
+    tcp_port: int = key(5060, _int_rule(0, 65535))
+    t1_ms: int = key(500, _int_rule(1, 10_000))
+    t2_ms: int = key(4000, _int_rule(1, 60_000))
+    t4_ms: int = key(5000, _int_rule(1, 60_000))
+    max_message_bytes: int = key(65535, _int_rule(1024, 1_048_576))
+    user_agent: str = key("confbridge/0.1", _text_rule(allow_empty=False))
+    answer_delay_ms: int = key(0, _int_rule(0, 10_000))
+
+
+@dataclass(frozen=True)
+class RtpConfig:
+    port_min: int = key(20000, _int_rule(1024, 65534, even=True))
+    port_max: int = key(29998, _int_rule(1024, 65534, even=True))
+    jitter_target_ms: int = key(40, _int_rule(20, 60, step=20))
+    jitter_max_ms: int = key(60, _int_rule(20, 200, step=20))
+    timeout_s: int = key(30, _int_rule(1, 3600))
+    codecs: tuple[str, ...] = key(SUPPORTED_CODECS, _list_rule(_codec_rule, allow_empty=False))
+
+
+@dataclass(frozen=True)
+class RoomsConfig:
+    auto_create: bool = key(True, _bool_rule)
+    max_participants: int = key(40, _int_rule(2, 1000))
+    names: tuple[str, ...] = key((), _list_rule(_room_name_rule, allow_empty=True))
+    ivr_users: tuple[str, ...] = key(("conference",), _list_rule(_room_name_rule, allow_empty=True))
+    code_attempts: int = key(3, _int_rule(1, 10))
+    code_timeout_s: int = key(15, _int_rule(3, 120))
+
+
+@dataclass(frozen=True)
+class KeypadConfig:
+    """Keys a joined participant presses (a key or short sequence; "" disables the action)."""
+
+    toggle_mute: str = key("1", _keys_rule)
+    volume_down: str = key("4", _keys_rule)
+    volume_up: str = key("6", _keys_rule)
+    leave: str = key("8", _keys_rule)
+
+
+@dataclass(frozen=True)
+class AnnouncementsConfig:
+    """What the bridge says and plays on its own, as ConfBridge does."""
+
+    # "you are the only participant" to whoever joins alone
+    only_participant: bool = key(True, _bool_rule)
+    # a short chime to the others when someone joins or leaves...
+    join_leave_tones: bool = key(True, _bool_rule)
+    # ...only in rooms this small: chiming a crowd costs and annoys
+    tones_max_room: int = key(20, _int_rule(0, 1000))
+
+
+@dataclass(frozen=True)
+class RoomDefinition:
+    """A room declared in the config file ([[room]] tables): its access mode and code."""
+
+    name: str = required_key(_room_name_rule)
+    access: str = key("none", _choice_rule(ACCESS_MODES))  # none | room | caller | room+caller
+    # digits the caller enters (ended by #) in room and room+caller modes
+    code: str = key(
+        "", _text_rule(allow_empty=True, pattern=re.compile(r"^[0-9]{1,16}$"), hint="1-16 digits")
+    )
+    # caller numbers admitted without a code (caller modes)
+    callers: tuple[str, ...] = key(
+        (),
+        _list_rule(
+            _text_rule(
+                allow_empty=False,
+                pattern=re.compile(r"^[+]?[A-Za-z0-9._-]{1,64}$"),
+                hint="a caller number or user name",
+            ),
+            allow_empty=True,
+        ),
+    )
+    max_participants: int = key(0, _int_rule(0, 1000))  # 0: rooms.max_participants
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The HTTP control plane served in the bridge's own event loop."""
+
+    enabled: bool = key(True, _bool_rule)
+    http_bind: str = key("127.0.0.1", _ip_rule(allow_empty=False))
+    http_port: int = key(8080, _int_rule(0, 65535))  # 0 = pick a free port (tests)
+    # bearer token for /v1/admin (tenants, tokens); "" = admin API off
+    admin_token: str = key(
+        "",
+        _text_rule(
             allow_empty=True, pattern=re.compile(r"^\S{16,}$"), hint="16+ characters, no spaces"
         ),
-        "max_page": _int_rule(1, 10_000),
-    },
-    "dialout": {
-        "trunk": _text_rule(
+    )
+    max_page: int = key(500, _int_rule(1, 10_000))  # largest `limit` a list accepts
+
+
+@dataclass(frozen=True)
+class DialOutConfig:
+    """Outgoing calls: E.164 numbers go to the trunk, SIP URIs are called directly."""
+
+    # host:port of the outbound proxy for numbers; "" = numbers unroutable
+    trunk: str = key(
+        "",
+        _text_rule(
             allow_empty=True,
             pattern=re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"),
             hint="empty or host:port",
         ),
-        "trunk_username": _text_rule(allow_empty=True),
-        "trunk_password": _text_rule(allow_empty=True),
-        "trunk_pai": _bool_rule,
-        "caller_id": _text_rule(
-            allow_empty=True, pattern=re.compile(r"^[+]?[0-9]{1,20}$"), hint="a number"
+    )
+    # digest credentials the trunk challenges for (401 or 407)
+    trunk_username: str = key("", _text_rule(allow_empty=True))
+    trunk_password: str = key("", _text_rule(allow_empty=True))
+    trunk_pai: bool = key(False, _bool_rule)  # send P-Asserted-Identity with the caller id
+    # default caller number; "" = the conference name
+    caller_id: str = key(
+        "", _text_rule(allow_empty=True, pattern=re.compile(r"^[+]?[0-9]{1,20}$"), hint="a number")
+    )
+    ring_timeout_s: int = key(30, _int_rule(5, 300))  # CANCEL an unanswered call after this long
+    # "press # to join": hang up when no # within this
+    confirm_timeout_s: int = key(15, _int_rule(3, 120))
+    # the bridge sends BYE after this (Orange: 2 hours)
+    max_call_s: int = key(7200, _int_rule(10, 86_400))
+    max_destinations: int = key(8, _int_rule(1, 100))  # per request (Hoiio)
+    # outgoing calls up at once per application (Hoiio)
+    max_concurrent: int = key(8, _int_rule(1, 1000))
+    # the rate fields of notifications are 0 in this currency
+    currency: str = key(
+        "USD",
+        _text_rule(allow_empty=False, pattern=re.compile(r"^[A-Z]{3}$"), hint="an ISO 4217 code"),
+    )
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """Where rooms are mixed: media worker processes, each with its own loop and RTP sockets."""
+
+    # "auto": one per core (none on a 1-core machine); 0: in-process
+    workers: int | str = key("auto", _workers_rule)
+
+    @property
+    def worker_count(self) -> int:
+        if self.workers != "auto":
+            return int(self.workers)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return cores if cores and cores > 1 else 0
+
+
+@dataclass(frozen=True)
+class ApplicationDefinition:
+    """A tenant declared in the config file ([[application]] tables) with one API token."""
+
+    name: str = required_key(
+        _text_rule(
+            allow_empty=False,
+            pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$"),
+            hint="1-64 of A-Za-z0-9._-",
+        )
+    )
+    # required in a table (see _application_definitions), though code may leave it out
+    token: str = key(
+        "",
+        _text_rule(
+            allow_empty=False, pattern=re.compile(r"^\S{16,}$"), hint="16+ characters, no spaces"
         ),
-        "ring_timeout_s": _int_rule(5, 300),
-        "confirm_timeout_s": _int_rule(3, 120),
-        "max_call_s": _int_rule(10, 86_400),
-        "max_destinations": _int_rule(1, 100),
-        "max_concurrent": _int_rule(1, 1000),
-        "currency": _text_rule(
-            allow_empty=False, pattern=re.compile(r"^[A-Z]{3}$"), hint="an ISO 4217 code"
-        ),
-    },
-    "media": {"workers": _workers_rule},
-    "log": {
-        "level": _choice_rule(LOG_LEVELS),
-        "format": _choice_rule(LOG_FORMATS),
-    },
-    "data": {
-        "dir": _text_rule(allow_empty=False),
-        "database_url": _text_rule(
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = key("info", _choice_rule(LOG_LEVELS))
+    format: str = key("console", _choice_rule(LOG_FORMATS))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dir: str = key("data", _text_rule(allow_empty=False))
+    database_url: str = key(
+        "",
+        _text_rule(
             allow_empty=True,
             pattern=_DATABASE_URL_RE,
             hint="empty or a sqlite:// or postgresql:// URL",
         ),
-    },
-}
-_ROOM_RULES: dict[str, Rule] = {
-    "name": _room_name_rule,
-    "access": _choice_rule(ACCESS_MODES),
-    "code": _text_rule(allow_empty=True, pattern=re.compile(r"^[0-9]{1,16}$"), hint="1-16 digits"),
-    "callers": _list_rule(
-        _text_rule(allow_empty=False, pattern=re.compile(r"^[+]?[A-Za-z0-9._-]{1,64}$"),
-                   hint="a caller number or user name"),
-        allow_empty=True,
-    ),
-    "max_participants": _int_rule(0, 1000),
-}
-_APPLICATION_RULES: dict[str, Rule] = {
-    "name": _text_rule(allow_empty=False, pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$"),
-                       hint="1-64 of A-Za-z0-9._-"),
-    "token": _text_rule(allow_empty=False, pattern=re.compile(r"^\S{16,}$"),
-                        hint="16+ characters, no spaces"),
-}
-_TABLE_ARRAYS = ("room", "application")
-_SECTIONS: dict[str, type[Any]] = {
-    "control": ControlConfig,
-    "dialout": DialOutConfig,
-    "announcements": AnnouncementsConfig,
-    "keypad": KeypadConfig,
-    "sip": SipConfig,
-    "rtp": RtpConfig,
-    "rooms": RoomsConfig,
-    "media": MediaConfig,
-    "log": LogConfig,
-    "data": DataConfig,
-}
+    )
 
 
-# --------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: each field with a default_factory is a [section] of that
+    dataclass, each `tables` field an array of [[tables]]. Errors list them in this order."""
+
+    sip: SipConfig = field(default_factory=SipConfig)
+    rtp: RtpConfig = field(default_factory=RtpConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
+    keypad: KeypadConfig = field(default_factory=KeypadConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    dialout: DialOutConfig = field(default_factory=DialOutConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    room: tuple[RoomDefinition, ...] = tables(RoomDefinition)
+    application: tuple[ApplicationDefinition, ...] = tables(ApplicationDefinition)
+
+    @property
+    def advertise_address(self) -> str:
+        """The address peers should send to: a wildcard bind cannot be put in Via/Contact/SDP."""
+        if self.sip.advertise:
+            return self.sip.advertise
+        if self.sip.bind in _UNSPECIFIED_ADDRESSES:
+            return "127.0.0.1"
+        return self.sip.bind
+
+    @property
+    def database_url_resolved(self) -> str:
+        if self.data.database_url:
+            return self.data.database_url
+        return f"sqlite:///{PurePosixPath(self.data.dir) / 'confbridge.db'}"
+
+
+# --------------------------------------------------------------------------- what was declared
+
+
+def _rules(cls: type[Any]) -> dict[str, Rule]:
+    """The rule of each key of ``cls``; a field declared without one fails at import, not later."""
+    rules = {}
+    for item in dataclasses.fields(cls):
+        if _RULE not in item.metadata:
+            raise TypeError(f"{cls.__name__}.{item.name}: declare it with key(default, rule)")
+        rules[item.name] = item.metadata[_RULE]
+    return rules
+
+
+def _layout() -> tuple[dict[str, type[Any]], dict[str, type[Any]]]:
+    """Config's [sections] and [[table arrays]], each with its dataclass, in declaration order."""
+    sections: dict[str, type[Any]] = {}
+    arrays: dict[str, type[Any]] = {}
+    for item in dataclasses.fields(Config):
+        if _TABLES in item.metadata:
+            arrays[item.name] = item.metadata[_TABLES]
+        elif isinstance(item.default_factory, type) and dataclasses.is_dataclass(
+            item.default_factory
+        ):
+            sections[item.name] = item.default_factory
+        else:
+            raise TypeError(f"Config.{item.name}: must be a section dataclass or tables(...)")
+    return sections, arrays
 
 
 def _env_name(section: str, key: str) -> str:
+    """CONFBRIDGE_<SECTION>_<KEY>: derived, so every declared key can be overridden."""
     return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+_SECTIONS, _TABLE_ARRAYS = _layout()
+_RULES: dict[str, dict[str, Rule]] = {name: _rules(cls) for name, cls in _SECTIONS.items()}
+_TABLE_RULES: dict[str, dict[str, Rule]] = {
+    name: _rules(cls) for name, cls in _TABLE_ARRAYS.items()
+}
+_ENV_KEYS: dict[str, tuple[str, str]] = {
+    _env_name(section, key): (section, key) for section, rules in _RULES.items() for key in rules
+}
+_DEFAULTS = Config()
+
+
+# --------------------------------------------------------------------------- loading
 
 
 def _from_env_text(default: Any, text: str) -> Any:
@@ -485,20 +505,27 @@ def _collect(
             if key not in _RULES[section]:
                 raise ConfigError(f"{section}.{key}: unknown key")
             raw[section][key] = (value, f"{section}.{key}")
-    defaults = Config()
     for name, text in env.items():
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX):
             continue
-        section, _, key = upper[len(ENV_PREFIX) :].partition("_")
-        section, key = section.lower(), key.lower()
-        if section not in _RULES:
-            continue  # e.g. CONFBRIDGE_CONFIG belongs to the command line, not to us
-        if key not in _RULES[section]:
+        if upper not in _ENV_KEYS:
+            section, _, key = upper[len(ENV_PREFIX) :].lower().partition("_")
+            if section not in _RULES:
+                continue  # e.g. CONFBRIDGE_CONFIG belongs to the command line, not to us
             raise ConfigError(f"{name}: unknown key {section}.{key}")
-        default = getattr(getattr(defaults, section), key)
+        section, key = _ENV_KEYS[upper]
+        default = getattr(getattr(_DEFAULTS, section), key)
         raw[section][key] = (_from_env_text(default, text), f"{name} ({section}.{key})")
     return raw
+
+
+def _check(rules: Mapping[str, Rule], key: str, value: Any, label: str) -> Any:
+    """The value as its rule reads it, or a ConfigError naming ``label``."""
+    try:
+        return rules[key](value)
+    except _Invalid as exc:
+        raise ConfigError(f"{label}: {exc}") from None
 
 
 def _check_relations(config: Config) -> None:
@@ -521,15 +548,15 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     """Built-in defaults, overridden by the TOML file at ``path``, overridden by ``env``."""
     document = _read_toml(path) if path is not None else {}
     raw = _collect(document, os.environ if env is None else env)
-    sections: dict[str, Any] = {}
-    for section, rules in _RULES.items():
-        values: dict[str, Any] = {}
-        for key, (value, label) in raw[section].items():
-            try:
-                values[key] = rules[key](value)
-            except _Invalid as exc:
-                raise ConfigError(f"{label}: {exc}") from None
-        sections[section] = _SECTIONS[section](**values)
+    sections = {
+        section: _SECTIONS[section](
+            **{
+                key: _check(rules, key, value, label)
+                for key, (value, label) in raw[section].items()
+            }
+        )
+        for section, rules in _RULES.items()
+    }
     config = Config(
         **sections,
         room=_room_definitions(document.get("room", [])),
@@ -539,13 +566,12 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     return config
 
 
-def _table_array(
-    name: str, tables: Any, rules: Mapping[str, Rule]
-) -> list[tuple[str, dict[str, Any]]]:
+def _table_array(name: str, tables: Any) -> list[tuple[str, dict[str, Any]]]:
     """Validated [[name]] tables, each with its label <name>[<index>] for errors."""
     if not isinstance(tables, list):
         raise ConfigError(f"{name}: must be an array of tables ([[{name}]])")
-    validated = []
+    rules = _TABLE_RULES[name]
+    validated: list[tuple[str, dict[str, Any]]] = []
     for index, table in enumerate(tables):
         label = f"{name}[{index}]"
         if not isinstance(table, dict):
@@ -554,10 +580,7 @@ def _table_array(
         for key, value in table.items():
             if key not in rules:
                 raise ConfigError(f"{label}.{key}: unknown key")
-            try:
-                values[key] = rules[key](value)
-            except _Invalid as exc:
-                raise ConfigError(f"{label}.{key}: {exc}") from None
+            values[key] = _check(rules, key, value, f"{label}.{key}")
         if "name" not in values:
             raise ConfigError(f"{label}.name: missing")
         if any(other["name"] == values["name"] for _, other in validated):
@@ -569,7 +592,7 @@ def _table_array(
 def _room_definitions(tables: Any) -> tuple[RoomDefinition, ...]:
     """The [[room]] tables; errors name room[<index>].<key>."""
     rooms = []
-    for label, values in _table_array("room", tables, _ROOM_RULES):
+    for label, values in _table_array("room", tables):
         room = RoomDefinition(**values)
         if room.access in ("room", "room+caller") and not room.code:
             raise ConfigError(f"{label}.code: required when access is {room.access}")
@@ -580,7 +603,7 @@ def _room_definitions(tables: Any) -> tuple[RoomDefinition, ...]:
 def _application_definitions(tables: Any) -> tuple[ApplicationDefinition, ...]:
     """The [[application]] tables: tenants and their tokens, created at start if missing."""
     applications = []
-    for label, values in _table_array("application", tables, _APPLICATION_RULES):
+    for label, values in _table_array("application", tables):
         if "token" not in values:
             raise ConfigError(f"{label}.token: missing")
         applications.append(ApplicationDefinition(**values))

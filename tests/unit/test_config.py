@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.config import (
+    ApplicationDefinition,
     Config,
     ConfigError,
     MediaConfig,
+    RoomDefinition,
     RoomsConfig,
     RtpConfig,
     SipConfig,
@@ -45,12 +50,61 @@ def test_shipped_default_toml_matches_dataclass_defaults() -> None:
     assert load_config(DEFAULT_TOML, env={}) == Config()
 
 
-def test_shipped_default_toml_lists_every_key() -> None:
-    text = DEFAULT_TOML.read_text()
-    for section, values in config_as_dict(Config()).items():
-        assert f"[{section}]" in text
-        for key in values:
-            assert f"\n{key} = " in text, f"{section}.{key} missing from default.toml"
+def test_shipped_default_toml_lists_exactly_the_declared_keys_and_defaults() -> None:
+    """default.toml documents every key: one declared in the dataclasses only fails here."""
+    document = tomllib.loads(DEFAULT_TOML.read_text())
+    declared = config_as_dict(Config())
+    assert sorted(document) == sorted(declared)
+    for section, values in declared.items():
+        assert document[section] == values, f"[{section}] of default.toml differs from its defaults"
+
+
+def commented_example(name: str) -> str:
+    """The commented-out [[name]] example of default.toml, uncommented."""
+    lines = DEFAULT_TOML.read_text().splitlines()
+    block = []
+    for line in lines[lines.index(f"# [[{name}]]") :]:
+        if not line.startswith("# "):
+            break
+        block.append(line.removeprefix("# "))
+    return "\n".join(block) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "definition"), [("room", RoomDefinition), ("application", ApplicationDefinition)]
+)
+def test_shipped_default_toml_examples_list_every_table_key(
+    tmp_path: Path, name: str, definition: type[Any]
+) -> None:
+    """The [[room]] and [[application]] examples show every key, and are valid as shown."""
+    text = commented_example(name)
+    (example,) = tomllib.loads(text)[name]
+    assert list(example) == [item.name for item in dataclasses.fields(definition)]
+    assert len(getattr(load_text(tmp_path, text), name)) == 1
+
+
+def env_text(value: Any) -> str:
+    """A default spelled as an environment variable would spell it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        (section, key, value)
+        for section, values in config_as_dict(Config()).items()
+        for key, value in values.items()
+    ],
+)
+def test_every_key_has_its_environment_variable(section: str, key: str, value: Any) -> None:
+    """CONFBRIDGE_<SECTION>_<KEY> is derived for each declared key, read as its default's type."""
+    name = f"CONFBRIDGE_{section}_{key}".upper()
+    config = load_config(None, env={name: env_text(value)})
+    assert config_as_dict(config)[section][key] == value
 
 
 def test_file_values_are_read(tmp_path: Path) -> None:
