@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Create the local virtualenv (.venv) and install the bridge into it.
-# With --test: also the test tools (pytest, ruff) and the real SIP peers the tests drive
+# Create the local virtualenv (.venv) and install the bridge into it: the runtime dependencies
+# only (what `confbridge serve` and `confctl` import).
+# With --test: also the `test` extra (pytest, ruff, the load tool's `load` extra, the PostgreSQL
+# driver, aiortc and PyAV that unit tests compare against) and the real SIP peers the tests drive
 # (SIPp from Debian's sip-tester, the baresip softphone) and PostgreSQL, installed with apt when
 # missing. The PostgreSQL tests start a throwaway server of their own from its binaries: setup
 # starts or enables no server (Debian's package may start its default cluster; nothing uses it).

@@ -39,7 +39,7 @@ async def run_cli(*args: str, env: dict[str, str], timeout: float = 20) -> tuple
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge",
+        "control.confbridge",
         *args,
         env=env,
         cwd=ROOT,
@@ -85,7 +85,7 @@ async def test_serve_answers_options_and_stops_cleanly_on_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge",
+        "control.confbridge",
         "serve",
         "--config",
         str(ROOT / "configs/default.toml"),

@@ -1,5 +1,9 @@
 """`confbridge`: start the bridge (`confbridge serve --config configs/default.toml`)."""
 
+# This command lives at the top of the stack, in the control package, because `serve` runs the
+# whole product (`control.runtime`): `bridge` never imports `control`.
+# `python -m control.confbridge ...` is the same as `confbridge ...`.
+
 from __future__ import annotations
 
 import argparse
