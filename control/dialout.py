@@ -1,35 +1,35 @@
 """Dial-out for the control plane: where a destination is routed, the per-application limit on
-calls up at once, lists dialled one after another, and the notification when each call ends.
+calls up at once, lists dialled one after another, and the record of each call.
 
 Routing (sans-I/O, `plan_route`): `+` and digits (E.164) go to the configured trunk with its
 credentials; `sip:` URIs are called directly (UDP). Host names are resolved before the INVITE.
+
+`DialOuts` knows the bridge only through its control port: it hands over a frozen
+`DialRequest` per call and folds the bridge's `DialOutSettled`/`DialOutEnded` events into its
+own `CallOut` records, by reference. What happens when a call ends (call record, notification,
+event) is the plane's business, told through the `finished` callback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import re
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 import structlog
 from sipmessage import URI
 
-from bridge.conference.dialout import DialOut, DialStatus
-from bridge.config import DialOutConfig
+from bridge.config import Config, DialOutConfig
+from bridge.control_port import ConferenceControl, DialRequest
 from bridge.events import BridgeEvent, DialOutEnded, DialOutSettled
 from bridge.sip.auth import Credentials
 from bridge.sip.transaction import Peer
-from control.events import iso
-
-if TYPE_CHECKING:
-    from control.plane import ControlPlane
+from control.callout import ANSWERED, FAILED, CallOut, NotifyFormat
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +41,10 @@ KEEP_FINISHED = 10_000  # finished calls kept for GET /v1/dialouts/{ref}; older 
 
 class RouteError(ValueError):
     """A destination we cannot call; the message names the field."""
+
+
+class LimitError(Exception):
+    """Too many calls up at once for one application."""
 
 
 @dataclass(frozen=True)
@@ -93,54 +97,48 @@ async def resolve(host: str) -> str:
     return str(infos[0][4][0])
 
 
-def notification(ended: DialOutEnded, currency: str) -> dict[str, Any]:
-    """What notify_url receives when the call ends: the Hoiio fields, rates at zero."""
-    minutes = 0
-    if ended.answered_at is not None:
-        minutes = max(1, math.ceil((ended.ended_at - ended.answered_at) / 60))
-    return {
-        "txn_ref": ended.ref,
-        "dest": ended.dest,
-        "call_status": ended.status,
-        "tag": ended.tag,
-        "date": iso(ended.started_at),
-        "answered_at": iso(ended.answered_at),
-        "ended_at": iso(ended.ended_at),
-        "duration": minutes,
-        "rate": 0.0,
-        "debit": 0.0,
-        "currency": currency,
-        "sip_status": ended.sip_status,
-        "reason": ended.reason,
-        "room": ended.room,
-    }
+@dataclass(frozen=True)
+class Order:
+    """One API request's calls, dialled in order, with the routes checked for them."""
 
-
-@dataclass
-class Request:
-    """One API request: its destinations, dialled in order, and where to notify."""
-
-    tenant_id: str
-    room: str
-    calls: list[DialOut]
-    notify_url: str | None
-    notify_format: Callable[[dict[str, Any]], dict[str, str]] | None = None
+    calls: list[CallOut]
+    routes: list[Route]
+    private: bool
 
 
 class DialOuts:
-    """Outgoing calls of every application, as the control plane runs them."""
+    """Outgoing calls of every application, as the control plane runs them.
 
-    def __init__(self, plane: ControlPlane) -> None:
-        self.plane = plane
-        self.config = plane.config.dialout
-        self.records: dict[str, DialOut] = {}  # every call asked for since start, by ref
-        self.requests: dict[str, Request] = {}  # by ref
+    `is_open(room)` says whether the conference still takes calls (a queued call to a room
+    that ended is not placed); `finished(call)` is told once per call when it is over.
+    `wall_clock` stamps calls finished here in the bridge's time scale (epoch seconds)."""
+
+    def __init__(
+        self,
+        bridge: ConferenceControl,
+        config: Config,
+        *,
+        is_open: Callable[[str], bool],
+        finished: Callable[[CallOut], None],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bridge = bridge
+        self.config = config.dialout
+        self.advertise_address = config.advertise_address
+        self.is_open = is_open
+        self.finished = finished
+        self.wall_clock = wall_clock
+        self.records: dict[str, CallOut] = {}  # every call asked for since start, by ref
         self.active: dict[str, set[str]] = {}  # tenant -> refs queued or up
         self._settled: dict[str, asyncio.Future[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def active_count(self, tenant_id: str) -> int:
         return len(self.active.get(tenant_id, ()))
+
+    def pending_into(self, room: str) -> int:
+        """Calls to `room` queued or still being placed (not yet answered or refused)."""
+        return sum(1 for c in self.records.values() if c.room == room and not c.settled)
 
     async def start_request(
         self,
@@ -153,10 +151,10 @@ class DialOuts:
         confirm: bool,
         tag: str,
         notify_url: str | None,
-        notify_format: Callable[[dict[str, Any]], dict[str, str]] | None = None,
-    ) -> list[DialOut]:
-        """Check every destination, then queue the calls; raises RouteError (400) or
-        LimitError (429) before anything is dialled."""
+        notify_format: NotifyFormat | None = None,
+    ) -> list[CallOut]:
+        """Check every destination, then queue the calls; raises RouteError or LimitError
+        before anything is dialled."""
         if len(dests) > self.config.max_destinations:
             raise RouteError(f"dest: at most {self.config.max_destinations} destinations")
         routes = [plan_route(dest, self.config) for dest in dests]
@@ -168,33 +166,31 @@ class DialOuts:
                 f"queued, {len(dests)} asked, at most {self.config.max_concurrent}"
             )
         calls = [
-            DialOut(
+            CallOut(
                 ref=secrets.token_hex(8),
+                tenant_id=tenant_id,
                 room=room,
                 dest=dest,
                 caller_id="anonymous" if private else caller_id,
                 confirm=confirm,
-                started_at=0.0,
-                owner=tenant_id,
                 tag=tag,
+                notify_url=notify_url,
+                notify_format=notify_format,
             )
             for dest in dests
         ]
-        request = Request(tenant_id, room, calls, notify_url, notify_format)
         for call in calls:
             self.records[call.ref] = call
-            self.requests[call.ref] = request
             self.active.setdefault(tenant_id, set()).add(call.ref)
-        task = asyncio.create_task(self._dial_in_order(request, routes, private))
+        task = asyncio.create_task(self._dial_in_order(Order(calls, routes, private)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return calls
 
-    async def _dial_in_order(self, request: Request, routes: list[Route], private: bool) -> None:
+    async def _dial_in_order(self, order: Order) -> None:
         """Each number once the previous one's outcome is known (answered, busy, ...)."""
-        service = self.plane.service
-        for call, route in zip(request.calls, routes, strict=True):
-            if self.plane.conferences.get(request.room) is None:
+        for call, route in zip(order.calls, order.routes, strict=True):
+            if not self.is_open(call.room):
                 self._give_up(call, "conference ended")
                 continue
             try:
@@ -204,67 +200,76 @@ class DialOuts:
                 continue
             settled = asyncio.get_running_loop().create_future()
             self._settled[call.ref] = settled
-            service.dial(
-                call,
-                target=route.target,
-                peer=Peer(address, route.port, "udp"),
-                now=service.monotonic(),
-                credentials=route.credentials,
-                headers=self._headers(call, route, private),
+            call.started_at = self.wall_clock()
+            self.bridge.dial(
+                DialRequest(
+                    ref=call.ref,
+                    room=call.room,
+                    dest=call.dest,
+                    caller_id=call.caller_id,
+                    confirm=call.confirm,
+                    target=route.target,
+                    peer=Peer(address, route.port, "udp"),
+                    credentials=route.credentials,
+                    headers=self._headers(call, route, order.private),
+                )
             )
             with contextlib.suppress(asyncio.CancelledError):
                 await settled
 
-    def _headers(self, call: DialOut, route: Route, private: bool) -> tuple[tuple[str, str], ...]:
+    def _headers(self, call: CallOut, route: Route, private: bool) -> tuple[tuple[str, str], ...]:
         headers: list[tuple[str, str]] = []
         if private:
             headers.append(("Privacy", "id"))
         if route.via_trunk and self.config.trunk_pai and not private:
-            host = self.plane.config.advertise_address
-            headers.append(("P-Asserted-Identity", f"<sip:{call.caller_id}@{host}>"))
+            identity = f"<sip:{call.caller_id}@{self.advertise_address}>"
+            headers.append(("P-Asserted-Identity", identity))
         return tuple(headers)
 
-    def _give_up(self, call: DialOut, reason: str) -> None:
-        """A queued call that cannot be placed: failed, with its notification."""
-        call.settle(DialStatus.FAILED, reason)
-        now = datetime.now(UTC).timestamp()
+    def _give_up(self, call: CallOut, reason: str) -> None:
+        """A queued call that cannot be placed: failed here, never handed to the bridge."""
+        now = self.wall_clock()
+        call.status, call.reason = FAILED, reason
         call.started_at = call.started_at or now
         call.ended_at = now
-        self.plane.service.events.publish(
-            DialOutEnded(
-                now, call.room, "", call.ref, call.dest, call.caller_id, str(call.status),
-                None, reason, call.tag, call.owner, call.started_at, None, now,
-            )
-        )
+        self._finish(call)
 
     def on_event(self, event: BridgeEvent) -> None:
-        """From the bridge's bus (synchronous): outcomes unblock the next number."""
+        """From the bridge's bus (synchronous): outcomes unblock the next number, the end of a
+        call completes its record."""
         if isinstance(event, DialOutSettled):
-            future = self._settled.pop(event.ref, None)
-            if future is not None and not future.done():
-                future.set_result(event.status)
+            self._release(event.ref, event.status)
+            call = self.records.get(event.ref)
+            if call is not None and not call.settled:
+                call.status, call.participant = event.status, event.participant
+                if event.status == ANSWERED:
+                    call.answered_at, call.sip_status = event.time, 200
         elif isinstance(event, DialOutEnded):
-            future = self._settled.pop(event.ref, None)
-            if future is not None and not future.done():
-                future.set_result(event.status)
-            if event.owner is not None:
-                self.active.get(event.owner, set()).discard(event.ref)
-            self._forget_oldest()
+            self._release(event.ref, event.status)
+            call = self.records.get(event.ref)
+            if call is None:
+                log.warning("dialout.unknown_ref", ref=event.ref)
+                return
+            call.status, call.sip_status, call.reason = event.status, event.sip_status, event.reason
+            call.started_at = event.started_at or call.started_at
+            call.answered_at, call.ended_at = event.answered_at, event.ended_at
+            self._finish(call)
+
+    def _release(self, ref: str, status: str) -> None:
+        future = self._settled.pop(ref, None)
+        if future is not None and not future.done():
+            future.set_result(status)
+
+    def _finish(self, call: CallOut) -> None:
+        self.active.get(call.tenant_id, set()).discard(call.ref)
+        self.finished(call)
+        self._forget_oldest()
 
     def _forget_oldest(self) -> None:
         """Bound memory on a long-running bridge: drop the oldest finished calls."""
         excess = len(self.records) - KEEP_FINISHED
         for ref in [r for r, call in self.records.items() if call.ended_at is not None][:excess]:
             del self.records[ref]
-            self.requests.pop(ref, None)
-
-    def notify_format_of(self, ref: str) -> Callable[[dict[str, Any]], dict[str, str]] | None:
-        request = self.requests.get(ref)
-        return request.notify_format if request else None
-
-    def notify_url_of(self, ref: str) -> str | None:
-        request = self.requests.get(ref)
-        return request.notify_url if request else None
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -272,7 +277,3 @@ class DialOuts:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-class LimitError(Exception):
-    """Too many calls up at once for one application (429)."""

@@ -16,7 +16,6 @@ from bridge.events import (
     BridgeEvent,
     CallAlerting,
     CallFinished,
-    DialOutEnded,
     DialOutSettled,
     DtmfReceived,
     ParticipantChanged,
@@ -51,7 +50,9 @@ def iso(moment: float | datetime | None) -> str | None:
 
 
 def describe(event: BridgeEvent) -> tuple[str, dict[str, Any]] | None:
-    """The published type and payload of a bridge event; None for events not published."""
+    """The published type and payload of a bridge event; None for events not published. The end
+    of a call out is published from the plane's own record (`control.callout.ended_payload`):
+    who asked and its tag are the plane's, not the bridge's."""
     base: dict[str, Any] = {"conference": event.room, "time": iso(event.time)}
     if event.participant:
         base["participant_id"] = event.participant
@@ -78,21 +79,6 @@ def describe(event: BridgeEvent) -> tuple[str, dict[str, Any]] | None:
             }
         case DialOutSettled(ref=ref, status=status):
             return "call.outcome", {**base, "txn_ref": ref, "status": status}
-        case DialOutEnded():
-            return "call.ended", {
-                **base,
-                "direction": "out",
-                "txn_ref": event.ref,
-                "dest": event.dest,
-                "caller_id": event.caller_id,
-                "status": event.status,
-                "sip_status": event.sip_status,
-                "reason": event.reason,
-                "tag": event.tag,
-                "started_at": iso(event.started_at),
-                "answered_at": iso(event.answered_at),
-                "ended_at": iso(event.ended_at),
-            }
         case CallFinished():
             return "call.ended", {
                 **base,
@@ -114,7 +100,7 @@ class Published:
     tenant_id: str | None
     type: str
     payload: dict[str, Any]
-    source: BridgeEvent | None = None
+    source: object = None  # the bridge event, or the plane's own record (a call out)
 
 
 @dataclass(eq=False)

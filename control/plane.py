@@ -17,16 +17,11 @@ from typing import Any
 
 import structlog
 
-from bridge.conference.service import ConferenceService, ManualAnswer, Refusal
 from bridge.config import Config, RoomDefinition
-from bridge.events import (
-    BridgeEvent,
-    CallFinished,
-    DialOutEnded,
-    ParticipantJoined,
-    ParticipantLeft,
-)
-from control.dialout import DialOuts, notification
+from bridge.control_port import ConferenceControl, ManualAnswer, Refusal
+from bridge.events import BridgeEvent, CallFinished, ParticipantJoined, ParticipantLeft
+from control.callout import CallOut, ended_payload, notification
+from control.dialout import DialOuts
 from control.events import Broker, Published, describe, iso
 from control.outbox import FORM_NOTIFICATION, WebhookDeliverer
 from control.schedule import (
@@ -60,20 +55,22 @@ class ControlPlane:
     def __init__(
         self,
         config: Config,
-        service: ConferenceService,
+        bridge: ConferenceControl,
         store: Store,
         *,
         clock: Clock = utcnow,
         deliverer: WebhookDeliverer | None = None,
     ) -> None:
         self.config = config
-        self.service = service
+        self.bridge = bridge
         self.store = store
         self.clock = clock
         self.deliverer = deliverer or WebhookDeliverer(store, clock=clock)
         self.broker = Broker()
         self.conferences: dict[str, Conference] = {}  # open ones, by room name
-        self.dialouts = DialOuts(self)
+        self.dialouts = DialOuts(
+            bridge, config, is_open=self.is_open, finished=self._call_out_finished
+        )
         self._events: asyncio.Queue[Published] = asyncio.Queue()
         self._reschedule = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -89,8 +86,8 @@ class ControlPlane:
             await self.store.add_token(tenant.id, app.token)
         for conference in await self.store.open_conferences():
             self._install(conference)
-        self.service.gate = self.gate
-        self._unsubscribe = self.service.events.subscribe(self._on_bridge_event)
+        self.bridge.set_gate(self.gate)
+        self._unsubscribe = self.bridge.events.subscribe(self._on_bridge_event)
         self._tasks = [
             asyncio.create_task(self._pump(), name="control-events"),
             asyncio.create_task(self._scheduler(), name="control-scheduler"),
@@ -103,7 +100,7 @@ class ControlPlane:
         await self.dialouts.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
-        self.service.gate = None
+        self.bridge.set_gate(None)
         await self._drain()
         for task in self._tasks:
             task.cancel()
@@ -141,15 +138,18 @@ class ControlPlane:
 
     def sip_uri(self, user: str | None = None) -> str:
         """The bridge's own SIP address, for a room (`user`) or bare: what callers dial."""
-        host = f"{self.config.advertise_address}:{self.service.ua.udp_port}"
-        return f"sip:{user}@{host}" if user else f"sip:{host}"
+        return self.bridge.sip_uri(user)
+
+    def is_open(self, room: str) -> bool:
+        """True while a managed conference of that name is not over."""
+        return room in self.conferences
 
     # --- conferences ------------------------------------------------------------------------
 
     def _install(self, conference: Conference) -> None:
         """Put a conference into the cache and its rules into the bridge."""
         self.conferences[conference.name] = conference
-        self.service.define_room(
+        self.bridge.define_room(
             RoomDefinition(
                 conference.name,
                 access=conference.access,
@@ -158,7 +158,7 @@ class ControlPlane:
                 max_participants=conference.max_participants or 0,
             )
         )
-        self.service.set_mixing(conference.name, conference.state == ConferenceState.ACTIVE)
+        self.bridge.set_mixing(conference.name, conference.state == ConferenceState.ACTIVE)
 
     async def save(self, conference: Conference, **changes: Any) -> Conference:
         """Write changes to the database, then to the cache and the bridge."""
@@ -189,7 +189,7 @@ class ControlPlane:
     # --- the scheduler ----------------------------------------------------------------------
 
     def occupancy(self, conference: Conference) -> Occupancy:
-        people = self.service.participants(conference.name)
+        people = self.bridge.participants(conference.name)
         leader = conference.leader
         present = leader is not None and any(p.caller == leader for p in people)
         return Occupancy(len(people), present)
@@ -215,7 +215,7 @@ class ControlPlane:
         now = self.clock()
         for action in actions:
             if isinstance(action, PlayWarning):
-                self.service.play_to_room(conference.name, "warning")
+                self.bridge.play_to_room(conference.name, "warning")
                 changes["warned"] = True
             elif isinstance(action, StateChanged):
                 changes["state"] = str(action.new)
@@ -242,7 +242,7 @@ class ControlPlane:
         conference = await self.save(conference, **changes)
         for action in actions:
             if isinstance(action, HangUpEveryone):
-                self.service.forget_room(conference.name, self.service.monotonic(), action.reason)
+                self.bridge.forget_room(conference.name, action.reason)
         return conference
 
     async def _scheduler(self) -> None:
@@ -277,14 +277,18 @@ class ControlPlane:
             return
         conference = self.conferences.get(event.room)
         tenant = conference.tenant_id if conference else None
-        owner = getattr(event, "owner", None)
-        if owner is not None:
-            tenant = owner
         if isinstance(event, ParticipantJoined | ParticipantLeft):
             self._reschedule.set()  # occupancy changed: states may move
-        if isinstance(event, CallFinished | DialOutEnded):
+        if isinstance(event, CallFinished):
             described[1]["conference_id"] = conference.id if conference else None
         self._events.put_nowait(Published(tenant, described[0], described[1], event))
+
+    def _call_out_finished(self, call: CallOut) -> None:
+        """A call out is over (ended by the bridge, or never placed): its `call.ended` event,
+        then (in the pump) its call-detail record and notification."""
+        conference = self.conferences.get(call.room)
+        payload = ended_payload(call, conference.id if conference else None)
+        self._events.put_nowait(Published(call.tenant_id, "call.ended", payload, call))
 
     def _publish(self, tenant_id: str | None, kind: str, payload: dict[str, Any]) -> None:
         self._events.put_nowait(Published(tenant_id, kind, payload))
@@ -296,8 +300,8 @@ class ControlPlane:
                 self.broker.publish(event)
                 if isinstance(event.source, CallFinished):
                     await self._record_call(event.tenant_id, event.source, event.payload)
-                if isinstance(event.source, DialOutEnded):
-                    await self._dialout_ended(event.source, event.payload)
+                if isinstance(event.source, CallOut):
+                    await self._call_out_ended(event.source, event.payload)
                 if event.tenant_id is not None:
                     await self.deliverer.publish(event.tenant_id, event.type, event.payload)
             except Exception:
@@ -305,24 +309,25 @@ class ControlPlane:
             finally:
                 self._events.task_done()
 
-    async def _dialout_ended(self, ended: DialOutEnded, payload: dict[str, Any]) -> None:
+    async def _call_out_ended(self, call: CallOut, payload: dict[str, Any]) -> None:
         """The call-detail record, and the notification to the request's notify_url (through
         the outbox: a receiver that is down gets it later)."""
+        assert call.ended_at is not None
         await self._write_call_record(
             CallRecordFields(
-                ended.owner, payload.get("conference_id"), ended.ref, ended.room, "out",
-                ended.caller_id, ended.dest, ended.started_at, ended.answered_at,
-                ended.ended_at, f"{ended.status} {ended.reason}",
+                call.tenant_id, payload.get("conference_id"), call.ref, call.room, "out",
+                call.caller_id, call.dest, call.started_at, call.answered_at,
+                call.ended_at, f"{call.status} {call.reason}",
             )
         )
-        url = self.dialouts.notify_url_of(ended.ref)
-        if url and ended.owner:
-            body: dict[str, Any] = notification(ended, self.config.dialout.currency)
+        if call.notify_url:
+            body: dict[str, Any] = notification(call, self.config.dialout.currency)
             kind = "call.notification"
-            form = self.dialouts.notify_format_of(ended.ref)
-            if form is not None:
-                body, kind = dict(form(body)), FORM_NOTIFICATION
-            await self.store.enqueue_notification(ended.owner, url, kind, body, self.clock())
+            if call.notify_format is not None:
+                body, kind = dict(call.notify_format(body)), FORM_NOTIFICATION
+            await self.store.enqueue_notification(
+                call.tenant_id, call.notify_url, kind, body, self.clock()
+            )
             self.deliverer.wake()
 
     async def _record_call(

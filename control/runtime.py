@@ -45,12 +45,10 @@ class Runtime:
         await self.bridge.start()
         if not self.config.control.enabled:
             return self
-        assert self.bridge.service is not None
         self.store = await open_store(database_url(self.config))
-        self.plane = ControlPlane(
-            self.config, self.bridge.service, self.store, clock=self.clock or utcnow
-        )
-        metrics = Metrics(self.bridge)
+        port = self.bridge.control
+        self.plane = ControlPlane(self.config, port, self.store, clock=self.clock or utcnow)
+        metrics = Metrics(port)
         await self.plane.start()
         control = self.config.control
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -7,17 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from control.api import (
-    aculab,
-    admin,
-    calls,
-    conferences,
-    errors,
-    hoiio,
-    orange,
-    subscriptions,
-    teaming,
-)
+from control.api import admin, calls, conferences, errors, subscriptions
+from control.api.dialects import aculab, hoiio, orange, teaming
 from control.api.metrics import Metrics
 from control.plane import ControlPlane
 

@@ -8,14 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import AnyHttpUrl, Field, field_validator
 
-from bridge.conference.dialout import DialOut
 from control.api.auth import PlaneDep, TenantDep
-from control.api.conferences import find
-from control.api.errors import ApiError, invalid, not_found
 from control.api.schemas import Strict
-from control.dialout import CALLER_ID, LimitError, RouteError
-from control.events import iso
-from control.schedule import ConferenceState
+from control.api.views import call_out_view
+from control.dialout import CALLER_ID
+from control.usecases import calls
 
 router = APIRouter(prefix="/v1", tags=["calls"])
 
@@ -43,69 +40,30 @@ class CallRequest(Strict):
         return [self.dest] if isinstance(self.dest, str) else list(self.dest)
 
 
-def call_view(call: DialOut) -> dict[str, Any]:
-    return {
-        "txn_ref": call.ref,
-        "conference": call.room,
-        "dest": call.dest,
-        "caller_id": call.caller_id,
-        "status": str(call.status),
-        "sip_status": call.sip_status,
-        "reason": call.reason,
-        "tag": call.tag,
-        "confirm": call.confirm,
-        "started_at": iso(call.started_at) if call.started_at else None,
-        "answered_at": iso(call.answered_at),
-        "ended_at": iso(call.ended_at),
-        "duration_s": round(call.duration_s, 3),
-    }
-
-
 @router.post("/conferences/{name}/calls", status_code=202)
 async def create_calls(
     name: str, body: CallRequest, tenant: TenantDep, plane: PlaneDep
 ) -> dict[str, Any]:
-    conference = await find(plane, tenant, name)
-    if conference.state in (ConferenceState.RESERVED, ConferenceState.COMPLETED):
-        state = conference.state.lower()
-        raise ApiError(409, "conflict", f"conference {name!r} is {state}: no calls out")
-    dests = body.destinations
-    if not dests:
-        raise invalid("dest", "give at least one destination")
-    default = plane.config.dialout.caller_id or conference.name
-    caller = body.caller_id if body.caller_id not in (None, "private") else default
-    try:
-        calls = await plane.dialouts.start_request(
-            tenant.id,
-            name,
-            dests,
-            caller_id=caller or default,
-            private=body.caller_id == "private",
-            confirm=body.confirm,
-            tag=body.tag,
-            notify_url=str(body.notify_url) if body.notify_url else None,
-        )
-    except RouteError as exc:
-        field, _, problem = str(exc).partition(": ")
-        raise invalid(field, problem) from None
-    except LimitError as exc:
-        raise ApiError(429, "concurrent_call_limit", str(exc)) from None
-    return {"txn_refs": [c.ref for c in calls], "room": name, "status": "queued"}
+    private = body.caller_id == "private"
+    placed = await calls.place(
+        plane,
+        tenant,
+        name,
+        body.destinations,
+        caller_id=None if private else body.caller_id,
+        private=private,
+        confirm=body.confirm,
+        tag=body.tag,
+        notify_url=str(body.notify_url) if body.notify_url else None,
+    )
+    return {"txn_refs": [c.ref for c in placed], "room": name, "status": "queued"}
 
 
 @router.get("/conferences/{name}/calls")
 async def list_calls_out(name: str, tenant: TenantDep, plane: PlaneDep) -> list[dict[str, Any]]:
-    await find(plane, tenant, name)
-    return [
-        call_view(c)
-        for c in plane.dialouts.records.values()
-        if c.room == name and c.owner == tenant.id
-    ]
+    return [call_out_view(c) for c in await calls.into(plane, tenant, name)]
 
 
 @router.get("/dialouts/{ref}")
 async def get_call_out(ref: str, tenant: TenantDep, plane: PlaneDep) -> dict[str, Any]:
-    call = plane.dialouts.records.get(ref)
-    if call is None or call.owner != tenant.id:
-        raise not_found(f"call {ref!r}")
-    return call_view(call)
+    return call_out_view(calls.find(plane, tenant, ref))

@@ -10,6 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from control.usecases.errors import (
+    Conflict,
+    DomainError,
+    Expired,
+    Invalid,
+    LimitExceeded,
+    NotFound,
+    Unauthorized,
+)
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, description: str = "") -> None:
@@ -25,6 +35,29 @@ def invalid(field: str, problem: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{field}: {problem}", f"The field {field!r} is invalid.")
 
 
+def from_domain(error: DomainError) -> ApiError:
+    """A use case's refusal as the native API answers it."""
+    match error:
+        case Invalid(field=field, problem=problem):
+            return invalid(field, problem)
+        case NotFound():
+            return ApiError(404, "not_found", error.message)
+        case Conflict():
+            return ApiError(409, "conflict", error.message)
+        case LimitExceeded():
+            return ApiError(429, "concurrent_call_limit", error.message)
+        case Expired():
+            return ApiError(
+                401,
+                "expired_credentials",
+                "Expired credentials",
+                "The token has expired: ask for a new one.",
+            )
+        case Unauthorized():
+            return ApiError(401, "unauthorized", error.message)
+    return ApiError(500, "error", error.message)
+
+
 def body(code: str, message: str, description: str = "") -> dict[str, str]:
     return {"code": code, "message": message, "description": description or message}
 
@@ -38,6 +71,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(body(exc.code, exc.message, exc.description), status_code=exc.status)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        return await api_error(request, from_domain(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

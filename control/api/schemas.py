@@ -8,11 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from bridge.config import ACCESS_MODES
+
 RoomId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._]{1,32}$")]
 Code = Annotated[str, Field(pattern=r"^[0-9]{4,12}$")]
 CallerNumber = Annotated[str, Field(pattern=r"^[+]?[A-Za-z0-9._-]{1,64}$")]
 DivertTarget = Annotated[str, Field(pattern=r"^(sips?:\S{1,200}|[A-Za-z0-9._-]{1,32})$")]
-Access = Literal["none", "room", "caller", "room+caller"]
+Access = Literal[ACCESS_MODES]  # type: ignore[valid-type]  # the one list, in bridge.config
 
 
 class Strict(BaseModel):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.conference.participant import Participant
+from bridge.control_port import ParticipantView
+from control.callout import CallOut
 from control.events import iso
 from control.plane import ControlPlane
 from control.store.records import CallRecord, Conference, Subscription
+from control.usecases import participants
 
 
 def conference_view(plane: ControlPlane, conference: Conference) -> dict[str, Any]:
@@ -27,9 +29,7 @@ def conference_view(plane: ControlPlane, conference: Conference) -> dict[str, An
         "locked": conference.locked,
         "manual_answer": conference.manual_answer,
         "callers": list(conference.callers),
-        "participants": len(plane.service.participants(conference.name))
-        if conference.state != "COMPLETED"
-        else 0,
+        "participants": participants.count(plane, conference),
         "dial_in": dial_in(plane, conference.name),
         "created_at": iso(conference.created_at),
         "ended_at": iso(conference.ended_at),
@@ -41,24 +41,41 @@ def dial_in(plane: ControlPlane, room: str) -> str:
     return plane.sip_uri(room)
 
 
-def participant_view(participant: Participant) -> dict[str, Any]:
-    stats = participant.jitter.stats
+def participant_view(participant: ParticipantView) -> dict[str, Any]:
     return {
         "id": participant.id,
         "caller": participant.caller,
         "display_name": participant.display_name,
-        "joined_at": iso(participant.joined_wall) if participant.joined_wall else None,
+        "joined_at": iso(participant.joined_at) if participant.joined_at else None,
         "muted": participant.muted,
         "deaf": participant.deaf,
         "dtmf_enabled": participant.dtmf_enabled,
         "on_hold": participant.held or participant.on_hold,
-        "talking": participant.voice.talking,
+        "talking": participant.talking,
         "volume_db": participant.volume_db,
-        "codec": participant.codec.name,
-        "packets_in": participant.counters.packets_in,
-        "packets_out": participant.counters.packets_out,
-        "packets_lost": stats.lost,
-        "jitter_ms": round(stats.jitter_ms, 2),
+        "codec": participant.codec,
+        "packets_in": participant.packets_in,
+        "packets_out": participant.packets_out,
+        "packets_lost": participant.packets_lost,
+        "jitter_ms": participant.jitter_ms,
+    }
+
+
+def call_out_view(call: CallOut) -> dict[str, Any]:
+    return {
+        "txn_ref": call.ref,
+        "conference": call.room,
+        "dest": call.dest,
+        "caller_id": call.caller_id,
+        "status": call.status,
+        "sip_status": call.sip_status,
+        "reason": call.reason,
+        "tag": call.tag,
+        "confirm": call.confirm,
+        "started_at": iso(call.started_at) if call.started_at else None,
+        "answered_at": iso(call.answered_at),
+        "ended_at": iso(call.ended_at),
+        "duration_s": round(call.duration_s, 3),
     }
 
 

@@ -6,7 +6,6 @@ Start with `store = await open_store("sqlite:///data/control.db")`; finish with 
 from .engine import open_store
 from .errors import Conflict, NotFound, StoreError
 from .records import (
-    ACCESS_MODES,
     STATES,
     CallRecord,
     Conference,
@@ -17,7 +16,6 @@ from .records import (
 from .repository import Store
 
 __all__ = [
-    "ACCESS_MODES",
     "STATES",
     "CallRecord",
     "Conference",

@@ -11,10 +11,12 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bridge.config import ACCESS_MODES
+
 from .base import StoreBase, new_id
 from .errors import Conflict, NotFound
 from .models import ConferenceCallerRow, ConferenceRow
-from .records import ACCESS_MODES, STATES, Conference
+from .records import STATES, Conference
 
 log = structlog.get_logger(__name__)
 

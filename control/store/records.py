@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-ACCESS_MODES = ("none", "room", "caller", "room+caller")
 STATES = ("RESERVED", "HOLDING", "ACTIVE", "COMPLETED")
 DIRECTIONS = ("in", "out")
 

@@ -130,9 +130,7 @@ def state_of(runtime: Runtime, name: str) -> str | None:
 
 
 def participant_id(runtime: Runtime, room: str, caller: str) -> str:
-    service = runtime.bridge.service
-    assert service is not None
-    (person,) = [p for p in service.participants(room) if p.caller == caller]
+    (person,) = [p for p in runtime.bridge.control.participants(room) if p.caller == caller]
     return person.id
 
 
@@ -561,9 +559,8 @@ async def test_unreserved_room_holds_forty(tmp_path: Path) -> None:
             holders = asyncio.create_task(
                 run_sipp(runtime.bridge.transports.udp_port, [*scenario, *load], tmp_path, 60)
             )
-            service = runtime.bridge.service
-            assert service is not None
-            await eventually(lambda: len(service.participants("Small")) == 40, timeout=10)
+            port = runtime.bridge.control
+            await eventually(lambda: len(port.participants("Small")) == 40, timeout=10)
             assert (await listing(client, auth))["Small"]["status"] == "ACTIVE"
             assert await late.call() == 486  # the 41st is busied
             result = await holders

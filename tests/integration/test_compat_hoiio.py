@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from bridge.tools.phone import Phone
-from control.api.hoiio import RATE_BURST, RATE_PER_S
+from control.api.dialects.hoiio import RATE_BURST, RATE_PER_S
 from control.runtime import Runtime
 from tests.integration.harness import (
     ADMIN_TOKEN,
@@ -165,7 +165,7 @@ class FormReceiver(Receiver):
 
 def callers(runtime: Runtime, room: str) -> list[str]:
     assert runtime.plane is not None
-    return sorted(p.caller for p in runtime.plane.service.participants(room))
+    return sorted(p.caller for p in runtime.bridge.control.participants(room))
 
 
 def numbers(count: int, base: int = 6590000000) -> list[str]:

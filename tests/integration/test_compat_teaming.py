@@ -408,9 +408,8 @@ async def sipp_answered_then_released(runtime: Runtime, user: User, tmp_path: Pa
     try:
         call_id = await user.ringing("sipp")
         assert (await user.act(call_id, "ANSWER")).status_code == 204
-        service = runtime.bridge.service
-        assert service is not None
-        await eventually(lambda: service.find_participant("desk", call_id) is not None)
+        port = runtime.bridge.control
+        await eventually(lambda: port.find_participant("desk", call_id) is not None)
         await asyncio.sleep(0.5)
         assert (await user.release(call_id)).status_code == 204
         result = await asyncio.wait_for(sipp, 30)

@@ -65,7 +65,6 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
@@ -73,15 +72,17 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.conference.callmedia import CallMedia
-from bridge.conference.participant import Participant
-from control.api.auth import is_admin, plane_of
+from control.api.auth import plane_of
 from control.api.errors import ApiError, invalid, not_found
 from control.api.views import dial_in
 from control.events import iso
 from control.plane import ControlPlane
 from control.store.errors import NotFound
 from control.store.records import Subscription, Tenant
+from control.usecases import legs
+from control.usecases.auth import authenticate, is_admin
+from control.usecases.errors import Expired, Unauthorized
+from control.usecases.legs import Leg
 
 BASIC_CALL = "Basic Call"
 BASIC_CALL_EVENTS = ("call.alerting", "participant.joined", "call.ended")
@@ -142,14 +143,14 @@ def bearer_token(request: Request) -> str:
 
 
 async def token_tenant(plane: ControlPlane, token: str) -> Tenant:
-    tenant, expired = await plane.store.token_owner(token, plane.clock())
-    if tenant is None:
+    try:
+        return await authenticate(plane, token)
+    except Expired:
+        raise CredentialsError(401, 42, "Expired credentials", EXPIRED_DESCRIPTION) from None
+    except Unauthorized:
         raise CredentialsError(
             401, 41, "Invalid credentials", "The access token is not known: check it."
-        )
-    if expired:
-        raise CredentialsError(401, 42, "Expired credentials", EXPIRED_DESCRIPTION)
-    return tenant
+        ) from None
 
 
 def is_user(tenant: Tenant, user_id: str) -> bool:
@@ -320,60 +321,13 @@ async def telephony_profile(request: Request, userId: str) -> dict[str, str]:
 # --- calls ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Leg:
-    """One call of a user: ringing (`participant` None) or answered."""
-
-    id: str
-    room: str
-    media: CallMedia | None
-    participant: Participant | None
-
-    @property
-    def started_at(self) -> float:
-        if self.media is not None:
-            return self.media.started_at
-        return self.participant.joined_wall if self.participant else 0.0
-
-
-def user_rooms(plane: ControlPlane, tenant: Tenant) -> list[str]:
-    return sorted(c.name for c in plane.conferences.values() if c.tenant_id == tenant.id)
-
-
-def legs_of(plane: ControlPlane, tenant: Tenant) -> list[Leg]:
-    """Every call leg in the user's open conferences, oldest first."""
-    service = plane.service
-    legs: list[Leg] = []
-    for room in user_rooms(plane, tenant):
-        legs += [Leg(m.call.local_tag, room, m, None) for m in service.ringing_calls(room)]
-        legs += [
-            Leg(p.id, room, service.media.get(p.call_key), p) for p in service.participants(room)
-        ]
-    return sorted(legs, key=lambda leg: (leg.started_at, leg.id))
-
-
-def find_leg(plane: ControlPlane, tenant: Tenant, call_id: str) -> Leg:
-    for room in user_rooms(plane, tenant):
-        participant = plane.service.find_participant(room, call_id)
-        if participant is not None:
-            return Leg(call_id, room, plane.service.media.get(participant.call_key), participant)
-        for media in plane.service.ringing_calls(room):
-            if media.call.local_tag == call_id:
-                return Leg(call_id, room, media, None)
-    raise not_found(f"call {call_id!r}")
-
-
 def call_view(leg: Leg) -> dict[str, Any]:
-    participant = leg.participant
-    state = "ALERTING"
-    if participant is not None:
-        state = "HELD" if participant.held or participant.on_hold else "ACTIVE"
-    caller = leg.media.caller if leg.media else participant.caller if participant else ""
+    state = "ALERTING" if leg.ringing else "HELD" if leg.held else "ACTIVE"
     return {
         "callId": leg.id,
-        "externalTrackingId": leg.media.call.invite.call_id if leg.media else "",
+        "externalTrackingId": leg.call_id,
         "state": state,
-        "caller": caller,
+        "caller": leg.caller,
         "conference": leg.room,
         "startTime": iso(leg.started_at) if leg.started_at else None,
     }
@@ -398,7 +352,7 @@ async def list_calls(
     """The user's calls: ringing ones and answered ones."""
     plane, tenant = await authorize(request, userId)
     page = page_of(plane, offset, limit)
-    return [call_view(leg) for leg in paged(response, legs_of(plane, tenant), page)]
+    return [call_view(leg) for leg in paged(response, legs.legs_of(plane, tenant), page)]
 
 
 @_routes.put("/users/{userId}/calls/{callId}", status_code=204)
@@ -412,20 +366,11 @@ async def control_call(
     """ANSWER a ringing call; HOLD or UNHOLD an answered one."""
     plane, tenant = await authorize(request, userId)
     verb = parse_action(action)
-    leg = find_leg(plane, tenant, callId)
-    service = plane.service
+    leg = legs.find(plane, tenant, callId)
     if verb == "ANSWER":
-        answered = (
-            leg.participant is None
-            and leg.media is not None
-            and service.answer_pending(leg.media.call.key, service.monotonic())
-        )
-        if not answered:
-            raise ApiError(409, "conflict", f"callId: call {callId!r} is not ringing")
-    elif leg.participant is None:
-        raise ApiError(409, "conflict", f"callId: call {callId!r} is not answered yet")
+        legs.answer(plane, leg)
     else:
-        service.set_option(leg.participant, "held", verb == "HOLD")
+        legs.hold(plane, leg, verb == "HOLD")
     return Response(status_code=204)
 
 
@@ -434,12 +379,7 @@ async def control_call(
 async def release_call(request: Request, userId: str, callId: str) -> Response:
     """Release: decline a ringing call (603), hang up an answered one (BYE)."""
     plane, tenant = await authorize(request, userId)
-    leg = find_leg(plane, tenant, callId)
-    now = plane.service.monotonic()
-    if leg.participant is not None:
-        plane.service.eject(leg.participant, now, reason="released")
-    elif leg.media is not None:
-        plane.service.reject_pending(leg.media.call.key, now)
+    legs.release(plane, legs.find(plane, tenant, callId))
     return Response(status_code=204)
 
 

@@ -64,14 +64,22 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from control.api import conferences
 from control.api.auth import plane_of
-from control.api.errors import ApiError
-from control.api.schemas import ConferenceCreate
-from control.dialout import E164, LimitError, RouteError
+from control.dialout import E164
 from control.plane import ControlPlane
 from control.schedule import ConferenceState
 from control.store.records import Conference, Tenant
+from control.usecases import calls, conferences
+from control.usecases.auth import authenticate as token_owner
+from control.usecases.conferences import NewConference, is_config_room
+from control.usecases.errors import (
+    DomainError,
+    Invalid,
+    LimitExceeded,
+    NameTaken,
+    NotFound,
+    Unauthorized,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -187,8 +195,11 @@ async def authenticate(plane: ControlPlane, params: dict[str, str]) -> Tenant:
     tenant = await plane.store.get_tenant(app_id)
     if tenant is None:
         fail("error_invalid_app_id")
-    owner = await plane.store.tenant_for_token(token)
-    if owner is None or owner.id != tenant.id:
+    try:
+        owner = await token_owner(plane, token)
+    except Unauthorized:  # unknown or expired alike
+        fail("error_invalid_access_token")
+    if owner.id != tenant.id:
         fail("error_invalid_access_token")
     return tenant
 
@@ -259,48 +270,43 @@ async def resolvable(host: str, port: int | None) -> None:
 async def own_open_room(plane: ControlPlane, tenant: Tenant, name: str) -> Conference | None:
     """The application's open room of that name; error_invalid_room when it cannot take calls
     yet or the name is taken by someone else."""
-    conference = await plane.store.get_conference(tenant.id, name)
+    try:
+        conference: Conference | None = await conferences.find(plane, tenant, name)
+    except NotFound:
+        conference = None
     if conference is not None and conference.state != ConferenceState.COMPLETED:
         if conference.state == ConferenceState.RESERVED:
             fail("error_invalid_room")
         return conference
     taken = await plane.store.conference_by_name(name)
-    if taken is not None or name in plane.config.rooms.names:
-        fail("error_invalid_room")
-    if any(r.name == name for r in plane.config.room):
+    if taken is not None or is_config_room(plane.config, name):
         fail("error_invalid_room")
     return None
 
 
-def room_load(plane: ControlPlane, room: str) -> int:
-    """People in the room plus calls to it still being placed."""
-    pending = sum(
-        1 for c in plane.dialouts.records.values() if c.room == room and not c.status.settled
-    )
-    return len(plane.service.participants(room)) + pending
-
-
-async def check_room(plane: ControlPlane, tenant: Tenant, room: str | None, calls: int) -> None:
-    """error_invalid_room when the room is not the application's to use, or `calls` more
+async def check_room(plane: ControlPlane, tenant: Tenant, room: str | None, count: int) -> None:
+    """error_invalid_room when the room is not the application's to use, or `count` more
     people would make it hold more than ROOM_CAPACITY."""
     if room is None or await own_open_room(plane, tenant, room) is None:
         return
-    if room_load(plane, room) + calls > ROOM_CAPACITY:
+    if calls.load(plane, room) + count > ROOM_CAPACITY:
         fail("error_invalid_room")
 
 
 async def create_room(plane: ControlPlane, tenant: Tenant, name: str | None) -> str:
     """A new open conference for the application (generated id when `name` is None)."""
-    body = ConferenceCreate(name=name or conferences.new_name(), max_participants=ROOM_CAPACITY)
+    spec = NewConference(name=name or conferences.new_name(), max_participants=ROOM_CAPACITY)
     try:
-        created = await conferences.create_conference(body, tenant, plane)
-    except ApiError as exc:
-        if exc.status == 409 and name is not None:
+        created = await conferences.create(plane, tenant, spec)
+    except NameTaken:
+        if name is not None:
             conference = await own_open_room(plane, tenant, name)  # lost a race to ourselves?
             if conference is not None:
                 return conference.name
         fail("error_invalid_room")
-    return str(created["name"])
+    except DomainError:
+        fail("error_invalid_room")
+    return created.name
 
 
 # --- the route --------------------------------------------------------------------------------
@@ -331,7 +337,7 @@ async def check(plane: ControlPlane, request: Request, params: dict[str, str]) -
     if not plane.config.dialout.trunk:
         fail("error_dest_not_supported")
     await check_room(plane, tenant, room, len(dests))
-    if plane.dialouts.active_count(tenant.id) + len(dests) > plane.config.dialout.max_concurrent:
+    if calls.active_count(plane, tenant) + len(dests) > plane.config.dialout.max_concurrent:
         fail("error_concurrent_call_limit_reached")
     return CallOrder(tenant, dests, room, caller_id, private, tag, notify_url)
 
@@ -341,22 +347,24 @@ async def place(plane: ControlPlane, order: CallOrder) -> dict[str, Any]:
     if room is None or await own_open_room(plane, order.tenant, room) is None:
         room = await create_room(plane, order.tenant, room)
     try:
-        calls = await plane.dialouts.start_request(
-            order.tenant.id,
+        placed = await calls.place(
+            plane,
+            order.tenant,
             room,
             order.dests,
-            caller_id=order.caller_id or plane.config.dialout.caller_id or room,
+            caller_id=order.caller_id,
             private=order.private,
-            confirm=False,
             tag=order.tag,
             notify_url=order.notify_url,
             notify_format=notification_fields,
         )
-    except RouteError:
+    except Invalid:
         fail("error_dest_not_supported")  # our own checks passed: the trunk does not resolve
-    except LimitError:
+    except LimitExceeded:
         fail("error_concurrent_call_limit_reached")
-    return {"txn_refs": [c.ref for c in calls], "room": room, "status": "success_ok"}
+    except DomainError:  # the room ended or was reserved meanwhile
+        fail("error_invalid_room")
+    return {"txn_refs": [c.ref for c in placed], "room": room, "status": "success_ok"}
 
 
 async def conference_call(request: Request) -> JSONResponse:

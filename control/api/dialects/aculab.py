@@ -59,12 +59,21 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bridge.conference.participant import Participant
 from control.api.auth import plane_of
 from control.plane import ControlPlane
 from control.schedule import ConferenceState
-from control.store.errors import Conflict
 from control.store.records import Conference, Tenant
+from control.usecases import conferences, participants
+from control.usecases.auth import authenticate as token_owner
+from control.usecases.conferences import NewConference, is_config_room
+from control.usecases.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NameTaken,
+    NotFound,
+    Unauthorized,
+)
 
 PREFIX = "/aculab"
 router = APIRouter(prefix=PREFIX, tags=["aculab"], include_in_schema=True)
@@ -120,6 +129,20 @@ def unknown(text: str) -> AculabError:
 
 def conflict(text: str) -> AculabError:
     return AculabError(409, "HTTP 409", f"Conflict: {text}")
+
+
+def from_domain(error: DomainError) -> AculabError:
+    """A use case's refusal the handlers did not expect, in the document's terms."""
+    match error:
+        case Invalid(field=field, problem=problem):
+            return malformed(field, problem)
+        case NotFound():
+            return unknown(error.message)
+        case Conflict():
+            return conflict(error.message)
+        case Unauthorized():
+            return unauthorized(error.message)
+    return AculabError(400, "0002", error.message)
 
 
 def stamp(moment: datetime) -> str:
@@ -180,9 +203,15 @@ async def authenticate(request: Request, plane: ControlPlane) -> Tenant:
         raise unauthorized("malformed Basic credentials") from None
     username, colon, password = decoded.partition(":")
     application = username.rpartition("/")[2]  # "1-2-0/acme": the cloud ID is ignored
-    tenant = await plane.store.tenant_for_token(password) if colon and password else None
-    if tenant is None or not hmac.compare_digest(tenant.name.encode(), application.encode()):
-        raise unauthorized("unknown username or API access key")
+    refused = unauthorized("unknown username or API access key")
+    if not colon or not password:
+        raise refused
+    try:
+        tenant = await token_owner(plane, password)
+    except Unauthorized:  # unknown or expired: the document has one answer for both
+        raise refused from None
+    if not hmac.compare_digest(tenant.name.encode(), application.encode()):
+        raise refused
     return tenant
 
 
@@ -233,6 +262,8 @@ async def respond(request: Request, handler: Handler) -> JSONResponse:
         return JSONResponse(await handler(call))
     except AculabError as error:
         return error_response(request, error, received, plane.clock())
+    except DomainError as error:
+        return error_response(request, from_domain(error), received, plane.clock())
 
 
 # --- looking conferences up ------------------------------------------------------------------
@@ -240,17 +271,21 @@ async def respond(request: Request, handler: Handler) -> JSONResponse:
 
 async def by_token(call: Call, token: str) -> Conference:
     """A reservation token names one of this application's reserved conferences."""
-    conference = await call.plane.store.get_conference_by_id(token)
-    if conference is None or conference.tenant_id != call.tenant.id or conference.start_at is None:
-        raise unknown(f"reservation_token '{token}' is not a reservation of yours")
+    refused = unknown(f"reservation_token '{token}' is not a reservation of yours")
+    try:
+        conference = await conferences.find_by_id(call.plane, call.tenant, token)
+    except NotFound:
+        raise refused from None
+    if conference.start_at is None:
+        raise refused
     return conference
 
 
 async def by_name(call: Call, name: str) -> Conference:
-    conference = await call.plane.store.get_conference(call.tenant.id, name)
-    if conference is None:
-        raise unknown(f"conference_name '{name}' is not a conference of yours")
-    return conference
+    try:
+        return await conferences.find(call.plane, call.tenant, name)
+    except NotFound:
+        raise unknown(f"conference_name '{name}' is not a conference of yours") from None
 
 
 async def target(call: Call) -> Conference:
@@ -266,11 +301,8 @@ async def target(call: Call) -> Conference:
     return await by_name(call, name)
 
 
-def participant_of(call: Call, conference: Conference, participant_id: str) -> Participant:
-    participant = call.plane.service.find_participant(conference.name, participant_id)
-    if participant is None:
-        raise unknown(f"participant_id '{participant_id}' is not in '{conference.name}'")
-    return participant
+def participant_gone(conference: Conference, participant_id: str) -> AculabError:
+    return unknown(f"participant_id '{participant_id}' is not in '{conference.name}'")
 
 
 def require_active(conference: Conference, action: str) -> None:
@@ -306,8 +338,7 @@ def name_of(call: Call) -> str:
     name = call.required("conference_name")
     if not NAME.fullmatch(name):
         raise malformed("conference_name", "must be fewer than 48 letters or digits")
-    plane = call.plane
-    if name in {r.name for r in plane.config.room} or name in plane.config.rooms.names:
+    if is_config_room(call.plane.config, name):
         raise conflict(f"conference_name '{name}' is a room of the bridge's configuration")
     return name
 
@@ -325,24 +356,17 @@ async def reservation_create(call: Call) -> dict[str, Any]:
     start = start_of(call)
     duration = call.integer("duration", *DURATION)
     divert = divert_of(call)
-    plane = call.plane
+    spec = NewConference(
+        name=name,
+        start_time=start,
+        duration_minutes=duration,
+        max_participants=max_participants,
+        divert_to=divert,
+    )
     try:
-        conference = await plane.store.create_conference(
-            call.tenant.id,
-            name=name,
-            access="none",
-            code=None,
-            start_at=start,
-            duration_s=duration * 60,
-            max_participants=max_participants,
-            divert_to=divert,
-            leader=None,
-            state=str(plane.initial_state(start)),
-            now=call.now,
-        )
-    except Conflict:
+        conference = await conferences.create(call.plane, call.tenant, spec)
+    except NameTaken:
         raise conflict(f"conference_name '{name}' is already present") from None
-    await plane.save(conference)
     return {"reservation_token": conference.id}
 
 
@@ -359,7 +383,7 @@ async def reservation_modify(call: Call) -> dict[str, Any]:
         raise malformed("duration", f"would make the conference {total} minutes, over 480")
     if conference.end_at - call.now < LEAD:
         raise conflict("the conference is due to finish within 5 minutes")
-    await call.plane.save(conference, duration_s=total * 60, warned=False)
+    await conferences.set_duration(call.plane, conference, total)
     return {"extended": True}
 
 
@@ -370,7 +394,7 @@ async def reservation_remove(call: Call) -> dict[str, Any]:
     assert conference.start_at is not None
     if conference.start_at - call.now < LEAD:
         raise conflict("the conference is due to start within 5 minutes")
-    await call.plane.end(conference, REMOVED)
+    await conferences.end(call.plane, conference, REMOVED)
     return {"removed": True}
 
 
@@ -408,13 +432,7 @@ def conference_entry(plane: ControlPlane, conference: Conference) -> dict[str, A
 
 
 async def conference_list(call: Call) -> list[dict[str, Any]]:
-    page, offset, found = 500, 0, []
-    while True:
-        items, total = await call.plane.store.list_conferences(call.tenant.id, offset, page)
-        found += items
-        offset += len(items)
-        if not items or offset >= total:
-            break
+    found = await conferences.every(call.plane, call.tenant)
     return [conference_entry(call.plane, c) for c in found if listed(c, call.now)]
 
 
@@ -427,7 +445,7 @@ async def participant_list(call: Call) -> dict[str, Any]:
     if conference.state in (ConferenceState.HOLDING, ConferenceState.ACTIVE):
         people = [
             {"participant_id": p.id, "muted": p.muted, "dtmf_enabled": p.dtmf_enabled}
-            for p in call.plane.service.participants(conference.name)
+            for p in participants.in_conference(call.plane, conference)
         ]
     return {"status": conference.state, "participants": people}
 
@@ -439,11 +457,12 @@ async def participant_set_options(call: Call) -> dict[str, Any]:
         raise missing("muted or dtmf_enabled")
     conference = await target(call)
     require_active(conference, "setting options")
-    participant = participant_of(call, conference, participant_id)
-    if muted is not None:
-        call.plane.service.set_muted(participant, muted, by="api")
-    if dtmf_enabled is not None:
-        call.plane.service.set_option(participant, "dtmf_enabled", dtmf_enabled)
+    options = {"muted": muted, "dtmf_enabled": dtmf_enabled}
+    given = {name: value for name, value in options.items() if value is not None}
+    try:
+        participants.update(call.plane, conference, participant_id, given)
+    except NotFound:
+        raise participant_gone(conference, participant_id) from None
     return {"options_set": True}
 
 
@@ -451,8 +470,10 @@ async def participant_eject(call: Call) -> dict[str, Any]:
     participant_id = call.required("participant_id")
     conference = await target(call)
     require_active(conference, "ejecting")
-    participant = participant_of(call, conference, participant_id)
-    call.plane.service.eject(participant, call.plane.service.monotonic())
+    try:
+        participants.eject(call.plane, conference, participant_id)
+    except NotFound:
+        raise participant_gone(conference, participant_id) from None
     return {"ejected": True}
 
 

@@ -63,22 +63,30 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from control.api import conferences
+from bridge.config import ACCESS_MODES
 from control.api.auth import plane_of
-from control.api.errors import ApiError
 from control.api.schemas import ConferenceCreate
 from control.api.views import dial_in
-from control.dialout import LimitError, RouteError
 from control.plane import ControlPlane
 from control.schedule import ConferenceState
 from control.store.records import Conference, Tenant
+from control.usecases import callers, calls, conferences
+from control.usecases.auth import authenticate
+from control.usecases.conferences import NewConference
+from control.usecases.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    LimitExceeded,
+    NotFound,
+    Unauthorized,
+)
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/conf", tags=["orange"])
 
 MAX_DURATION_MIN = 120  # "maximum of 2 hours (depending on the conference start time)"
-ACCESS_MODES = ("none", "room", "caller", "room+caller")
 INTERNATIONAL = re.compile(r"^\+?[1-9][0-9]{1,14}$")
 DIGITS = re.compile(r"^[0-9]+$")
 ITEM_TAGS = {"callers": "caller"}  # XML element of each item of a list
@@ -168,10 +176,10 @@ async def tenant_of(plane: ControlPlane, params: Params) -> Tenant:
     key = params.get("id", "").strip()
     if not key:
         raise OrangeError(401, "id: missing access key")
-    tenant = await plane.store.tenant_for_token(key)
-    if tenant is None:
-        raise OrangeError(401, "id: invalid access key")
-    return tenant
+    try:
+        return await authenticate(plane, key)
+    except Unauthorized:  # unknown or expired alike
+        raise OrangeError(401, "id: invalid access key") from None
 
 
 def access_mode_of(params: Params) -> str:
@@ -239,9 +247,22 @@ def from_validation(exc: ValidationError) -> OrangeError:
     return bad(NATIVE_FIELDS.get(field, field), str(error.get("msg", "invalid")))
 
 
-def from_api_error(exc: ApiError) -> OrangeError:
-    code = exc.status if exc.status in (400, 404, 409, 429) else 500
-    return OrangeError(code, orange_message(exc.message))
+def from_domain(error: DomainError) -> OrangeError:
+    """A use case's refusal as a status_code and a status_msg in this dialect's names."""
+    match error:
+        case Invalid():
+            code = 400
+        case NotFound():
+            code = 404
+        case Conflict():
+            code = 409
+        case LimitExceeded():
+            code = 429
+        case Unauthorized():
+            code = 401
+        case _:
+            code = 500
+    return OrangeError(code, orange_message(error.message))
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -273,8 +294,8 @@ async def create_conference(plane: ControlPlane, tenant: Tenant, params: Params)
     mode = access_mode_of(params)
     duration = duration_of(params)
     start = start_of(params)
-    callers = callers_of(params)
-    if mode == "caller" and not callers:
+    numbers = callers_of(params)
+    if mode == "caller" and not numbers:
         raise bad("callers", "access mode 'caller' needs at least one caller")
     for _ in range(5):
         try:
@@ -283,26 +304,24 @@ async def create_conference(plane: ControlPlane, tenant: Tenant, params: Params)
                 access=mode,  # type: ignore[arg-type]
                 start_time=start,
                 duration_minutes=duration,
-                callers=callers,
+                callers=numbers,
                 locked=mode == "none",
             )
-            view = await conferences.create_conference(body, tenant, plane)
+            conference = await conferences.create(plane, tenant, NewConference(**body.model_dump()))
         except ValidationError as exc:
             raise from_validation(exc) from None
-        except ApiError as exc:
-            if exc.status == 409:
-                continue  # the generated id is taken: draw another
-            raise from_api_error(exc) from None
-        conference = await conferences.find(plane, tenant, view["name"])
+        except Conflict:
+            continue  # the generated id is taken: draw another
         return {"conference": conference_payload(plane, conference)}
     raise OrangeError(500, "id: no free conference id, try again")
 
 
 async def known_conference(plane: ControlPlane, tenant: Tenant, param: str, raw: str) -> Conference:
     name = conference_name(raw)
-    conference = await plane.store.get_conference(tenant.id, name)
-    if conference is None:
-        raise OrangeError(404, f"{param}: unknown conference {name!r}")
+    try:
+        conference = await conferences.find(plane, tenant, name)
+    except NotFound:
+        raise OrangeError(404, f"{param}: unknown conference {name!r}") from None
     if conference.state == ConferenceState.COMPLETED:
         raise OrangeError(409, f"{param}: conference {name!r} is over")
     return conference
@@ -317,8 +336,7 @@ async def add_caller(plane: ControlPlane, tenant: Tenant, params: Params) -> dic
         ConferenceCreate(callers=[number])
     except ValidationError as exc:
         raise bad("caller", f"{number!r}: {exc.errors()[0].get('msg', 'invalid')}") from None
-    await plane.store.add_caller(conference.id, number)
-    conference = await plane.refresh(conference)
+    conference = await callers.add(plane, conference, number)
     return {"conference": conference_payload(plane, conference)}
 
 
@@ -336,21 +354,13 @@ async def create_call(plane: ControlPlane, tenant: Tenant, params: Params) -> di
     conference = await known_conference(plane, tenant, "to", required(params, "to"))
     if conference.state == ConferenceState.RESERVED:
         raise OrangeError(409, f"to: conference {conference.name!r} has not started")
-    caller_id = plane.config.dialout.caller_id or conference.name
     try:
-        (call,) = await plane.dialouts.start_request(
-            tenant.id,
-            conference.name,
-            [guest],
-            caller_id=caller_id,
-            private=False,
-            confirm=True,
-            tag="orange",
-            notify_url=None,
+        (call,) = await calls.place(
+            plane, tenant, conference.name, [guest], confirm=True, tag="orange"
         )
-    except RouteError as exc:
-        raise bad("from", str(exc).partition(": ")[2] or str(exc)) from None
-    except LimitError as exc:
+    except Invalid as exc:
+        raise bad("from", exc.problem or exc.message) from None
+    except LimitExceeded as exc:
         raise OrangeError(429, f"from: {exc}") from None
     return {
         "call": {
@@ -386,6 +396,9 @@ async def rpc(call: str, request: Request) -> Response:
         payload = await VERBS[verb](plane, tenant, params)
     except OrangeError as exc:
         return render(fmt, exc.code, exc.message, {})
+    except DomainError as exc:
+        error = from_domain(exc)
+        return render(fmt, error.code, error.message, {})
     except Exception:
         log.exception("orange.failed", verb=verb)
         return render(fmt, 500, "internal error", {})
