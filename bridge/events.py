@@ -101,8 +101,6 @@ class DialOutEnded(BridgeEvent):
     status: str
     sip_status: int | None
     reason: str
-    tag: str
-    owner: str | None
     started_at: float
     answered_at: float | None
     ended_at: float

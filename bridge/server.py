@@ -1,40 +1,44 @@
-"""Wires the bridge together: sockets, the SIP core, the conference service and the mixer clock.
+"""Wires the bridge together: sockets, the SIP core, the conference core, the media backend and
+the mixer clock.
 
-The one place that knows every part. Everything here is glue: move bytes into the sans-I/O cores,
-send what they return, re-arm one timer, and run the 20 ms mixer on absolute monotonic deadlines.
+The one place that knows every part, and only glue: move bytes into the sans-I/O cores, carry
+out what they return (SIP actions on the user agent, media commands on the backend, events on
+the bus), feed media reports back, re-arm one timer, and run the 20 ms clock on absolute
+monotonic deadlines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import resource
-from collections.abc import Callable
+import time
 
 import structlog
 
-from bridge.conference.dialout import DialOut
-from bridge.conference.participant import Participant
-from bridge.conference.service import ConferenceService
-from bridge.config import Config, RoomDefinition
-from bridge.control_port import (
-    PARTICIPANT_OPTIONS,
-    BridgeStats,
-    DialRequest,
-    Gate,
-    ParticipantView,
-    RingingCall,
-    WorkerView,
+from bridge.conference.actions import (
+    Answer,
+    AnswerReinvite,
+    Cancel,
+    HangUp,
+    PlaceCall,
+    Reject,
+    RejectReinvite,
+    Ringing,
+    UaAction,
 )
+from bridge.conference.core import ConferenceCore
+from bridge.config import Config
 from bridge.events import EventBus
-from bridge.net.mixer_clock import LatenessHistogram, MixerClock
-from bridge.net.rtp_port import RtpPortPool
+from bridge.mixing.backend import MediaBackend
+from bridge.mixing.local import LocalMedia
+from bridge.mixing.workers.backend import WorkerMedia
+from bridge.net.mixer_clock import MixerClock
 from bridge.net.sip_transport import SipTransports
+from bridge.server_control import ServerControl
 from bridge.sip.timers import TimerConfig
 from bridge.sip.transaction import Peer
 from bridge.sip.useragent import UserAgent
-from bridge.workers.pool import WorkerPool
 
 log = structlog.get_logger()
 
@@ -42,26 +46,38 @@ WATCHDOG_SECONDS = 1.0
 
 
 class BridgeServer:
-    """A running bridge. `await BridgeServer(config).start()`, then `await server.stop()`."""
+    """A running bridge. `await BridgeServer(config).start()`, then `await server.stop()`;
+    the control plane drives it through `server.control`."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         sip = config.sip
         self.transports = SipTransports(self._on_sip_message, sip.max_message_bytes)
+        self.events = EventBus()
         self.ua: UserAgent | None = None
-        self.service: ConferenceService | None = None
+        self.core: ConferenceCore | None = None
+        self.media: MediaBackend | None = None
         self.clock = MixerClock()
-        self.workers: WorkerPool | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.lateness = LatenessHistogram()  # of this process' ticks, when it mixes the rooms
         self.control = ServerControl(self)
 
     async def start(self) -> BridgeServer:
         self.loop = asyncio.get_running_loop()
         sip, rtp = self.config.sip, self.config.rtp
+        media: MediaBackend
+        if self.config.media.worker_count:
+            log_config = self.config.log
+            media = WorkerMedia(
+                rtp, self.config.media.worker_count, log_config.level, log_config.format
+            )
+            media.on_lost = self._on_media_lost
+        else:
+            media = LocalMedia(rtp)
+        await media.start()  # before SIP listens: no call arrives to a bridge half started
+        self.media = media
         await self.transports.start(sip.bind, sip.udp_port, sip.tcp_port)
         timers = TimerConfig(t1=sip.t1_ms / 1000, t2=sip.t2_ms / 1000, t4=sip.t4_ms / 1000)
         self.ua = UserAgent(
@@ -72,21 +88,8 @@ class BridgeServer:
             user_agent=sip.user_agent,
             max_message_bytes=sip.max_message_bytes,
         )
-        if self.config.media.worker_count:
-            log_config = self.config.log
-            self.workers = WorkerPool(
-                self.config.media.worker_count,
-                self._on_worker_death,
-                log_config.level,
-                log_config.format,
-            )
-            await self.workers.start()
-        self.service = ConferenceService(
-            self.config,
-            self.ua,
-            RtpPortPool(rtp.port_min, rtp.port_max),
-            schedule=self._schedule,
-            workers=self.workers,
+        self.core = ConferenceCore(
+            self.config, lambda leg: media.reserve(leg, sip.bind), wall_clock=time.time
         )
         self._tasks = [
             asyncio.create_task(self.clock.run(self._tick)),
@@ -104,13 +107,9 @@ class BridgeServer:
 
     async def stop(self) -> None:
         """Hang up every call (BYE), give the BYEs a moment on the wire, close the sockets."""
-        if self.service is not None:
-            for room in self.service.rooms.values():
-                if room.name not in self.service.room_workers:  # else its worker timed it
-                    log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
-        if self.service is not None and self.loop is not None:
-            self.service.hangup_all(self.loop.time(), "shutdown")
-            self._flush(self.loop.time())
+        if self.core is not None and self.loop is not None:
+            self.core.hang_up_all("shutdown")
+            self.flush(self.loop.time())
             await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
@@ -119,8 +118,8 @@ class BridgeServer:
                 await task
         if self._timer is not None:
             self._timer.cancel()
-        if self.workers is not None:
-            await self.workers.stop()
+        if self.media is not None:
+            await self.media.stop()
         self.transports.close()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         log.info(
@@ -131,39 +130,44 @@ class BridgeServer:
             cpu_system_s=round(usage.ru_stime, 3),
         )
 
+    def now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
     # --- SIP glue ---------------------------------------------------------------------------
 
     def _on_sip_message(self, data: bytes, peer: Peer) -> None:
-        assert self.ua is not None and self.loop is not None
-        now = self.loop.time()
+        assert self.ua is not None
+        now = self.now()
         self.ua.receive_data(data, peer, now)
-        self._flush(now)
-
-    def _schedule(self, delay: float, action: Callable[[float], None]) -> None:
-        assert self.loop is not None
-        loop = self.loop
-
-        def run() -> None:
-            now = loop.time()
-            action(now)
-            self._flush(now)
-
-        loop.call_later(delay, run)
+        self.flush(now)
 
     def _on_timer(self) -> None:
-        assert self.ua is not None and self.loop is not None
+        assert self.ua is not None
         self._timer = None
         self._timer_deadline = None
-        now = self.loop.time()
+        now = self.now()
         self.ua.handle_timer(now)
-        self._flush(now)
+        self.flush(now)
 
-    def _flush(self, now: float) -> None:
-        """Let the service act on UA events, send what the SIP core produced, re-arm its timer."""
-        ua, service = self.ua, self.service
-        assert ua is not None and service is not None and self.loop is not None
-        while (event := ua.next_event()) is not None:
-            service.handle(event, now)
+    def flush(self, now: float) -> None:
+        """Until nothing moves: UA events and media reports into the core, its outputs out.
+        Then send what the SIP core produced and re-arm its timer."""
+        ua, core, media = self.ua, self.core, self.media
+        assert ua is not None and core is not None and media is not None and self.loop
+        self._carry_out(now)  # what a control command or a timer produced
+        while True:
+            moved = False
+            while (event := ua.next_event()) is not None:
+                core.handle_ua_event(event, now)
+                self._carry_out(now)
+                moved = True
+            for report in media.take_reports():
+                core.handle_media_report(report, now)
+                self._carry_out(now)
+                moved = True
+            if not moved:
+                break
         for out in ua.datagrams_to_send():
             self.transports.send(out)
         deadline = ua.get_timer()
@@ -175,206 +179,71 @@ class BridgeServer:
             if deadline is not None:
                 self._timer = self.loop.call_at(deadline, self._on_timer)
 
+    def _carry_out(self, now: float) -> None:
+        """What the core produced: SIP actions, media commands, bus events."""
+        core, media = self.core, self.media
+        assert core is not None and media is not None
+        for action in core.take_ua_actions():
+            self._ua_action(action, now)
+        for command in core.take_media_commands():
+            media.apply(command)
+        for event in core.take_events():
+            self.events.publish(event)
+
+    def _ua_action(self, action: UaAction, now: float) -> None:
+        ua = self.ua
+        assert ua is not None
+        if isinstance(action, PlaceCall):
+            ua.invite(
+                target=action.target,
+                peer=action.peer,
+                room=action.room,
+                caller=action.caller,
+                sdp=action.sdp,
+                now=now,
+                headers=action.headers,
+                credentials=action.credentials,
+                call_id=action.call_id,
+                local_tag=action.local_tag,
+            )
+            return
+        call = ua.calls.get(action.leg)  # type: ignore[attr-defined]
+        if call is None:
+            return  # SIP already ended it
+        if isinstance(action, Ringing):
+            ua.ringing(call, now)
+        elif isinstance(action, Answer):
+            ua.answer(call, action.sdp, now)
+        elif isinstance(action, Reject):
+            ua.reject(call, action.status, now, reason=action.reason, headers=action.headers)
+        elif isinstance(action, AnswerReinvite):
+            ua.answer_reinvite(call, action.sdp, now)
+        elif isinstance(action, RejectReinvite):
+            ua.reject_reinvite(call, action.status, now, reason=action.reason)
+        elif isinstance(action, HangUp):
+            ua.hangup(call, now, reason=action.reason)
+        elif isinstance(action, Cancel):
+            ua.cancel(call, now)
+
     # --- media clock ------------------------------------------------------------------------
 
     def _tick(self, now: float, deadline: float) -> None:
-        """Tick the rooms mixed here (all of them without workers) and take the workers'
-        reports; tick lateness counts here only when this process mixes."""
-        assert self.service is not None
-        if self.workers is None:
-            self.lateness.observe(now - deadline)
-        self.service.tick(now, deadline)
-        self._flush(now)
+        """One 20 ms step of the rooms mixed here, then the core's timers (IVR timeouts,
+        hang-ups after prompts, ring timeouts) and whatever the media reported."""
+        assert self.core is not None and self.media is not None
+        self.media.tick(now, deadline)
+        self.core.handle_timer(now)
+        self.flush(now)
 
-    def _on_worker_death(self, worker: int) -> None:
-        if self.service is None or self.loop is None:
-            return  # died while starting: nothing to hang up
-        now = self.loop.time()
-        self.service.worker_died(worker, now)
-        self._flush(now)
+    def _on_media_lost(self) -> None:
+        """A media worker died: hang its calls up now, not at the next tick."""
+        if self.core is not None and self.loop is not None:
+            self.flush(self.now())
 
     async def _watchdog(self) -> None:
-        assert self.loop is not None and self.service is not None
+        assert self.media is not None
         while True:
             await asyncio.sleep(WATCHDOG_SECONDS)
-            now = self.loop.time()
-            self.service.check_rtp_timeouts(now)
-            if self.workers is not None:
-                self.workers.check_alive(now)
-            self._flush(now)
-
-
-class ServerControl:
-    """`ConferenceControl` for a running BridgeServer."""
-
-    def __init__(self, server: BridgeServer) -> None:
-        self.server = server
-
-    @property
-    def _service(self):  # type: ignore[no-untyped-def]
-        service = self.server.service
-        assert service is not None, "the bridge is not started"
-        return service
-
-    def _now(self) -> float:
-        assert self.server.loop is not None
-        return self.server.loop.time()
-
-    def _done(self) -> None:
-        self.server._flush(self._now())
-
-    @property
-    def events(self) -> EventBus:
-        return self._service.events
-
-    def set_gate(self, gate: Gate | None) -> None:
-        self._service.gate = gate
-
-    def sip_uri(self, user: str | None = None) -> str:
-        host = f"{self.server.config.advertise_address}:{self.server.transports.udp_port}"
-        return f"sip:{user}@{host}" if user else f"sip:{host}"
-
-    def define_room(self, definition: RoomDefinition) -> None:
-        self._service.define_room(definition)
-
-    def forget_room(self, room: str, reason: str) -> None:
-        self._service.forget_room(room, self._now(), reason)
-        self._done()
-
-    def set_mixing(self, room: str, mixing: bool) -> None:
-        self._service.set_mixing(room, mixing)
-
-    def play_to_room(self, room: str, prompt: str) -> None:
-        self._service.play_to_room(room, prompt)
-
-    def participants(self, room: str) -> list[ParticipantView]:
-        return [self._view(p) for p in self._service.participants(room)]
-
-    def find_participant(self, room: str, participant_id: str) -> ParticipantView | None:
-        found = self._service.find_participant(room, participant_id)
-        return self._view(found) if found is not None else None
-
-    def ringing_calls(self, room: str) -> list[RingingCall]:
-        return [
-            RingingCall(m.call.local_tag, room, m.caller, m.call.invite.call_id, m.started_at)
-            for m in self._service.ringing_calls(room)
-        ]
-
-    def set_muted(self, room: str, participant_id: str, muted: bool, by: str = "api") -> bool:
-        found = self._service.find_participant(room, participant_id)
-        if found is None:
-            return False
-        self._service.set_muted(found, muted, by=by)
-        return True
-
-    def set_option(self, room: str, participant_id: str, option: str, value: object) -> bool:
-        if option not in PARTICIPANT_OPTIONS:
-            raise ValueError(f"unknown participant option {option!r}")
-        found = self._service.find_participant(room, participant_id)
-        if found is None:
-            return False
-        self._service.set_option(found, option, value)
-        return True
-
-    def eject(self, room: str, participant_id: str, reason: str = "ejected") -> bool:
-        found = self._service.find_participant(room, participant_id)
-        if found is None:
-            return False
-        self._service.eject(found, self._now(), reason)
-        self._done()
-        return True
-
-    def _ringing_key(self, room: str, call_id: str) -> str | None:
-        for media in self._service.ringing_calls(room):
-            if media.call.local_tag == call_id:
-                return str(media.call.key)
-        return None
-
-    def answer_ringing(self, room: str, call_id: str) -> bool:
-        key = self._ringing_key(room, call_id)
-        if key is None or not self._service.answer_pending(key, self._now()):
-            return False
-        self._done()
-        return True
-
-    def reject_ringing(self, room: str, call_id: str, status: int = 603) -> bool:
-        key = self._ringing_key(room, call_id)
-        if key is None or not self._service.reject_pending(key, self._now(), status):
-            return False
-        self._done()
-        return True
-
-    def dial(self, request: DialRequest) -> None:
-        dialout = DialOut(
-            ref=request.ref,
-            room=request.room,
-            dest=request.dest,
-            caller_id=request.caller_id,
-            confirm=request.confirm,
-            started_at=0.0,
-        )
-        self._service.dial(
-            dialout,
-            target=request.target,
-            peer=request.peer,
-            now=self._now(),
-            credentials=request.credentials,
-            headers=request.headers,
-        )
-        self._done()
-
-    def stats(self) -> BridgeStats:
-        service = self._service
-        people = [p for r in service.rooms.values() for p in r.participants]
-        ended = service.ended_totals
-        workers = self.server.workers
-        lateness = workers.lateness if workers is not None else self.server.lateness
-        views = None
-        if workers is not None:
-            views = tuple(
-                WorkerView(
-                    handle.index,
-                    handle.process.pid,
-                    sum(1 for w in service.room_workers.values() if w == handle.index),
-                    handle.participants,
-                    handle.cpu_seconds,
-                    handle.restarts,
-                )
-                for handle in workers.workers
-            )
-        return BridgeStats(
-            calls_active=len(service.media),
-            rooms_active=sum(1 for r in service.rooms.values() if r.participants),
-            participants=len(people),
-            packets_in=ended["packets_in"] + sum(p.counters.packets_in for p in people),
-            packets_out=ended["packets_out"] + sum(p.counters.packets_out for p in people),
-            packets_lost=ended["lost"] + sum(p.jitter.stats.lost for p in people),
-            lateness_counts=tuple(lateness.counts),
-            lateness_total_s=lateness.total_s,
-            workers=views,
-        )
-
-    def _view(self, participant: Participant) -> ParticipantView:
-        media = self._service.media.get(participant.call_key)
-        stats = participant.jitter.stats
-        return ParticipantView(
-            id=participant.id,
-            room=participant.room,
-            caller=participant.caller,
-            display_name=participant.display_name,
-            call_id=media.call.invite.call_id if media is not None else "",
-            started_at=media.started_at if media is not None else participant.joined_wall,
-            joined_at=participant.joined_wall,
-            muted=participant.muted,
-            deaf=participant.deaf,
-            dtmf_enabled=participant.dtmf_enabled,
-            held=participant.held,
-            on_hold=participant.on_hold,
-            talking=participant.voice.talking,
-            volume_db=participant.volume_db,
-            codec=participant.codec.name,
-            packets_in=participant.counters.packets_in,
-            packets_out=participant.counters.packets_out,
-            packets_lost=stats.lost,
-            jitter_ms=round(stats.jitter_ms, 2),
-        )
+            now = self.now()
+            self.media.check(now, self.config.rtp.timeout_s)
+            self.flush(now)

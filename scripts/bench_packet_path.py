@@ -3,7 +3,7 @@
 Not a test, and it starts no bridge: one process, one uvloop loop, real UDP sockets on 127.0.0.1.
 
 - receive: what uvloop does per datagram once it has the bytes: the socket's protocol
-  `datagram_received` -> the worker's handler (as `bridge.workers.process` makes it) ->
+  `datagram_received` -> the worker's handler (as `bridge.mixing.workers.process` makes it) ->
   `Participant.receive_rtp` -> parse -> `JitterBuffer.push`. Packets are real RTP built by an
   `RtpSender`, and each comes with a fresh source tuple, as uvloop gives one. Like a worker, a
   "tick" feeds one packet to each of `--participants` participants (timed), then pops every
@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import uvloop
 
-from bridge.conference.participant import Participant
+from bridge.mixing.participant import Participant
 from bridge.media.g711 import PCMU
 from bridge.net.rtp_port import RtpSocket
 from bridge.rtp.jitter import JitterBuffer

@@ -278,11 +278,13 @@ class UserAgent:
         display_name: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
         credentials: Credentials | None = None,
+        call_id: str | None = None,
+        local_tag: str | None = None,
     ) -> Call:
         """Call `target` through `peer` (the callee, or the trunk for numbers) from the room.
 
         `caller` is the From user (the caller id: "anonymous" for a private call)."""
-        local_tag = new_tag()
+        local_tag = local_tag or new_tag()
         request = Request(method="INVITE", uri=target, body=sdp)
         request.headers.add("Via", str(self._via(peer.transport)))
         request.headers.add("Max-Forwards", "70")
@@ -291,7 +293,7 @@ class UserAgent:
         from_address = Address(name=display_name or "", uri=from_uri)
         request.headers.add("From", format_address(from_address, local_tag))
         request.headers.add("To", format_address(Address(uri=target)))
-        request.headers.add("Call-ID", new_call_id(self.host))
+        request.headers.add("Call-ID", call_id or new_call_id(self.host))
         request.headers.add("CSeq", "1 INVITE")
         call = Call(
             key="",

@@ -61,10 +61,8 @@ async def test_each_hears_the_others_not_itself_and_mute_silences(bridge: Bridge
                 else:
                     assert heard[tone] > HEARD_DB, (phone.user, heard)
 
-        assert bridge.service is not None
-        room = bridge.service.rooms["mix"]
-        (loud,) = [p for p in room.participants if p.caller == "tone1000"]
-        bridge.service.set_muted(loud, True, by="test")
+        (loud,) = [p for p in bridge.control.participants("mix") if p.caller == "tone1000"]
+        assert bridge.control.set_muted("mix", loud.id, True, by="test")
         muted_at = loop.time()
         await asyncio.sleep(2.0)
         now = loop.time()
@@ -79,7 +77,7 @@ async def test_each_hears_the_others_not_itself_and_mute_silences(bridge: Bridge
     finally:
         for phone in phones:
             await phone.hangup()
-    assert "mix" not in bridge.service.rooms
+    assert bridge.core is not None and "mix" not in bridge.core.rooms
 
 
 async def test_two_rooms_do_not_leak(bridge: BridgeServer) -> None:

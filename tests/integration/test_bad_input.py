@@ -197,12 +197,17 @@ async def test_oversized_message() -> None:
 async def test_rtp_from_wrong_source_or_bad_version_is_ignored(
     bridge: BridgeServer, witness: list[Phone]
 ) -> None:
-    assert bridge.service is not None
-    room = bridge.service.rooms["witness"]
-    target = next(p for p in room.participants if p.caller == "w500")
-    media = bridge.service.media[target.call_key]
-    port = media.socket.port
-    before = (target.counters.wrong_source, target.counters.bad_packets, target.counters.packets_in)
+    assert bridge.core is not None and bridge.media is not None
+    media = bridge.media
+    target = next(leg for leg in bridge.core.members("witness") if leg.caller == "w500")
+    port = target.port
+
+    def counters():  # type: ignore[no-untyped-def]
+        stats = media.stats(target.key)
+        assert stats is not None
+        return stats.counters
+
+    before = (counters().wrong_source, counters().bad_packets, counters().packets_in)
     good = struct.pack("!BBHII", 0x80, 0, 1, 160, 1234) + b"\xff" * 160
     for _ in range(20):  # another host: ignored even though it is well-formed RTP
         await udp_exchange(port, good, wait=0.0, source="127.0.0.2")
@@ -212,8 +217,8 @@ async def test_rtp_from_wrong_source_or_bad_version_is_ignored(
         phone.rtp.sendto(bad_version, ("127.0.0.1", port))
     phone.rtp.sendto(b"\x80", ("127.0.0.1", port))
     # (with media workers the main process sees the counters once a second)
-    await eventually(lambda: target.counters.wrong_source - before[0] == 20, timeout=3)
-    await eventually(lambda: target.counters.bad_packets - before[1] == 21, timeout=3)
+    await eventually(lambda: counters().wrong_source - before[0] == 20, timeout=3)
+    await eventually(lambda: counters().bad_packets - before[1] == 21, timeout=3)
 
 
 async def test_full_room_gets_486(tmp_path: Path) -> None:

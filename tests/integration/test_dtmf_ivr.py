@@ -28,9 +28,8 @@ ROOMS = (
 
 class Recorder:
     def __init__(self, server: BridgeServer) -> None:
-        assert server.service is not None
         self.events: list[BridgeEvent] = []
-        server.service.events.subscribe(self.events.append)
+        server.events.subscribe(self.events.append)
 
     def digits(self, participant: str | None = None) -> list[tuple[str, str]]:
         return [
@@ -57,15 +56,12 @@ def dial(
 
 def keypad_off(server: BridgeServer, room: str) -> None:
     """Digits still become events, but trigger no menu action (8 would leave, 1 mute)."""
-    assert server.service is not None
-    for participant in server.service.rooms[room].participants:
-        participant.dtmf_enabled = False
+    for participant in server.control.participants(room):
+        assert server.control.set_option(room, participant.id, "dtmf_enabled", False)
 
 
 def members(server: BridgeServer, room: str) -> list[str]:
-    assert server.service is not None
-    current = server.service.rooms.get(room)
-    return [p.caller for p in current.participants] if current else []
+    return [p.caller for p in server.control.participants(room)]
 
 
 async def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
@@ -87,8 +83,7 @@ async def test_rfc4733_digits_each_detected_once(bridge: BridgeServer) -> None:
         await asyncio.sleep(0.5)  # any duplicate from the redundant end packets would be here
         assert recorder.digits() == [(d, "rfc4733") for d in "1234567890*#ABCD"]
         assert members(bridge, "keys") == ["presser"]  # 8 did not make it leave
-        assert bridge.service is not None
-        assert not bridge.service.rooms["keys"].participants[0].muted  # nor 1 mute it
+        assert not bridge.control.participants("keys")[0].muted  # nor 1 mute it
     finally:
         await phone.hangup()
 
@@ -132,7 +127,8 @@ async def test_room_code_admits_and_three_wrong_codes_hang_up(ivr_bridge: Bridge
     try:
         assert await host.call() == 200
         await wait_for(
-            lambda: ivr_bridge.service is not None and bool(ivr_bridge.service.lobby.participants)
+            lambda: ivr_bridge.core is not None
+            and any(leg.media and leg.room is None for leg in ivr_bridge.core.legs.values())
         )
         host.send_rfc4733("4711#")
         await wait_for(lambda: members(ivr_bridge, "secret") == ["host"])
@@ -204,11 +200,8 @@ async def test_keypad_mute_toggle_removes_the_tone(bridge: BridgeServer) -> None
         await wait_for(
             lambda: (
                 members(bridge, "pad")
-                and bridge.service is not None
                 and all(
-                    p.muted
-                    for p in bridge.service.rooms["pad"].participants
-                    if p.caller == "talker"
+                    p.muted for p in bridge.control.participants("pad") if p.caller == "talker"
                 )
             )
         )
@@ -218,8 +211,7 @@ async def test_keypad_mute_toggle_removes_the_tone(bridge: BridgeServer) -> None
         talker.send_rfc4733("1")
         await wait_for(
             lambda: (
-                bridge.service is not None
-                and not any(p.muted for p in bridge.service.rooms["pad"].participants)
+                not any(p.muted for p in bridge.control.participants("pad"))
             )
         )
         unmuted = loop.time()
@@ -237,11 +229,9 @@ async def test_bad_telephone_events_are_ignored(bridge: BridgeServer) -> None:
     try:
         assert await phone.call() == 200
         assert await other.call() == 200
-        assert bridge.service is not None
-        (target,) = [
-            p for p in bridge.service.rooms["badkeys"].participants if p.caller == "fuzzer"
-        ]
-        port = bridge.service.media[target.call_key].socket.port
+        assert bridge.core is not None
+        (target,) = [leg for leg in bridge.core.members("badkeys") if leg.caller == "fuzzer"]
+        port = target.port
 
         def event_packet(sequence: int, timestamp: int, payload: bytes) -> bytes:
             return struct.pack("!BBHII", 0x80, 101, sequence, timestamp, 777) + payload

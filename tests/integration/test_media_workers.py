@@ -21,9 +21,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.media.tones import tone_levels
+from bridge.mixing.workers.backend import WorkerMedia
+from bridge.mixing.workers.pool import HUNG_SECONDS
 from bridge.server import BridgeServer
 from bridge.tools.phone import Phone
-from bridge.workers.pool import HUNG_SECONDS
 from control.runtime import Runtime
 from tests.integration.harness import (
     ADMIN_TOKEN,
@@ -137,9 +138,10 @@ async def test_rooms_spread_mix_and_survive_a_dead_worker(runtime: Runtime) -> N
             assert_mix(phones["east"], "east")
 
             # kill east's worker
-            assert runtime.bridge.service is not None
-            east_worker = str(runtime.bridge.service.room_workers["east"])
-            west_worker = str(runtime.bridge.service.room_workers["west"])
+            media = runtime.bridge.media
+            assert isinstance(media, WorkerMedia)
+            east_worker = str(media.room_workers["east"])
+            west_worker = str(media.room_workers["west"])
             dead_pid = int(seen[("confbridge_worker_pid", east_worker)])
             os.kill(dead_pid, signal.SIGKILL)
 
@@ -172,7 +174,7 @@ async def test_rooms_spread_mix_and_survive_a_dead_worker(runtime: Runtime) -> N
                 assert await phone.call() == 200
             await asyncio.sleep(2.0)
             assert_mix(again, "east")
-            assert runtime.bridge.service.room_workers["east"] == int(east_worker)
+            assert media.room_workers["east"] == int(east_worker)
             phones["again"] = again
         finally:
             watcher.cancel()
@@ -186,20 +188,21 @@ async def test_a_stuck_worker_is_killed_and_its_calls_hung_up() -> None:
     dead one: after HUNG_SECONDS without a report it is killed, its calls get BYE, and a new
     process takes its place; the other worker's call goes on."""
     bridge = await BridgeServer(loopback_config(media_workers=2)).start()
-    assert bridge.workers is not None and bridge.service is not None
+    media = bridge.media
+    assert isinstance(media, WorkerMedia)
     port = bridge.transports.udp_port
     stuck = Phone(LOOPBACK, port, "stuck", tone_hz=440.0, user="stuck")
     fine = [Phone(LOOPBACK, port, "fine", tone_hz=t, user=f"fine{int(t)}") for t in (620, 1300)]
     try:
         for phone in (stuck, *fine):
             assert await phone.call() == 200
-        worker = bridge.service.room_workers["stuck"]
-        assert bridge.service.room_workers["fine"] != worker
-        pid = bridge.workers.workers[worker].process.pid
+        worker = media.room_workers["stuck"]
+        assert media.room_workers["fine"] != worker
+        pid = media.workers[worker].process.pid
         os.kill(pid, signal.SIGSTOP)
         await eventually(lambda: stuck.ended_by_bridge, timeout=HUNG_SECONDS + 10)
-        assert bridge.workers.workers[worker].restarts == 1
-        assert bridge.workers.workers[worker].process.pid != pid
+        assert media.workers[worker].restarts == 1
+        assert media.workers[worker].process.pid != pid
         assert not any(phone.ended_by_bridge for phone in fine)
         await asyncio.sleep(1.5)
         heard = tone_levels(fine[0].audio(asyncio.get_running_loop().time() - 1.0), [1300.0])

@@ -15,11 +15,9 @@ pytestmark = pytest.mark.integration
 
 async def watch_room(server: BridgeServer, room: str, stop: asyncio.Event) -> int:
     """The most participants seen in `room` while SIPp runs."""
-    assert server.service is not None
     most = 0
     while not stop.is_set():
-        current = server.service.rooms.get(room)
-        most = max(most, len(current.participants) if current else 0)
+        most = max(most, len(server.control.participants(room)))
         await asyncio.sleep(0.05)
     return most
 
@@ -32,7 +30,7 @@ async def test_twenty_sequential_calls(bridge: BridgeServer, tmp_path: Path) -> 
     )
     assert (result.successful, result.failed) == (20, 0), result.stderr
     assert result.returncode == 0
-    assert bridge.service is not None and "seq" not in bridge.service.rooms  # all left
+    assert bridge.core is not None and "seq" not in bridge.core.rooms  # all left
 
 
 async def test_ten_concurrent_calls_share_a_room(bridge: BridgeServer, tmp_path: Path) -> None:
@@ -81,8 +79,8 @@ async def test_cancel_before_answer_gets_487(tmp_path: Path) -> None:
             tmp_path,
         )
         assert (result.successful, result.failed) == (3, 0), result.stderr
-        assert server.service is not None
-        assert "cancelled" not in server.service.rooms
-        assert not server.service.media
+        assert server.core is not None
+        assert "cancelled" not in server.core.rooms
+        assert not server.core.legs
     finally:
         await server.stop()

@@ -36,20 +36,17 @@ BOTH_IN_ROOM_S = 3.0  # how long all three talk before baresip hangs up
 
 async def members(bridge: BridgeServer, room: str, count: int, timeout: float = 10.0) -> None:
     """Wait until `room` has exactly `count` participants."""
-    assert bridge.service is not None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        current = bridge.service.rooms.get(room)
-        if current is not None and len(current.participants) == count:
+        if len(bridge.control.participants(room)) == count:
             return
         assert loop.time() < deadline, f"{room} never reached {count} participants"
         await asyncio.sleep(0.02)
 
 
 def callers(bridge: BridgeServer, room: str) -> set[str]:
-    assert bridge.service is not None
-    return {p.caller for p in bridge.service.rooms[room].participants}
+    return {p.caller for p in bridge.control.participants(room)}
 
 
 def write_tone_file(path: Path, freq_hz: float) -> None:
@@ -115,4 +112,4 @@ async def test_baresip_joins_a_room_with_sipp_and_a_phone(
         if sipp is not None:  # let SIPp finish its scenario (or time out) rather than orphan it
             with contextlib.suppress(Exception):
                 await sipp
-    assert bridge.service is not None and room not in bridge.service.rooms
+    assert bridge.core is not None and room not in bridge.core.rooms

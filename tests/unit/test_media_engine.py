@@ -1,38 +1,35 @@
-"""A media worker's engine driven by hand: commands in, RTP in, ticks, reports and packets out.
+"""The media engine (below the seam, in-process or in a worker) driven by hand: the seam's
+commands in, RTP in, ticks, reports and packets out.
 
-No process and no socket: participants are packed as the main process packs them, and their
-`send` goes to a Wire that decodes what they would be sent.
+No process and no socket: participants are packed as the main process packs them for a worker,
+and their `send` goes to a Wire that decodes what they would be sent.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from bridge.conference.participant import Participant
 from bridge.media.g711 import CODECS
 from bridge.media.tones import ToneSource, tone_levels
-from bridge.net.mixer_clock import LATENESS_BUCKETS, LatenessHistogram
-from bridge.rtp.jitter import JitterBuffer
-from bridge.rtp.packet import RtpSender, build_rtp
-from bridge.workers.engine import STATS_EVERY_TICKS, MediaEngine
-from bridge.workers.handoff import flags_of, pack, unpack
-from bridge.workers.protocol import (
-    AddParticipant,
+from bridge.mixing.backend import (
     ClearPrompts,
+    Controls,
     DigitPressed,
-    ParticipantRemoved,
     PlayPrompt,
     PromptsIdle,
     RemoveParticipant,
-    SetMixing,
+    SetRoomMixing,
     TalkingChanged,
-    WorkerStats,
-    decode,
-    encode,
+    UpdateControls,
 )
+from bridge.mixing.engine import MediaEngine
+from bridge.mixing.participant import Participant
+from bridge.mixing.workers.handoff import pack, unpack
+from bridge.mixing.workers.protocol import decode, encode
+from bridge.net.mixer_clock import LATENESS_BUCKETS, LatenessHistogram
+from bridge.rtp.jitter import JitterBuffer
+from bridge.rtp.packet import RtpSender, build_rtp
 from tests.unit.test_room import TONES, Wire
 
 HEARD_DB = -30.0
@@ -63,7 +60,9 @@ class Call:
         self.source = ToneSource(TONES[name], 6000)
         self.sender = RtpSender(payload_type=CODECS[codec].payload_type)
         self.key = self.member.call_key
-        self.joined = engine.add(AddParticipant(room, True, pack(self.member)), self.wire.send)
+        self.joined = unpack(pack(self.member))  # as a worker receives it
+        self.joined.send = self.wire.send
+        engine.add(self.joined, room)
 
     def speak(self, now: float) -> None:
         frame = self.joined.codec.encode(self.source.next_frame(160))
@@ -78,7 +77,8 @@ def run(engine: MediaEngine, calls: list[Call], ticks: int, start: int = 0) -> l
     for tick in range(start, start + ticks):
         for call in calls:
             call.speak(tick * 0.02)
-        reports.extend(engine.tick(tick * 0.02 + 0.0001, tick * 0.02, lambda: 1.5))
+        engine.tick(tick * 0.02 + 0.0001, tick * 0.02)
+        reports.extend(engine.take_reports())
     return reports
 
 
@@ -94,7 +94,6 @@ def test_handoff_keeps_the_stream_going() -> None:
     )
     assert copy.muted and copy.volume_db == -3 and copy.counters.packets_in == 42
     assert copy.prompts.busy and copy.inband is None
-    assert flags_of(copy) == flags_of(member)
 
 
 def test_each_hears_the_others_and_mute_and_mixing_travel() -> None:
@@ -110,14 +109,14 @@ def test_each_hears_the_others_and_mute_and_mixing_travel() -> None:
             else:
                 assert heard[tone] > HEARD_DB, (call.member.id, heard)
 
-    engine.apply(dataclasses.replace(flags_of(calls[1].joined), muted=True))
+    engine.apply(UpdateControls(calls[1].key, Controls(muted=True)))
     for call in calls:
         call.wire.frames.clear()
     run(engine, calls, 60, start=60)
     assert calls[0].heard()[TONES["b"]] < ABSENT_DB
     assert calls[0].heard()[TONES["c"]] > HEARD_DB
 
-    engine.apply(SetMixing("r", False))  # a conference waiting for its leader: no one hears
+    engine.apply(SetRoomMixing("r", False))  # a conference waiting for its leader: no one hears
     for call in calls:
         call.wire.frames.clear()
     run(engine, calls, 30, start=120)
@@ -143,25 +142,25 @@ def test_digits_talking_and_stats_are_reported() -> None:
     engine = MediaEngine()
     talker, listener = Call(engine, "a"), Call(engine, "b")
     talker.joined.telephone_event_pt = 101
-    reports = run(engine, [talker, listener], STATS_EVERY_TICKS)
+    reports = run(engine, [talker, listener], 50)
     assert TalkingChanged(talker.key, True) in reports
-    (stats,) = [r for r in reports if isinstance(r, WorkerStats)]
-    assert (stats.rooms, stats.participants, stats.cpu_seconds) == (1, 2, 1.5)
-    assert stats.lateness.ticks == STATS_EVERY_TICKS and stats.lateness.counts[0] == 50
-    by_key = {s.call_key: s for s in stats.participants_stats}
-    assert by_key[talker.key].counters.packets_in == STATS_EVERY_TICKS
-    assert by_key[listener.key].counters.packets_out == STATS_EVERY_TICKS
-    assert by_key[talker.key].last_rtp == pytest.approx((STATS_EVERY_TICKS - 1) * 0.02)
+    assert engine.lateness.ticks == 50 and engine.lateness.counts[0] == 50
+    talker_stats, listener_stats = engine.stats(talker.key), engine.stats(listener.key)
+    assert talker_stats is not None and listener_stats is not None
+    assert talker_stats.counters.packets_in == 50
+    assert listener_stats.counters.packets_out == 50
+    assert talker.joined.last_rtp == pytest.approx(49 * 0.02)
+    assert engine.stats("nobody") is None
 
     start, end = bytes([5, 10, 0, 160]), bytes([5, 0x80 | 10, 1, 64])  # key 5: start, end
     for sequence, (event, marker) in enumerate(((start, True), (end, False)), start=9000):
         packet = build_rtp(101, sequence, 123456, talker.sender.ssrc, event, marker=marker)
         talker.joined.receive_rtp(packet, talker.joined.remote, 1.0)
-    reports = engine.tick(1.0, 1.0, lambda: 0.0)
-    assert DigitPressed(talker.key, "5", "rfc4733") in reports
+    engine.tick(1.0, 1.0)
+    assert DigitPressed(talker.key, "5", "rfc4733") in engine.take_reports()
 
 
-def test_removal_reports_final_counters_and_closes_an_empty_room() -> None:
+def test_removal_keeps_final_counters_and_closes_an_empty_room() -> None:
     engine = MediaEngine()
     calls = [Call(engine, "a"), Call(engine, "b")]
     run(engine, calls, 10)
@@ -170,15 +169,11 @@ def test_removal_reports_final_counters_and_closes_an_empty_room() -> None:
     assert engine.apply(PlayPrompt(calls[0].key, "beep", False, 1)) is None  # gone: ignored
     engine.apply(RemoveParticipant(calls[1].key))
     assert engine.rooms == {} and engine.members == {}
-    reports = engine.tick(1.0, 1.0, lambda: 0.0)
-    removed = [r.stats for r in reports if isinstance(r, ParticipantRemoved)]
-    assert [(s.call_key, s.counters.packets_in) for s in removed] == [
-        (calls[0].key, 10), (calls[1].key, 10),
-    ]
+    assert (engine.ended.packets_in, engine.ended.packets_out) == (20, 20)
 
 
 def test_messages_round_trip() -> None:
-    commands = [SetMixing("r", True), PlayPrompt("k", "beep", False, 7)]
+    commands = [SetRoomMixing("r", True), PlayPrompt("k", "beep", False, 7)]
     assert decode(encode(commands)) == commands
 
 

@@ -7,13 +7,13 @@ import struct
 
 import numpy as np
 
-from bridge.conference.participant import Participant
-from bridge.conference.room import Room, valid_room_name
 from bridge.media.g711 import CODECS
 from bridge.media.tones import ToneSource, dtmf_tones, tone_levels
+from bridge.mixing.participant import Participant
+from bridge.mixing.room import Room, valid_room_name
+from bridge.mixing.workers import handoff
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpSender, build_rtp, parse_rtp
-from bridge.workers import handoff
 
 TONES = {"a": 440.0, "b": 1000.0, "c": 1700.0}
 

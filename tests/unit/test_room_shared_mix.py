@@ -14,11 +14,11 @@ import pickle
 import numpy as np
 import pytest
 
-from bridge.conference.participant import Participant
-from bridge.conference.room import FRAME_SAMPLES, VOICE_POWER, Digit, Room, _scaled
 from bridge.media.g711 import CODECS, PCMA, PCMU
 from bridge.media.prompt import overlay
 from bridge.media.tones import ToneSource, dtmf_tones
+from bridge.mixing.participant import Participant
+from bridge.mixing.room import FRAME_SAMPLES, VOICE_POWER, Digit, Room, _scaled
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpSender
 

@@ -1,6 +1,6 @@
 """The main process' side of the media workers: start them, talk to them, notice them die.
 
-A worker is a child process (`python -m bridge.workers.process`) joined to us by a
+A worker is a child process (`python -m bridge.mixing.workers.process`) joined to us by a
 SOCK_SEQPACKET socket pair. Its death shows as end-of-file on that pair, at once, whatever
 killed it; the pool then calls `on_death` (the bridge hangs up the calls that worker carried)
 before it starts a new process in its place, so no new caller lands on the dead one's rooms.
@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from bridge.net.mixer_clock import LatenessHistogram
-from bridge.workers.protocol import (
-    AddParticipant,
+from bridge.mixing.workers.protocol import (
     Command,
+    HandOver,
     Report,
     WorkerReady,
     WorkerStats,
@@ -31,6 +30,7 @@ from bridge.workers.protocol import (
     receive,
     socket_pair,
 )
+from bridge.net.mixer_clock import LatenessHistogram
 
 log = structlog.get_logger()
 
@@ -97,7 +97,8 @@ class WorkerPool:
         ours, theirs = socket_pair()
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "bridge.workers.process", str(theirs.fileno()), str(index),
+                sys.executable, "-m", "bridge.mixing.workers.process",
+                str(theirs.fileno()), str(index),
                 "--log-level", self.log_level, "--log-format", self.log_format,
             ],
             pass_fds=(theirs.fileno(),),
@@ -122,7 +123,7 @@ class WorkerPool:
         """The worker with the fewest participants, preferring running ones to (re)starting."""
         return min(self.workers, key=lambda w: (not w.ready.is_set(), w.participants)).index
 
-    def add(self, worker: int, command: AddParticipant, fd: int) -> None:
+    def add(self, worker: int, command: HandOver, fd: int) -> None:
         """Hand a participant and its RTP socket to `worker`; the caller may close `fd` after."""
         handle = self.workers[worker]
         handle.participants += 1

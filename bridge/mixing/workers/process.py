@@ -1,4 +1,4 @@
-"""A media worker process: `python -m bridge.workers.process FD INDEX`.
+"""A media worker process: `python -m bridge.mixing.workers.process FD INDEX`.
 
 Its own uvloop event loop runs the 20 ms clock over its rooms (`MediaEngine`), reads the main
 process' commands from the socket pair at FD, receives and sends its participants' RTP on the
@@ -21,12 +21,37 @@ import structlog
 import uvloop
 
 from bridge.logs import configure_logging
-from bridge.net.mixer_clock import MixerClock
+from bridge.mixing.engine import MediaEngine
+from bridge.mixing.participant import Participant
+from bridge.mixing.workers.handoff import unpack
+from bridge.mixing.workers.protocol import (
+    HandOver,
+    ParticipantRemoved,
+    ParticipantStats,
+    Report,
+    WorkerReady,
+    WorkerStats,
+    decode,
+    encode,
+    receive,
+)
+from bridge.net.mixer_clock import LatenessHistogram, MixerClock
 from bridge.net.rtp_port import RtpSocket
-from bridge.workers.engine import MediaEngine
-from bridge.workers.protocol import AddParticipant, Report, WorkerReady, decode, encode, receive
 
 log = structlog.get_logger()
+
+STATS_EVERY_TICKS = 50  # one WorkerStats a second
+
+
+def stats_of(participant: Participant) -> ParticipantStats:
+    jitter = participant.jitter.stats
+    return ParticipantStats(
+        participant.call_key,
+        participant.counters,
+        jitter.lost,
+        jitter.jitter_ms,
+        participant.last_rtp,
+    )
 
 
 class Worker:
@@ -35,6 +60,7 @@ class Worker:
         self.index = index
         self.engine = MediaEngine()
         self.sockets: dict[str, RtpSocket] = {}
+        self.reports: list[Report] = []  # removals, sent with the next tick's
         self.clock = MixerClock()
         self.done = asyncio.Event()
         self._opening: set[asyncio.Task[None]] = set()
@@ -68,18 +94,26 @@ class Worker:
                 return
             data, fds = message
             for command in decode(data):
-                if isinstance(command, AddParticipant):
+                if isinstance(command, HandOver):
                     self._add(command, fds.pop(0))
-                else:
-                    removed = self.engine.apply(command)
-                    if removed is not None:
-                        rtp = self.sockets.pop(removed.call_key, None)
-                        if rtp is not None:
-                            rtp.close()
+                    continue
+                removed = self.engine.apply(command)
+                if removed is not None:
+                    self.reports.append(ParticipantRemoved(stats_of(removed)))
+                    rtp = self.sockets.pop(removed.call_key, None)
+                    if rtp is not None:
+                        rtp.close()
 
-    def _add(self, command: AddParticipant, fd: int) -> None:
+    def _add(self, command: HandOver, fd: int) -> None:
         rtp = RtpSocket(socket.socket(fileno=fd), pool=None)
-        participant = self.engine.add(command, rtp.send)
+        participant = unpack(command.state)
+        participant.send = rtp.send
+        self.engine.mixing[command.room] = command.mixing
+        if command.room in self.engine.rooms:
+            self.engine.rooms[command.room].mixing = command.mixing
+        self.engine.add(participant, command.room)
+        if command.sequence is not None:
+            self.engine.prompt_sequence[participant.call_key] = command.sequence
         self.sockets[participant.call_key] = rtp
         loop = asyncio.get_running_loop()
         receive_rtp, now = participant.receive_rtp, loop.time
@@ -88,7 +122,22 @@ class Worker:
         opening.add_done_callback(self._opening.discard)
 
     def _tick(self, now: float, deadline: float) -> None:
-        reports: list[Report] = self.engine.tick(now, deadline, time.process_time)
+        engine = self.engine
+        engine.tick(now, deadline)
+        reports: list[Report] = [*self.reports, *engine.take_reports()]
+        self.reports = []
+        if engine.ticks % STATS_EVERY_TICKS == 0:
+            reports.append(
+                WorkerStats(
+                    at=now,
+                    rooms=len(engine.rooms),
+                    participants=len(engine.members),
+                    lateness=engine.lateness,
+                    cpu_seconds=time.process_time(),
+                    participants_stats=tuple(stats_of(p) for p in engine.members.values()),
+                )
+            )
+            engine.lateness = LatenessHistogram()
         if reports:
             with contextlib.suppress(BlockingIOError, OSError):
                 self.channel.send(encode(reports))

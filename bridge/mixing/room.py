@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bridge.conference.participant import Participant
 from bridge.media.dtmf import DtmfDetector
 from bridge.media.g711 import Codec
 from bridge.media.mixer import RoomMix
 from bridge.media.prompt import overlay
 from bridge.media.tones import DBM0_PEAK, hold_music
+from bridge.mixing.participant import Participant
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 FRAME_SAMPLES = 160

@@ -2,7 +2,7 @@
 
 Commands go main -> worker, reports worker -> main; each is a small frozen dataclass, a message
 is one pickled list of them on a SOCK_SEQPACKET socket (boundaries kept by the kernel), and a
-participant's RTP socket travels with its `AddParticipant` as an SCM_RIGHTS file descriptor.
+participant's RTP socket travels with its `HandOver` as an SCM_RIGHTS file descriptor.
 Both ends are our own code of the same version, so pickle is safe here; nothing from the
 network is ever unpickled.
 """
@@ -13,10 +13,20 @@ import pickle
 import socket
 from dataclasses import dataclass
 
-from bridge.conference.participant import MediaCounters
+from bridge.mixing.backend import (
+    ClearPrompts,
+    DigitPressed,
+    PlayPrompt,
+    PromptsIdle,
+    RemoveParticipant,
+    SetRoomMixing,
+    TalkingChanged,
+    UpdateControls,
+    UpdateMedia,
+)
+from bridge.mixing.participant import MediaCounters
 from bridge.net.mixer_clock import LatenessHistogram
 
-Address = tuple[str, int]
 MAX_MESSAGE = 8 * 1024 * 1024  # a stats report for thousands of participants fits easily
 SOCKET_BUFFER = 8 * 1024 * 1024
 
@@ -25,61 +35,29 @@ SOCKET_BUFFER = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class AddParticipant:
+class HandOver:
     """Take over a participant: its pickled media state, and its RTP socket as the message's fd.
 
-    `state` is a `Participant` pickled without its send function (see `bridge.workers.handoff`),
-    so its jitter buffer, RTP sender (SSRC and sequence numbers), prompts and flags carry on.
+    `state` is a `Participant` pickled without its send function (see `handoff`), so its jitter
+    buffer, RTP sender (SSRC and sequence numbers), prompts and flags carry on. `sequence` is
+    the prompt command its queued prompts answer to, if any. Every other command is one of the
+    seam's own (`bridge.mixing.backend`), sent as it is.
     """
 
     room: str
     mixing: bool
     state: bytes
-
-
-@dataclass(frozen=True)
-class RemoveParticipant:
-    call_key: str
-
-
-@dataclass(frozen=True)
-class UpdateParticipant:
-    """The flags the main process decides (API, keypad, re-INVITE), all at once."""
-
-    call_key: str
-    muted: bool
-    deaf: bool
-    on_hold: bool
-    held: bool
-    dtmf_enabled: bool
-    volume_db: int
-    remote: Address
-    codec: str
-    telephone_event_pt: int | None
-
-
-@dataclass(frozen=True)
-class PlayPrompt:
-    call_key: str
-    prompt: str
-    replace_room_audio: bool
-    sequence: int  # the main process' count of prompt commands for this participant
-
-
-@dataclass(frozen=True)
-class ClearPrompts:
-    call_key: str
-    sequence: int
-
-
-@dataclass(frozen=True)
-class SetMixing:
-    room: str
-    mixing: bool
+    sequence: int | None
 
 
 Command = (
-    AddParticipant | RemoveParticipant | UpdateParticipant | PlayPrompt | ClearPrompts | SetMixing
+    HandOver
+    | RemoveParticipant
+    | UpdateMedia
+    | UpdateControls
+    | PlayPrompt
+    | ClearPrompts
+    | SetRoomMixing
 )
 
 
@@ -91,27 +69,6 @@ class WorkerReady:
     """The worker's loop runs: participants handed over now are served at once."""
 
     pid: int
-
-
-@dataclass(frozen=True)
-class DigitPressed:
-    call_key: str
-    digit: str
-    method: str  # rfc4733 | inband
-
-
-@dataclass(frozen=True)
-class TalkingChanged:
-    call_key: str
-    talking: bool
-
-
-@dataclass(frozen=True)
-class PromptsIdle:
-    """Every prompt queued up to command `sequence` has played (or was cleared)."""
-
-    call_key: str
-    sequence: int
 
 
 @dataclass(frozen=True)
@@ -144,7 +101,12 @@ class WorkerStats:
 
 
 Report = (
-    WorkerReady | DigitPressed | TalkingChanged | PromptsIdle | ParticipantRemoved | WorkerStats
+    WorkerReady
+    | DigitPressed
+    | TalkingChanged
+    | PromptsIdle
+    | ParticipantRemoved
+    | WorkerStats
 )
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
-from bridge.conference.participant import Address, Participant
 from bridge.media.g711 import CODECS, PCMU
-from bridge.workers.protocol import UpdateParticipant
+from bridge.mixing.participant import Address, Participant
 
 
 def _not_connected(data: bytes, address: Address) -> None:
@@ -30,30 +29,3 @@ def unpack(state: bytes) -> Participant:
     codec_name, participant = pickle.loads(state)  # from our own main process only
     participant.codec = CODECS[codec_name]
     return participant
-
-
-def flags_of(participant: Participant) -> UpdateParticipant:
-    return UpdateParticipant(
-        participant.call_key,
-        participant.muted,
-        participant.deaf,
-        participant.on_hold,
-        participant.held,
-        participant.dtmf_enabled,
-        participant.volume_db,
-        participant.remote,
-        participant.codec.name,
-        participant.telephone_event_pt,
-    )
-
-
-def apply_flags(participant: Participant, flags: UpdateParticipant) -> None:
-    participant.muted = flags.muted
-    participant.deaf = flags.deaf
-    participant.on_hold = flags.on_hold
-    participant.held = flags.held
-    participant.dtmf_enabled = flags.dtmf_enabled
-    participant.volume_db = flags.volume_db
-    participant.remote = flags.remote
-    participant.codec = CODECS[flags.codec]
-    participant.telephone_event_pt = flags.telephone_event_pt

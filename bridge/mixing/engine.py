@@ -1,0 +1,214 @@
+"""Rooms and their members' media state: the seam's commands in, one tick at a time, reports
+out. No sockets, no clock: whoever runs it (this process, or a media worker) hands each new
+member its send function, feeds it RTP and calls `tick` every 20 ms with the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from bridge.media.g711 import CODECS
+from bridge.mixing.backend import (
+    AddParticipant,
+    ClearPrompts,
+    DigitPressed,
+    MediaCommand,
+    MediaReport,
+    MediaStats,
+    MoveParticipant,
+    NegotiatedMedia,
+    PlayPrompt,
+    PromptsIdle,
+    RemoveParticipant,
+    SetRoomMixing,
+    TalkingChanged,
+    UpdateControls,
+    UpdateMedia,
+)
+from bridge.mixing.participant import Participant, SendFunction
+from bridge.mixing.room import Room
+from bridge.net.mixer_clock import LatenessHistogram
+from bridge.rtp.jitter import JitterBuffer
+
+log = structlog.get_logger()
+
+LOBBY = "(lobby)"
+UNLIMITED = 1_000_000  # the core decides who fits; the engine mixes whoever it is given
+
+
+def new_participant(
+    command: AddParticipant, send: SendFunction, jitter_target_ms: int, jitter_max_ms: int
+) -> Participant:
+    """A leg's media state as `AddParticipant` describes it."""
+    who, media, controls = command.identity, command.media, command.controls
+    participant = Participant(
+        id=who.participant_id,
+        call_key=command.leg,
+        room=command.room or LOBBY,
+        caller=who.caller,
+        display_name=who.display_name,
+        codec=CODECS[media.codec],
+        remote=media.remote,
+        signalling_host=who.signalling_host,
+        send=send,
+        jitter=JitterBuffer(jitter_target_ms // 20, jitter_max_ms // 20),
+        last_rtp=command.now,
+        joined_at=command.now,
+    )
+    apply_media(participant, media)
+    participant.muted, participant.deaf = controls.muted, controls.deaf
+    participant.held, participant.volume_db = controls.held, controls.volume_db
+    return participant
+
+
+def apply_media(participant: Participant, media: NegotiatedMedia) -> None:
+    participant.codec = CODECS[media.codec]
+    participant.remote = media.remote
+    participant.telephone_event_pt = media.telephone_event_pt
+    participant.on_hold = media.on_hold
+
+
+@dataclass
+class EndedTotals:
+    packets_in: int = 0
+    packets_out: int = 0
+    lost: int = 0
+
+    def add(self, participant: Participant) -> None:
+        self.packets_in += participant.counters.packets_in
+        self.packets_out += participant.counters.packets_out
+        self.lost += participant.jitter.stats.lost
+
+
+@dataclass
+class MediaEngine:
+    """`lobby` holds members not yet in a room: each hears only its own prompts."""
+
+    rooms: dict[str, Room] = field(default_factory=dict)
+    lobby: Room = field(default_factory=lambda: Room(LOBBY, UNLIMITED, mixing=False))
+    members: dict[str, Participant] = field(default_factory=dict)  # by leg
+    mixing: dict[str, bool] = field(default_factory=dict)  # rooms told apart from the default
+    prompt_sequence: dict[str, int] = field(default_factory=dict)  # awaiting PromptsIdle
+    ticks: int = 0
+    lateness: LatenessHistogram = field(default_factory=LatenessHistogram)
+    ended: EndedTotals = field(default_factory=EndedTotals)
+    reports: list[MediaReport] = field(default_factory=list)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def add(self, participant: Participant, room: str | None) -> None:
+        """Take a member whose media state is ready (new, or handed over by another process)."""
+        self.members[participant.call_key] = participant
+        self._room(room).add(participant)
+        if participant.prompts.busy:
+            self.prompt_sequence.setdefault(participant.call_key, 0)
+
+    def apply(self, command: MediaCommand) -> Participant | None:
+        """Apply any command but AddParticipant; returns the member a RemoveParticipant took
+        out (its socket is the caller's to close)."""
+        if isinstance(command, RemoveParticipant):
+            removed = self.remove(command.leg)
+            if removed is not None:
+                self.ended.add(removed)
+            return removed
+        if isinstance(command, SetRoomMixing):
+            self.mixing[command.room] = command.mixing
+            if command.room in self.rooms:
+                self.rooms[command.room].mixing = command.mixing
+            return None
+        participant = self.members.get(command.leg)  # type: ignore[union-attr]
+        if participant is None:
+            return None  # already gone: commands and removals cross
+        if isinstance(command, MoveParticipant):
+            self._leave_room(participant)
+            self._room(command.room).add(participant)
+        elif isinstance(command, UpdateMedia):
+            apply_media(participant, command.media)
+        elif isinstance(command, UpdateControls):
+            controls = command.controls
+            participant.muted, participant.deaf = controls.muted, controls.deaf
+            participant.held, participant.volume_db = controls.held, controls.volume_db
+        elif isinstance(command, PlayPrompt):
+            participant.prompts.play(command.prompt, replace_room_audio=command.replace_room_audio)
+            self.prompt_sequence[command.leg] = command.sequence
+        elif isinstance(command, ClearPrompts):
+            participant.prompts.clear()
+            self.prompt_sequence[command.leg] = command.sequence
+        return None
+
+    def remove(self, leg: str) -> Participant | None:
+        """Take a member out (for good, or to hand it to another process)."""
+        participant = self.members.pop(leg, None)
+        self.prompt_sequence.pop(leg, None)
+        if participant is not None:
+            self._leave_room(participant)
+        return participant
+
+    def _room(self, name: str | None) -> Room:
+        if name is None:
+            return self.lobby
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name, UNLIMITED, self.mixing.get(name, True))
+        return room
+
+    def _leave_room(self, participant: Participant) -> None:
+        if participant in self.lobby.participants:
+            self.lobby.remove(participant)
+            return
+        room = self.rooms.get(participant.room)
+        if room is None:
+            return
+        room.remove(participant)
+        if not room.participants:
+            del self.rooms[room.name]
+            log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
+
+    # --- the clock --------------------------------------------------------------------------
+
+    def tick(self, now: float, deadline: float) -> None:
+        """Mix every room once; digits, talking changes and prompts played become reports."""
+        late_s = now - deadline
+        self.ticks += 1
+        self.lateness.observe(late_s)
+        reports = self.reports
+        for room in (self.lobby, *self.rooms.values()):
+            if room is not self.lobby:
+                room.stats.record(late_s)
+            for participant, digit, method in room.tick():
+                reports.append(DigitPressed(participant.call_key, digit, method))
+            if room is not self.lobby:
+                for participant in room.talk_changes:
+                    reports.append(TalkingChanged(participant.call_key, participant.voice.talking))
+            room.talk_changes.clear()
+        for leg, sequence in list(self.prompt_sequence.items()):
+            if not self.members[leg].prompts.busy:
+                reports.append(PromptsIdle(leg, sequence))
+                del self.prompt_sequence[leg]
+
+    def take_reports(self) -> list[MediaReport]:
+        reports, self.reports = self.reports, []
+        return reports
+
+    def silent_since(self, limit_s: float, known_until: Callable[[str], float]) -> list[str]:
+        """Legs not on hold whose last RTP is more than `limit_s` before what is known of them."""
+        return [
+            leg
+            for leg, p in self.members.items()
+            if not p.on_hold and known_until(leg) - p.last_rtp > limit_s
+        ]
+
+    def stats(self, leg: str) -> MediaStats | None:
+        participant = self.members.get(leg)
+        if participant is None:
+            return None
+        jitter = participant.jitter.stats
+        return MediaStats(participant.counters, jitter.lost, jitter.jitter_ms)
+
+    def log_tick_stats(self) -> None:
+        for room in self.rooms.values():
+            log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
