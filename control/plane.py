@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ import structlog
 from bridge.config import Config, RoomDefinition
 from bridge.control_port import ConferenceControl, ManualAnswer, Refusal
 from bridge.events import BridgeEvent, CallFinished, ParticipantJoined, ParticipantLeft
+from control import calldetail
 from control.callout import CallOut, ended_payload, notification
 from control.dialout import DialOuts
 from control.events import Broker, Published, describe, iso
@@ -299,7 +299,9 @@ class ControlPlane:
             try:
                 self.broker.publish(event)
                 if isinstance(event.source, CallFinished):
-                    await self._record_call(event.tenant_id, event.source, event.payload)
+                    conference_id = event.payload.get("conference_id")
+                    fields = calldetail.incoming(event.tenant_id, conference_id, event.source)
+                    await calldetail.write(self.store, fields)
                 if isinstance(event.source, CallOut):
                     await self._call_out_ended(event.source, event.payload)
                 if event.tenant_id is not None:
@@ -312,14 +314,7 @@ class ControlPlane:
     async def _call_out_ended(self, call: CallOut, payload: dict[str, Any]) -> None:
         """The call-detail record, and the notification to the request's notify_url (through
         the outbox: a receiver that is down gets it later)."""
-        assert call.ended_at is not None
-        await self._write_call_record(
-            CallRecordFields(
-                call.tenant_id, payload.get("conference_id"), call.ref, call.room, "out",
-                call.caller_id, call.dest, call.started_at, call.answered_at,
-                call.ended_at, f"{call.status} {call.reason}",
-            )
-        )
+        await calldetail.write(self.store, calldetail.outgoing(call, payload.get("conference_id")))
         if call.notify_url:
             body: dict[str, Any] = notification(call, self.config.dialout.currency)
             kind = "call.notification"
@@ -329,49 +324,3 @@ class ControlPlane:
                 call.tenant_id, call.notify_url, kind, body, self.clock()
             )
             self.deliverer.wake()
-
-    async def _record_call(
-        self, tenant_id: str | None, call: CallFinished, payload: dict[str, Any]
-    ) -> None:
-        await self._write_call_record(
-            CallRecordFields(
-                tenant_id, payload.get("conference_id"), call.call_id, call.room, "in",
-                call.caller, call.room, call.started_at, call.answered_at, call.time,
-                f"{call.status} {call.reason}",
-            )
-        )
-
-    async def _write_call_record(self, fields: CallRecordFields) -> None:
-        def at(epoch: float) -> datetime:
-            return datetime.fromtimestamp(epoch, UTC)
-
-        record = await self.store.open_call(
-            call_id=fields.call_id,
-            room=fields.room,
-            direction=fields.direction,
-            caller=fields.caller,
-            callee=fields.callee,
-            started_at=at(fields.started_at),
-            tenant_id=fields.tenant_id,
-            conference_id=fields.conference_id,
-        )
-        if fields.answered_at is not None:
-            await self.store.answer_call(record, at(fields.answered_at))
-        await self.store.close_call(record, at(fields.ended_at), fields.reason)
-
-
-@dataclass(frozen=True)
-class CallRecordFields:
-    """One call-detail record as the bridge's events give it (times in epoch seconds)."""
-
-    tenant_id: str | None
-    conference_id: str | None
-    call_id: str
-    room: str
-    direction: str
-    caller: str
-    callee: str
-    started_at: float
-    answered_at: float | None
-    ended_at: float
-    reason: str
