@@ -33,7 +33,7 @@ from bridge.conference.admission import Plan, caller_number, plan_incoming
 from bridge.conference.dialout import DialOut, DialStatus, outcome_of
 from bridge.conference.ivr import Admission, Admit, CodeEntry, IvrAction, Play, PoundToJoin, Refuse
 from bridge.conference.keypad import Keypad, MenuAction, bindings_from_config
-from bridge.conference.legs import Leg, incoming_leg, negotiated, reason_phrase
+from bridge.conference.legs import Leg, negotiated, reason_phrase
 from bridge.config import Config, RoomDefinition
 from bridge.control_port import PARTICIPANT_OPTIONS, DialRequest, Gate, Refusal
 from bridge.events import (
@@ -201,7 +201,10 @@ class ConferenceCore:
         if isinstance(plan, Refusal):
             self._refuse(call, caller, started_at, plan)
             return
-        leg = self._new_leg(call, plan, caller, started_at)
+        leg = self._open_leg(
+            call.key, call.local_tag, call.invite.call_id, call.room,
+            call.invite.from_address.name or "", call.peer.host, plan, caller, started_at,
+        )
         if leg is None:
             self._refuse(call, caller, started_at, Refusal(503, "No RTP port free"))
             return
@@ -234,20 +237,24 @@ class ConferenceCore:
         else:
             self._answer(leg, now)
 
-    def _new_leg(self, call: Call, plan: Plan, caller: str, started_at: float) -> Leg | None:
-        """One media set-up for both directions: a port for our SDP, a session id."""
-        port = self.reserve_port(call.key)
+    def _open_leg(
+        self, key: str, participant_id: str, call_id: str, dialled: str, display_name: str,
+        peer_host: str, plan: Plan, caller: str, started_at: float,
+        dialout: DialOut | None = None,
+    ) -> Leg | None:
+        """One set-up for both directions: a port for our SDP, a session id; None when no
+        RTP port is free."""
+        port = self.reserve_port(key)
         if port is None:
             return None
-        return incoming_leg(
-            call,
-            plan,
-            port,
+        return Leg(
+            key, participant_id, call_id, dialled, display_name, peer_host, plan, port,
             session_id=random.randrange(1, 2**31),
             caller=caller,
             started_at=started_at,
             host=self.config.advertise_address,
             codecs=tuple(self.config.rtp.codecs),
+            dialout=dialout,
         )
 
     def _refuse(self, call: Call, caller: str, started_at: float, refusal: Refusal) -> None:
@@ -419,7 +426,7 @@ class ConferenceCore:
                 leg.code_entry = None
                 self._clear_prompts(leg)
                 self._join(leg, action.room, now)
-                if leg.dialout is not None:
+                if leg.dialout is not None and leg.room is not None:  # else: the room was full
                     self._settle(leg.dialout, DialStatus.ANSWERED, leg.participant_id)
             elif isinstance(action, Refuse):
                 if leg.dialout is not None:
@@ -538,29 +545,16 @@ class ConferenceCore:
         )
         call_id = new_call_id(self.config.advertise_address)
         key, local_tag = f"{call_id}/out", new_tag()
-        port = self.reserve_port(key)
-        if port is None:
+        admission_ = Admission.CONFIRM if request.confirm else Admission.JOIN
+        leg = self._open_leg(
+            key, local_tag, call_id, request.room, "", request.peer.host,
+            Plan(admission_, request.room), request.dest, dialout.started_at, dialout,
+        )
+        if leg is None:
             dialout.settle(DialStatus.FAILED, "no RTP port free")
             self._announce_settled(dialout, "")
             self._publish_ended(dialout)
             return
-        admission_ = Admission.CONFIRM if request.confirm else Admission.JOIN
-        leg = Leg(
-            key,
-            local_tag,
-            call_id,
-            request.room,
-            "",
-            request.peer.host,
-            Plan(admission_, request.room),
-            port,
-            session_id=random.randrange(1, 2**31),
-            caller=request.dest,
-            started_at=dialout.started_at,
-            host=self.config.advertise_address,
-            codecs=tuple(self.config.rtp.codecs),
-            dialout=dialout,
-        )
         self.legs[key] = leg
         self._ua.append(
             PlaceCall(

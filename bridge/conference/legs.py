@@ -19,7 +19,6 @@ from bridge.sip.sdp import (
     negotiate_offer,
     parse_sdp,
 )
-from bridge.sip.useragent import Call
 
 
 @dataclass(eq=False)
@@ -85,21 +84,6 @@ class Leg:
         if not answer:
             raise SdpError(f"{where} carried no SDP answer to our offer", 488)
         return negotiate_answer(parse_sdp(answer), self.codecs)
-
-
-def incoming_leg(call: Call, plan: Plan, port: int, **fields: object) -> Leg:
-    """The leg of a call the UA received."""
-    return Leg(
-        call.key,
-        call.local_tag,
-        call.invite.call_id,
-        call.room,
-        call.invite.from_address.name or "",
-        call.peer.host,
-        plan,
-        port,
-        **fields,  # type: ignore[arg-type]
-    )
 
 
 def negotiated(session: AudioSession) -> NegotiatedMedia:
