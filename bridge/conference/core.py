@@ -30,18 +30,23 @@ from bridge.conference.actions import (
     UaAction,
 )
 from bridge.conference.admission import Plan, caller_number, plan_incoming
-from bridge.conference.dialout import DialOut, DialStatus, outcome_of
+from bridge.conference.dialout import (
+    DialOut,
+    DialStatus,
+    ended_event,
+    outcome_of,
+    settled_event,
+)
 from bridge.conference.ivr import Admission, Admit, CodeEntry, IvrAction, Play, PoundToJoin, Refuse
 from bridge.conference.keypad import Keypad, MenuAction, bindings_from_config
 from bridge.conference.legs import Leg, negotiated, reason_phrase
+from bridge.conference.rooms import Rooms, RoomState
 from bridge.config import Config, RoomDefinition
 from bridge.control_port import PARTICIPANT_OPTIONS, DialRequest, Gate, Refusal
 from bridge.events import (
     BridgeEvent,
     CallAlerting,
     CallFinished,
-    DialOutEnded,
-    DialOutSettled,
     DtmfReceived,
     ParticipantChanged,
     ParticipantJoined,
@@ -89,20 +94,6 @@ PortReserver = Callable[[str], int | None]
 """leg key -> an RTP port bound for it, or None when the range is exhausted."""
 
 
-@dataclass
-class RoomState:
-    """A room as policy sees it: who is in (leg keys, in join order), how many fit."""
-
-    name: str
-    max_participants: int
-    mixing: bool = True
-    members: list[str] = field(default_factory=list)
-
-    @property
-    def full(self) -> bool:
-        return len(self.members) >= self.max_participants
-
-
 @dataclass(order=True, frozen=True)
 class _Timer:
     deadline: float
@@ -123,10 +114,7 @@ class ConferenceCore:
         self.reserve_port = reserve_port
         self.wall_clock = wall_clock
         self.gate = gate
-        self.definitions: dict[str, RoomDefinition] = {r.name: r for r in config.room}
-        self.rooms: dict[str, RoomState] = {}
-        for name in (*config.rooms.names, *self.definitions):
-            self.rooms[name] = self._new_room(name)
+        self.rooms = Rooms(config)
         self.legs: dict[str, Leg] = {}
         self.ringing: set[str] = set()  # legs left ringing for the control plane
         self.attention: set[str] = set()  # legs in an IVR dialogue or hanging up
@@ -193,9 +181,9 @@ class ConferenceCore:
             call.room,
             caller,
             config=self.config,
-            definitions=self.definitions,
-            room_exists=lambda name: name in self.rooms,
-            room_full=lambda name: name in self.rooms and self.rooms[name].full,
+            definitions=self.rooms.definitions,
+            room_exists=self.rooms.__contains__,
+            room_full=self.rooms.full,
             gate=self.gate,
         )
         if isinstance(plan, Refusal):
@@ -362,9 +350,8 @@ class ConferenceCore:
         self._ivr_actions(leg, entry.start(now), now)
 
     def _room_to_join(self, name: str) -> RoomState:
-        room = self.rooms.get(name)
-        if room is None:
-            room = self.rooms[name] = self._new_room(name)
+        room, created = self.rooms.open(name)
+        if created:
             log.info("room.created", room=name)
         return room
 
@@ -590,21 +577,11 @@ class ConferenceCore:
         return True
 
     def _announce_settled(self, dialout: DialOut, participant: str) -> None:
-        status = str(dialout.status)
-        log.info("dialout.settled", ref=dialout.ref, dest=dialout.dest, status=status)
-        self._events.append(
-            DialOutSettled(self.wall_clock(), dialout.room, participant, dialout.ref, status)
-        )
+        log.info("dialout.settled", ref=dialout.ref, dest=dialout.dest, status=str(dialout.status))
+        self._events.append(settled_event(dialout, participant, self.wall_clock()))
 
     def _publish_ended(self, dialout: DialOut) -> None:
-        dialout.ended_at = self.wall_clock()
-        self._events.append(
-            DialOutEnded(
-                dialout.ended_at, dialout.room, "", dialout.ref, dialout.dest, dialout.caller_id,
-                str(dialout.status), dialout.sip_status, dialout.reason, dialout.started_at,
-                dialout.answered_at, dialout.ended_at,
-            )
-        )
+        self._events.append(ended_event(dialout, self.wall_clock()))
 
     # --- ending calls -----------------------------------------------------------------------
 
@@ -658,38 +635,18 @@ class ConferenceCore:
         self._events.append(
             ParticipantLeft(self.wall_clock(), room.name, leg.participant_id, reason)
         )
-        if (
-            not room.members
-            and room.name not in self.config.rooms.names
-            and room.name not in self.definitions
-        ):
-            self.rooms.pop(room.name, None)
+        if self.rooms.close_if_done(room.name):
             log.info("room.closed", room=room.name)
 
     # --- control commands (from the control plane, through the server's control port) ------
 
-    def _new_room(self, name: str) -> RoomState:
-        definition = self.definitions.get(name)
-        limit = (
-            definition.max_participants if definition else 0
-        ) or self.config.rooms.max_participants
-        return RoomState(name, limit)
-
     def define_room(self, definition: RoomDefinition) -> None:
-        """Create or update a managed room: its access rules and participant limit."""
-        self.definitions[definition.name] = definition
-        room = self.rooms.get(definition.name)
-        if room is None:
-            room = self.rooms[definition.name] = self._new_room(definition.name)
-        room.max_participants = definition.max_participants or self.config.rooms.max_participants
+        self.rooms.define(definition)
 
     def forget_room(self, name: str, reason: str) -> None:
         """A managed room is over: hang everyone up and drop its rules."""
         self.hang_up_room(name, reason)
-        self.definitions.pop(name, None)
-        room = self.rooms.get(name)
-        if room is not None and not room.members and name not in self.config.rooms.names:
-            del self.rooms[name]
+        self.rooms.forget(name)
 
     def set_mixing(self, name: str, mixing: bool) -> None:
         room = self.rooms.get(name)

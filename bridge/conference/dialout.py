@@ -6,6 +6,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bridge.events import DialOutEnded, DialOutSettled
+
 
 class DialStatus(enum.StrEnum):
     DIALLING = "dialling"
@@ -64,3 +66,18 @@ class DialOut:
         if self.answered_at is None or self.ended_at is None:
             return 0.0
         return max(0.0, self.ended_at - self.answered_at)
+
+
+def settled_event(dialout: DialOut, participant: str, now: float) -> DialOutSettled:
+    """The outcome is known: the next number of a list may be dialled."""
+    return DialOutSettled(now, dialout.room, participant, dialout.ref, str(dialout.status))
+
+
+def ended_event(dialout: DialOut, now: float) -> DialOutEnded:
+    """The call is over: what the notification and the call-detail record carry."""
+    dialout.ended_at = now
+    return DialOutEnded(
+        now, dialout.room, "", dialout.ref, dialout.dest, dialout.caller_id,
+        str(dialout.status), dialout.sip_status, dialout.reason, dialout.started_at,
+        dialout.answered_at, now,
+    )
