@@ -49,7 +49,7 @@ async def write(store: Store, fields: CallRecordFields) -> None:
     def at(epoch: float) -> datetime:
         return datetime.fromtimestamp(epoch, UTC)
 
-    record = await store.open_call(
+    record = await store.calls.open_call(
         call_id=fields.call_id,
         room=fields.room,
         direction=fields.direction,
@@ -60,5 +60,5 @@ async def write(store: Store, fields: CallRecordFields) -> None:
         conference_id=fields.conference_id,
     )
     if fields.answered_at is not None:
-        await store.answer_call(record, at(fields.answered_at))
-    await store.close_call(record, at(fields.ended_at), fields.reason)
+        await store.calls.answer_call(record, at(fields.answered_at))
+    await store.calls.close_call(record, at(fields.ended_at), fields.reason)

@@ -102,7 +102,8 @@ class WebhookDeliverer:
     async def publish(self, tenant_id: str, event_type: str, payload: dict[str, Any]) -> int:
         """Queue an event for the tenant's subscribers and wake the sender; returns how many
         deliveries were queued."""
-        count = await self._store.enqueue_event(tenant_id, event_type, payload, self._clock())
+        outbox = self._store.outbox
+        count = await outbox.enqueue_event(tenant_id, event_type, payload, self._clock())
         if count:
             self.wake()
         return count
@@ -142,7 +143,7 @@ class WebhookDeliverer:
     async def deliver_due(self) -> int:
         """One pass: send every due event, each subscription's in order; returns how many
         events were due."""
-        items = await self._store.due_events(self._clock(), self._batch)
+        items = await self._store.outbox.due_events(self._clock(), self._batch)
         queues: dict[str, list[OutboxItem]] = {}
         for item in items:
             queues.setdefault(item.subscription_id, []).append(item)
@@ -159,7 +160,7 @@ class WebhookDeliverer:
         error = await self._post(item)
         now = self._clock()
         if error is None:
-            await self._store.mark_delivered(item.id, now)
+            await self._store.outbox.mark_delivered(item.id, now)
             log.info(
                 "webhook.delivered",
                 id=item.id,
@@ -172,7 +173,7 @@ class WebhookDeliverer:
         retry_at = None
         if attempts < self._backoff.max_attempts:
             retry_at = next_attempt(attempts, now, self._backoff)
-        await self._store.mark_failed(item.id, error, retry_at)
+        await self._store.outbox.mark_failed(item.id, error, retry_at)
         log.warning(
             "webhook.failed",
             id=item.id,
@@ -206,7 +207,7 @@ class WebhookDeliverer:
 
     async def _idle_delay(self, fetched: int) -> float:
         """Seconds until the next event is due (capped), or MAX_IDLE_S when none is."""
-        due = await self._store.next_due_at()
+        due = await self._store.outbox.next_due_at()
         if due is None:
             return MAX_IDLE_S
         delay = min(MAX_IDLE_S, (due - self._clock()).total_seconds())

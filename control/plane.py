@@ -80,11 +80,10 @@ class ControlPlane:
 
     async def start(self) -> None:
         for app in self.config.application:
-            tenant = await self.store.get_tenant(app.name) or await self.store.create_tenant(
-                app.name
-            )
-            await self.store.add_token(tenant.id, app.token)
-        for conference in await self.store.open_conferences():
+            tenants = self.store.tenants
+            tenant = await tenants.get_tenant(app.name) or await tenants.create_tenant(app.name)
+            await tenants.add_token(tenant.id, app.token)
+        for conference in await self.store.conferences.open_conferences():
             self._install(conference)
         self.bridge.set_gate(self.gate)
         self._unsubscribe = self.bridge.events.subscribe(self._on_bridge_event)
@@ -163,7 +162,7 @@ class ControlPlane:
     async def save(self, conference: Conference, **changes: Any) -> Conference:
         """Write changes to the database, then to the cache and the bridge."""
         if changes:
-            conference = await self.store.update_conference(conference.id, **changes)
+            conference = await self.store.conferences.update_conference(conference.id, **changes)
         if conference.state == ConferenceState.COMPLETED:
             self.conferences.pop(conference.name, None)
         else:
@@ -173,7 +172,7 @@ class ControlPlane:
 
     async def refresh(self, conference: Conference) -> Conference:
         """Re-read a conference (after its callers changed) and install it."""
-        fresh = await self.store.get_conference_by_id(conference.id)
+        fresh = await self.store.conferences.get_conference_by_id(conference.id)
         assert fresh is not None
         return await self.save(fresh)
 
@@ -320,7 +319,7 @@ class ControlPlane:
             kind = "call.notification"
             if call.notify_format is not None:
                 body, kind = dict(call.notify_format(body)), FORM_NOTIFICATION
-            await self.store.enqueue_notification(
+            await self.store.outbox.enqueue_notification(
                 call.tenant_id, call.notify_url, kind, body, self.clock()
             )
             self.deliverer.wake()

@@ -29,7 +29,7 @@ async def create_subscription(
     body: SubscriptionCreate, tenant: TenantDep, plane: PlaneDep
 ) -> dict[str, Any]:
     now = plane.clock()
-    subscription = await plane.store.create_subscription(
+    subscription = await plane.store.subscriptions.create_subscription(
         tenant.id,
         str(body.callback_url),
         body.events,
@@ -41,14 +41,16 @@ async def create_subscription(
 
 @router.get("/subscriptions")
 async def list_subscriptions(tenant: TenantDep, plane: PlaneDep) -> list[dict[str, Any]]:
-    return [subscription_view(s) for s in await plane.store.list_subscriptions(tenant.id)]
+    return [
+        subscription_view(s) for s in await plane.store.subscriptions.list_subscriptions(tenant.id)
+    ]
 
 
 @router.get("/subscriptions/{subscription_id}")
 async def get_subscription(
     subscription_id: str, tenant: TenantDep, plane: PlaneDep
 ) -> dict[str, Any]:
-    subscription = await plane.store.get_subscription(tenant.id, subscription_id)
+    subscription = await plane.store.subscriptions.get_subscription(tenant.id, subscription_id)
     if subscription is None:
         raise not_found(f"subscription {subscription_id!r}")
     return subscription_view(subscription)
@@ -58,19 +60,19 @@ async def get_subscription(
 async def renew_subscription(
     subscription_id: str, body: SubscriptionRenew, tenant: TenantDep, plane: PlaneDep
 ) -> dict[str, Any]:
-    if await plane.store.get_subscription(tenant.id, subscription_id) is None:
+    if await plane.store.subscriptions.get_subscription(tenant.id, subscription_id) is None:
         raise not_found(f"subscription {subscription_id!r}")
     expires = plane.clock() + timedelta(seconds=body.expires_in_s)
     return subscription_view(
-        await plane.store.renew_subscription(tenant.id, subscription_id, expires)
+        await plane.store.subscriptions.renew_subscription(tenant.id, subscription_id, expires)
     )
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
 async def delete_subscription(subscription_id: str, tenant: TenantDep, plane: PlaneDep) -> Response:
-    if await plane.store.get_subscription(tenant.id, subscription_id) is None:
+    if await plane.store.subscriptions.get_subscription(tenant.id, subscription_id) is None:
         raise not_found(f"subscription {subscription_id!r}")
-    await plane.store.delete_subscription(tenant.id, subscription_id)
+    await plane.store.subscriptions.delete_subscription(tenant.id, subscription_id)
     return Response(status_code=204)
 
 
@@ -114,5 +116,5 @@ async def watch_events(
 async def list_calls(
     response: Response, tenant: TenantDep, plane: PlaneDep, paging: PageDep
 ) -> list[dict[str, Any]]:
-    records, total = await plane.store.list_calls(tenant.id, paging.offset, paging.limit)
+    records, total = await plane.store.calls.list_calls(tenant.id, paging.offset, paging.limit)
     return [call_view(r) for r in counted(response, records, total)]

@@ -18,7 +18,7 @@ def utcnow() -> datetime:
 
 
 class StoreBase:
-    """Holds the engine; the query mixins add the methods."""
+    """One group of queries (a table and its neighbours) on the shared engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

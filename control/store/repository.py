@@ -1,10 +1,13 @@
 """The Store: every persistence operation of the control plane, async, one transaction each.
 
-The methods live in one mixin per table group (tenants, conferences, subscriptions, calls,
-outbox) so each module stays small; this class only puts them together.
+The operations are grouped by table (`store.tenants`, `store.conferences`,
+`store.subscriptions`, `store.calls`, `store.outbox`), one small module each, sharing one
+engine; this class only holds them together.
 """
 
 from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .calls import CallQueries
 from .conferences import ConferenceQueries
@@ -16,5 +19,17 @@ from .tenants import TenantQueries
 __all__ = ["Conflict", "NotFound", "Store", "StoreError"]
 
 
-class Store(TenantQueries, ConferenceQueries, SubscriptionQueries, CallQueries, OutboxQueries):
+class Store:
     """Open one with `open_store(url)`; `await store.close()` when done."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.tenants = TenantQueries(engine)
+        self.conferences = ConferenceQueries(engine)
+        self.subscriptions = SubscriptionQueries(engine)
+        self.calls = CallQueries(engine)
+        self.outbox = OutboxQueries(engine)
+
+    async def close(self) -> None:
+        """Close every pooled connection; the store cannot be used afterwards."""
+        await self.engine.dispose()

@@ -14,7 +14,7 @@ from control.usecases.errors import Expired, Unauthorized
 
 async def authenticate(plane: ControlPlane, token: str) -> Tenant:
     """The application owning `token`; Unauthorized when unknown, Expired when out of date."""
-    tenant, expired = await plane.store.token_owner(token, plane.clock())
+    tenant, expired = await plane.store.tenants.token_owner(token, plane.clock())
     if tenant is None:
         raise Unauthorized("invalid token")
     if expired:

@@ -14,12 +14,12 @@ def listed(conference: Conference) -> list[str]:
 
 async def add(plane: ControlPlane, conference: Conference, number: str) -> Conference:
     """Allow `number` in; adding a number twice is harmless."""
-    await plane.store.add_caller(conference.id, number)
+    await plane.store.conferences.add_caller(conference.id, number)
     return await plane.refresh(conference)
 
 
 async def remove(plane: ControlPlane, conference: Conference, number: str) -> Conference:
     if number not in conference.callers:
         raise NotFound(f"caller {number!r}")
-    await plane.store.remove_caller(conference.id, number)
+    await plane.store.conferences.remove_caller(conference.id, number)
     return await plane.refresh(conference)

@@ -73,14 +73,14 @@ def check_access(access: str) -> None:
 
 async def find(plane: ControlPlane, tenant: Tenant, name: str) -> Conference:
     """The tenant's conference of that name (the open one, else the latest ended one)."""
-    conference = await plane.store.get_conference(tenant.id, name)
+    conference = await plane.store.conferences.get_conference(tenant.id, name)
     if conference is None:
         raise NotFound(f"conference {name!r}")
     return conference
 
 
 async def find_by_id(plane: ControlPlane, tenant: Tenant, conference_id: str) -> Conference:
-    conference = await plane.store.get_conference_by_id(conference_id)
+    conference = await plane.store.conferences.get_conference_by_id(conference_id)
     if conference is None or conference.tenant_id != tenant.id:
         raise NotFound(f"conference {conference_id!r}")
     return conference
@@ -110,7 +110,7 @@ async def create(plane: ControlPlane, tenant: Tenant, spec: NewConference) -> Co
     if is_config_room(plane.config, name):
         raise ConfigRoom(name)
     try:
-        conference = await plane.store.create_conference(
+        conference = await plane.store.conferences.create_conference(
             tenant.id,
             name=name,
             access=spec.access,
@@ -128,7 +128,7 @@ async def create(plane: ControlPlane, tenant: Tenant, spec: NewConference) -> Co
     except store_errors.Conflict:
         raise NameTaken(name) from None
     if spec.locked:
-        conference = await plane.store.update_conference(conference.id, locked=True)
+        conference = await plane.store.conferences.update_conference(conference.id, locked=True)
     return await plane.save(conference)
 
 
@@ -136,7 +136,7 @@ async def page(
     plane: ControlPlane, tenant: Tenant, offset: int, limit: int
 ) -> tuple[list[Conference], int]:
     """One page of the tenant's conferences and how many there are."""
-    return await plane.store.list_conferences(tenant.id, offset, limit)
+    return await plane.store.conferences.list_conferences(tenant.id, offset, limit)
 
 
 async def every(plane: ControlPlane, tenant: Tenant) -> list[Conference]:

@@ -323,7 +323,7 @@ async def test_concurrent_call_limit_per_application(tmp_path: Path) -> None:
             await app.end("alpha")
             plane = runtime.plane
             assert plane is not None
-            tenant = await plane.store.get_tenant("acme")
+            tenant = await plane.store.tenants.get_tenant("acme")
             assert tenant is not None
             await eventually(lambda: plane.dialouts.active_count(tenant.id) == 4)
             assert await app.status(dest=late, room="gamma") == "success_ok"  # room again

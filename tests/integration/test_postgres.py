@@ -87,7 +87,7 @@ async def test_fresh_database_is_migrated_to_head_and_reopen_is_idempotent(datab
 
         async with store.engine.connect() as conn:
             assert await conn.run_sync(diff) == []
-        acme = await store.create_tenant("acme", now=T0)
+        acme = await store.tenants.create_tenant("acme", now=T0)
     finally:
         await store.close()
 
@@ -106,12 +106,12 @@ async def test_fresh_database_is_migrated_to_head_and_reopen_is_idempotent(datab
 async def test_call_records_take_over_long_sip_values(store: Store) -> None:
     """A peer chooses the Call-ID, From user and Request-URI user: PostgreSQL enforces column
     lengths (SQLite does not), so the store clips them rather than losing the CDR."""
-    record_id = await store.open_call(
+    record_id = await store.calls.open_call(
         call_id="c" * 400, room="r" * 100, direction="in", caller="f" * 300, callee="r" * 300,
         started_at=T0,
     )  # fmt: skip
-    await store.close_call(record_id, T0 + timedelta(seconds=1), "487 " + "reason " * 20)
-    record = await store.get_call(record_id)
+    await store.calls.close_call(record_id, T0 + timedelta(seconds=1), "487 " + "reason " * 20)
+    record = await store.calls.get_call(record_id)
     assert record is not None
     assert (len(record.call_id), len(record.room), len(record.caller), len(record.callee)) == (
         255, 64, 255, 255,
@@ -122,8 +122,8 @@ async def test_call_records_take_over_long_sip_values(store: Store) -> None:
 async def test_instants_do_not_lean_on_the_server_time_zone(store: Store) -> None:
     assert await scalars(store, "SHOW timezone") == [SERVER_TIMEZONE]  # not UTC on purpose
     local = datetime(2030, 6, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
-    await store.create_tenant("acme", now=local)
-    tenant = await store.get_tenant("acme")
+    await store.tenants.create_tenant("acme", now=local)
+    tenant = await store.tenants.get_tenant("acme")
     assert tenant is not None and tenant.created_at == local and tenant.created_at.tzinfo == UTC
     # The database holds the same instant, whatever the session's time zone.
     assert await scalars(store, "SELECT created_at AT TIME ZONE 'UTC' FROM tenants") == [

@@ -100,8 +100,10 @@ class Running:
 
 
 async def subscribe(store: Store, url: str, types: list[str] | None = None) -> str:
-    tenant = await store.get_tenant("acme") or await store.create_tenant("acme")
-    await store.create_subscription(tenant.id, url, types or [], now() + timedelta(hours=1), now())
+    tenant = await store.tenants.get_tenant("acme") or await store.tenants.create_tenant("acme")
+    await store.subscriptions.create_subscription(
+        tenant.id, url, types or [], now() + timedelta(hours=1), now()
+    )
     return tenant.id
 
 
@@ -136,7 +138,7 @@ async def test_events_are_delivered_in_order(
     first = bodies[0]
     assert first["type"] == "participant.joined" and first["tenant"] == tenant_id
     assert datetime.fromisoformat(first["created_at"]).tzinfo is not None
-    assert await store.pending_count() == 0
+    assert await store.outbox.pending_count() == 0
 
 
 async def test_failures_are_retried_in_order_then_delivered(
@@ -145,7 +147,7 @@ async def test_failures_are_retried_in_order_then_delivered(
     receiver.fail = 3
     tenant_id = await subscribe(store, receiver.url())
     for n in range(3):
-        await store.enqueue_event(tenant_id, "e", {"n": n}, now())
+        await store.outbox.enqueue_event(tenant_id, "e", {"n": n}, now())
     started = asyncio.get_running_loop().time()
     async with Running(WebhookDeliverer(store, client, backoff=FAST)):
         await eventually(lambda: len(receiver.delivered) == 3)
@@ -154,7 +156,7 @@ async def test_failures_are_retried_in_order_then_delivered(
     sent = [(status, body["data"]["n"]) for status, _, body in receiver.requests]
     assert sent == [(500, 0), (500, 0), (500, 0), (204, 0), (204, 1), (204, 2)]
     assert elapsed >= 0.02 + 0.04 + 0.08  # the backoff was waited out
-    assert await store.pending_count() == 0
+    assert await store.outbox.pending_count() == 0
 
 
 async def test_receiver_down_then_up(store: Store, client: httpx.AsyncClient) -> None:
@@ -189,11 +191,11 @@ async def test_pending_events_are_delivered_after_a_restart(
     await receiver.start(port)
     store = await open_store(db_url)
     try:
-        assert await store.pending_count() == 3
+        assert await store.outbox.pending_count() == 3
         async with Running(WebhookDeliverer(store, client, backoff=FAST)):
             await eventually(lambda: len(receiver.delivered) == 3)
         assert [b["data"]["n"] for b in receiver.delivered] == [0, 1, 2]
-        assert await store.pending_count() == 0
+        assert await store.outbox.pending_count() == 0
     finally:
         await receiver.close()
         await store.close()
@@ -202,14 +204,14 @@ async def test_pending_events_are_delivered_after_a_restart(
 async def test_expired_subscription_gets_nothing(
     store: Store, receiver: Receiver, client: httpx.AsyncClient
 ) -> None:
-    tenant = await store.create_tenant("acme")
-    await store.create_subscription(
+    tenant = await store.tenants.create_tenant("acme")
+    await store.subscriptions.create_subscription(
         tenant.id, receiver.url("/expired"), [], now() - timedelta(seconds=1), T0
     )
-    await store.create_subscription(
+    await store.subscriptions.create_subscription(
         tenant.id, receiver.url("/left-only"), ["left"], now() + timedelta(hours=1), now()
     )
-    await store.create_subscription(
+    await store.subscriptions.create_subscription(
         tenant.id, receiver.url("/live"), [], now() + timedelta(hours=1), now()
     )
     async with Running(WebhookDeliverer(store, client, backoff=FAST)) as deliverer:
@@ -231,7 +233,7 @@ async def test_gives_up_after_max_attempts_and_moves_on(
         await eventually(lambda: len(receiver.delivered) == 1)
     sent = [(status, body["data"]["n"]) for status, _, body in receiver.requests]
     assert sent == [(500, 1), (500, 1), (204, 2)]
-    assert await store.pending_count() == 0
+    assert await store.outbox.pending_count() == 0
     async with store.engine.connect() as conn:
         row = (await conn.execute(text("SELECT last_error FROM outbox ORDER BY id"))).first()
     assert row is not None and row[0] == "HTTP 500"
@@ -244,4 +246,4 @@ async def test_unreachable_url_is_a_failure_not_a_crash(
     async with Running(WebhookDeliverer(store, client, backoff=FAST)) as deliverer:
         await deliverer.publish(tenant_id, "e", {})
         await eventually(lambda: tried(store, 2))
-    assert await store.pending_count() == 1
+    assert await store.outbox.pending_count() == 1

@@ -100,8 +100,8 @@ def test_plain_urls_get_async_drivers() -> None:
 
 async def test_in_memory_database_is_shared_between_sessions() -> None:
     store = await open_store("sqlite://")
-    await store.create_tenant("acme")
-    assert [t.name for t in await store.list_tenants()] == ["acme"]
+    await store.tenants.create_tenant("acme")
+    assert [t.name for t in await store.tenants.list_tenants()] == ["acme"]
     await store.close()
 
 
@@ -109,34 +109,34 @@ async def test_in_memory_database_is_shared_between_sessions() -> None:
 
 
 async def test_tenants(store: Store) -> None:
-    acme = await store.create_tenant("acme", now=T0)
-    await store.create_tenant("beta")
+    acme = await store.tenants.create_tenant("acme", now=T0)
+    await store.tenants.create_tenant("beta")
     with pytest.raises(Conflict):
-        await store.create_tenant("acme")
-    assert await store.get_tenant("acme") == acme
-    assert await store.get_tenant(acme.id) == acme
-    assert await store.get_tenant("nobody") is None
-    assert [t.name for t in await store.list_tenants()] == ["acme", "beta"]
+        await store.tenants.create_tenant("acme")
+    assert await store.tenants.get_tenant("acme") == acme
+    assert await store.tenants.get_tenant(acme.id) == acme
+    assert await store.tenants.get_tenant("nobody") is None
+    assert [t.name for t in await store.tenants.list_tenants()] == ["acme", "beta"]
     assert len(acme.id) == 32
     assert acme.created_at == T0
 
 
 async def test_tokens_are_stored_only_as_hashes(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    beta = await store.create_tenant("beta")
-    token = await store.create_token(acme.id)
+    acme = await store.tenants.create_tenant("acme")
+    beta = await store.tenants.create_tenant("beta")
+    token = await store.tenants.create_token(acme.id)
     assert token.startswith("cb_") and len(token) > 40
-    assert await store.tenant_for_token(token) == acme
-    assert await store.tenant_for_token(token + "x") is None
-    assert await store.tenant_for_token("") is None
+    assert await store.tenants.tenant_for_token(token) == acme
+    assert await store.tenants.tenant_for_token(token + "x") is None
+    assert await store.tenants.tenant_for_token("") is None
 
-    await store.add_token(beta.id, "configured-secret-token")
-    await store.add_token(beta.id, "configured-secret-token")  # idempotent
-    assert await store.tenant_for_token("configured-secret-token") == beta
+    await store.tenants.add_token(beta.id, "configured-secret-token")
+    await store.tenants.add_token(beta.id, "configured-secret-token")  # idempotent
+    assert await store.tenants.tenant_for_token("configured-secret-token") == beta
     with pytest.raises(Conflict):
-        await store.add_token(acme.id, "configured-secret-token")
+        await store.tenants.add_token(acme.id, "configured-secret-token")
     with pytest.raises(NotFound):
-        await store.create_token("0" * 32)
+        await store.tenants.create_token("0" * 32)
 
     hashes = await scalars(store, "SELECT token_hash FROM api_tokens")
     assert token not in hashes and "configured-secret-token" not in hashes
@@ -147,9 +147,9 @@ async def test_tokens_are_stored_only_as_hashes(store: Store) -> None:
 async def test_sqlite_files_hold_no_plain_token(db_path: Path) -> None:
     """Not in the database file, nor in its write-ahead log."""
     store = await open_store(f"sqlite:///{db_path}")
-    acme = await store.create_tenant("acme")
-    token = await store.create_token(acme.id)
-    await store.add_token(acme.id, "configured-secret-token")
+    acme = await store.tenants.create_tenant("acme")
+    token = await store.tenants.create_token(acme.id)
+    await store.tenants.add_token(acme.id, "configured-secret-token")
     await store.close()
 
     raw = b"".join(p.read_bytes() for p in db_path.parent.glob(f"{db_path.name}*"))
@@ -159,23 +159,23 @@ async def test_sqlite_files_hold_no_plain_token(db_path: Path) -> None:
 
 
 async def test_tokens_may_expire(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    lasting = await store.create_token(acme.id)
-    brief = await store.create_token(acme.id, now=T0, expires_at=T0 + timedelta(hours=1))
-    assert await store.token_owner(brief, T0) == (acme, False)
-    assert await store.token_owner(brief, T0 + timedelta(hours=1)) == (acme, True)
-    assert await store.tenant_for_token(brief, T0 + timedelta(hours=2)) is None
-    assert await store.tenant_for_token(lasting, T0 + timedelta(days=3650)) == acme
-    assert await store.token_owner("cb_unknown", T0) == (None, False)
+    acme = await store.tenants.create_tenant("acme")
+    lasting = await store.tenants.create_token(acme.id)
+    brief = await store.tenants.create_token(acme.id, now=T0, expires_at=T0 + timedelta(hours=1))
+    assert await store.tenants.token_owner(brief, T0) == (acme, False)
+    assert await store.tenants.token_owner(brief, T0 + timedelta(hours=1)) == (acme, True)
+    assert await store.tenants.tenant_for_token(brief, T0 + timedelta(hours=2)) is None
+    assert await store.tenants.tenant_for_token(lasting, T0 + timedelta(days=3650)) == acme
+    assert await store.tenants.token_owner("cb_unknown", T0) == (None, False)
 
 
 # --- conferences -----------------------------------------------------------------------------
 
 
 async def test_conference_crud(store: Store) -> None:
-    acme = await store.create_tenant("acme")
+    acme = await store.tenants.create_tenant("acme")
     start = T0 + timedelta(hours=1)
-    created = await store.create_conference(
+    created = await store.conferences.create_conference(
         acme.id,
         **conference_fields(
             start_at=start, duration_s=600, max_participants=5, leader="100", callers=["100", "101"]
@@ -184,136 +184,142 @@ async def test_conference_crud(store: Store) -> None:
     assert created.callers == ("100", "101")
     assert created.end_at == start + timedelta(seconds=600)
     assert not created.locked and not created.warned and not created.manual_answer
-    assert await store.get_conference(acme.id, "room1") == created
-    assert await store.get_conference_by_id(created.id) == created
-    assert await store.conference_by_name("room1") == created
+    assert await store.conferences.get_conference(acme.id, "room1") == created
+    assert await store.conferences.get_conference_by_id(created.id) == created
+    assert await store.conferences.conference_by_name("room1") == created
 
-    updated = await store.update_conference(created.id, state="ACTIVE", locked=True, warned=True)
+    updated = await store.conferences.update_conference(
+        created.id, state="ACTIVE", locked=True, warned=True
+    )
     assert (updated.state, updated.locked, updated.warned) == ("ACTIVE", True, True)
     assert updated.callers == ("100", "101")
-    assert await store.get_conference(acme.id, "room1") == updated
-    replaced = await store.update_conference(created.id, callers=["200"])
+    assert await store.conferences.get_conference(acme.id, "room1") == updated
+    replaced = await store.conferences.update_conference(created.id, callers=["200"])
     assert replaced.callers == ("200",)
 
     with pytest.raises(ValueError, match="tenant_id"):
-        await store.update_conference(created.id, tenant_id="x")
+        await store.conferences.update_conference(created.id, tenant_id="x")
     with pytest.raises(ValueError, match="access"):
-        await store.update_conference(created.id, access="everyone")
+        await store.conferences.update_conference(created.id, access="everyone")
     with pytest.raises(ValueError, match="code"):
-        await store.create_conference(acme.id, **conference_fields(name="r2", code="12a"))
+        await store.conferences.create_conference(
+            acme.id, **conference_fields(name="r2", code="12a")
+        )
     with pytest.raises(NotFound):
-        await store.update_conference("0" * 32, locked=True)
+        await store.conferences.update_conference("0" * 32, locked=True)
 
-    await store.delete_conference(created.id)
-    assert await store.get_conference(acme.id, "room1") is None
+    await store.conferences.delete_conference(created.id)
+    assert await store.conferences.get_conference(acme.id, "room1") is None
     with pytest.raises(NotFound):
-        await store.delete_conference(created.id)
+        await store.conferences.delete_conference(created.id)
 
 
 async def test_end_at_without_start_counts_from_creation(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    conf = await store.create_conference(acme.id, **conference_fields(duration_s=60))
+    acme = await store.tenants.create_tenant("acme")
+    conf = await store.conferences.create_conference(acme.id, **conference_fields(duration_s=60))
     assert conf.end_at == T0 + timedelta(seconds=60)
-    unlimited = await store.create_conference(acme.id, **conference_fields(name="r2"))
+    unlimited = await store.conferences.create_conference(acme.id, **conference_fields(name="r2"))
     assert unlimited.end_at is None
 
 
 async def test_names_are_unique_across_tenants_until_completed(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    beta = await store.create_tenant("beta")
-    first = await store.create_conference(acme.id, **conference_fields())
+    acme = await store.tenants.create_tenant("acme")
+    beta = await store.tenants.create_tenant("beta")
+    first = await store.conferences.create_conference(acme.id, **conference_fields())
     with pytest.raises(Conflict):
-        await store.create_conference(beta.id, **conference_fields())
+        await store.conferences.create_conference(beta.id, **conference_fields())
     with pytest.raises(Conflict):
-        await store.create_conference(acme.id, **conference_fields())
-    other = await store.create_conference(beta.id, **conference_fields(name="room2"))
+        await store.conferences.create_conference(acme.id, **conference_fields())
+    other = await store.conferences.create_conference(beta.id, **conference_fields(name="room2"))
     with pytest.raises(Conflict):
-        await store.update_conference(other.id, name="room1")
+        await store.conferences.update_conference(other.id, name="room1")
 
     # Tenant isolation: beta cannot see acme's room by name.
-    assert await store.get_conference(beta.id, "room1") is None
-    assert await store.get_conference(acme.id, "room2") is None
+    assert await store.conferences.get_conference(beta.id, "room1") is None
+    assert await store.conferences.get_conference(acme.id, "room2") is None
 
-    ended = await store.update_conference(
+    ended = await store.conferences.update_conference(
         first.id, state="COMPLETED", ended_at=T0 + timedelta(minutes=5), end_reason="api"
     )
-    assert await store.conference_by_name("room1") is None
-    assert await store.get_conference(acme.id, "room1") == ended  # history stays readable
-    reused = await store.create_conference(
+    assert await store.conferences.conference_by_name("room1") is None
+    assert (
+        await store.conferences.get_conference(acme.id, "room1") == ended
+    )  # history stays readable
+    reused = await store.conferences.create_conference(
         beta.id, **conference_fields(now=T0 + timedelta(minutes=6))
     )
-    assert await store.conference_by_name("room1") == reused
-    assert await store.get_conference(beta.id, "room1") == reused
-    assert await store.get_conference(acme.id, "room1") == ended
-    assert {c.id for c in await store.open_conferences()} == {reused.id, other.id}
+    assert await store.conferences.conference_by_name("room1") == reused
+    assert await store.conferences.get_conference(beta.id, "room1") == reused
+    assert await store.conferences.get_conference(acme.id, "room1") == ended
+    assert {c.id for c in await store.conferences.open_conferences()} == {reused.id, other.id}
     # Reopening the finished one would make two open rooms of one name.
     with pytest.raises(Conflict):
-        await store.update_conference(first.id, state="ACTIVE")
+        await store.conferences.update_conference(first.id, state="ACTIVE")
     # The failed statements above aborted only their own transactions.
-    assert len(await store.list_tenants()) == 2
+    assert len(await store.tenants.list_tenants()) == 2
 
 
 async def test_pagination(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    beta = await store.create_tenant("beta")
+    acme = await store.tenants.create_tenant("acme")
+    beta = await store.tenants.create_tenant("beta")
     for i in range(7):
-        await store.create_conference(
+        await store.conferences.create_conference(
             acme.id, **conference_fields(name=f"r{i}", now=T0 + timedelta(seconds=i))
         )
-    await store.create_conference(beta.id, **conference_fields(name="b0"))
-    page, total = await store.list_conferences(acme.id, offset=0, limit=3)
+    await store.conferences.create_conference(beta.id, **conference_fields(name="b0"))
+    page, total = await store.conferences.list_conferences(acme.id, offset=0, limit=3)
     assert total == 7 and [c.name for c in page] == ["r0", "r1", "r2"]
-    page, total = await store.list_conferences(acme.id, offset=6, limit=3)
+    page, total = await store.conferences.list_conferences(acme.id, offset=6, limit=3)
     assert total == 7 and [c.name for c in page] == ["r6"]
-    page, total = await store.list_conferences(beta.id, offset=0, limit=10)
+    page, total = await store.conferences.list_conferences(beta.id, offset=0, limit=10)
     assert total == 1 and [c.name for c in page] == ["b0"]
-    page, total = await store.list_conferences("0" * 32, offset=0, limit=10)
+    page, total = await store.conferences.list_conferences("0" * 32, offset=0, limit=10)
     assert (page, total) == ([], 0)
 
 
 async def test_callers(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    conf = await store.create_conference(acme.id, **conference_fields(access="caller"))
-    await store.add_caller(conf.id, "+4420")
-    await store.add_caller(conf.id, "+4421")
-    await store.add_caller(conf.id, "+4420")  # idempotent
-    fetched = await store.get_conference(acme.id, "room1")
+    acme = await store.tenants.create_tenant("acme")
+    conf = await store.conferences.create_conference(acme.id, **conference_fields(access="caller"))
+    await store.conferences.add_caller(conf.id, "+4420")
+    await store.conferences.add_caller(conf.id, "+4421")
+    await store.conferences.add_caller(conf.id, "+4420")  # idempotent
+    fetched = await store.conferences.get_conference(acme.id, "room1")
     assert fetched is not None and fetched.callers == ("+4420", "+4421")
-    await store.remove_caller(conf.id, "+4420")
+    await store.conferences.remove_caller(conf.id, "+4420")
     with pytest.raises(NotFound):
-        await store.remove_caller(conf.id, "+4420")
+        await store.conferences.remove_caller(conf.id, "+4420")
     with pytest.raises(NotFound):
-        await store.add_caller("0" * 32, "+1")
-    page, _ = await store.list_conferences(acme.id, 0, 10)
+        await store.conferences.add_caller("0" * 32, "+1")
+    page, _ = await store.conferences.list_conferences(acme.id, 0, 10)
     assert page[0].callers == ("+4421",)
 
 
 async def test_data_survives_a_restart(database_url: str) -> None:
     store = await open_store(database_url)
-    acme = await store.create_tenant("acme")
-    token = await store.create_token(acme.id)
-    conf = await store.create_conference(
+    acme = await store.tenants.create_tenant("acme")
+    token = await store.tenants.create_token(acme.id)
+    conf = await store.conferences.create_conference(
         acme.id, **conference_fields(callers=["1"], start_at=T0, duration_s=60)
     )
     await store.close()
 
     store = await open_store(database_url)
     try:
-        assert await store.tenant_for_token(token) == acme
-        assert await store.open_conferences() == [conf]
+        assert await store.tenants.tenant_for_token(token) == acme
+        assert await store.conferences.open_conferences() == [conf]
     finally:
         await store.close()
 
 
 async def test_deleting_a_conference_keeps_its_call_records(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    conf = await store.create_conference(acme.id, **conference_fields(callers=["1"]))
-    call = await store.open_call(
+    acme = await store.tenants.create_tenant("acme")
+    conf = await store.conferences.create_conference(acme.id, **conference_fields(callers=["1"]))
+    call = await store.calls.open_call(
         call_id="c1", room="room1", direction="in", caller="1", callee="room1",
         started_at=T0, tenant_id=acme.id, conference_id=conf.id,
     )  # fmt: skip
-    await store.delete_conference(conf.id)
-    record = await store.get_call(call)
+    await store.conferences.delete_conference(conf.id)
+    record = await store.calls.get_call(call)
     assert record is not None and record.conference_id is None and record.room == "room1"
     assert await scalars(store, "SELECT count(*) FROM conference_callers") == [0]  # cascaded
 
@@ -322,50 +328,54 @@ async def test_deleting_a_conference_keeps_its_call_records(store: Store) -> Non
 
 
 async def test_subscriptions(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    beta = await store.create_tenant("beta")
-    sub = await store.create_subscription(
+    acme = await store.tenants.create_tenant("acme")
+    beta = await store.tenants.create_tenant("beta")
+    sub = await store.subscriptions.create_subscription(
         acme.id, "http://127.0.0.1:9/hook", ["a", "b", "a"], T0 + timedelta(hours=1), T0
     )
     assert sub.event_types == ("a", "b")
-    assert await store.get_subscription(acme.id, sub.id) == sub
-    assert await store.get_subscription(beta.id, sub.id) is None
-    assert await store.list_subscriptions(acme.id) == [sub]
-    assert await store.list_subscriptions(beta.id) == []
+    assert await store.subscriptions.get_subscription(acme.id, sub.id) == sub
+    assert await store.subscriptions.get_subscription(beta.id, sub.id) is None
+    assert await store.subscriptions.list_subscriptions(acme.id) == [sub]
+    assert await store.subscriptions.list_subscriptions(beta.id) == []
 
     # Listed oldest first (to the microsecond), expired ones included.
-    newer = await store.create_subscription(
+    newer = await store.subscriptions.create_subscription(
         acme.id, "http://h/newer", [], T0 + timedelta(hours=1), T0 + timedelta(microseconds=1)
     )
-    expired = await store.create_subscription(
+    expired = await store.subscriptions.create_subscription(
         acme.id, "http://h/expired", [], T0, T0 - timedelta(hours=1)
     )
-    assert await store.list_subscriptions(acme.id) == [expired, sub, newer]
+    assert await store.subscriptions.list_subscriptions(acme.id) == [expired, sub, newer]
 
-    renewed = await store.renew_subscription(acme.id, sub.id, T0 + timedelta(days=1))
+    renewed = await store.subscriptions.renew_subscription(acme.id, sub.id, T0 + timedelta(days=1))
     assert renewed.expires_at == T0 + timedelta(days=1)
     with pytest.raises(NotFound):
-        await store.renew_subscription(beta.id, sub.id, T0)
+        await store.subscriptions.renew_subscription(beta.id, sub.id, T0)
     with pytest.raises(NotFound):
-        await store.delete_subscription(beta.id, sub.id)
-    await store.delete_subscription(acme.id, sub.id)
-    assert await store.list_subscriptions(acme.id) == [expired, newer]
+        await store.subscriptions.delete_subscription(beta.id, sub.id)
+    await store.subscriptions.delete_subscription(acme.id, sub.id)
+    assert await store.subscriptions.list_subscriptions(acme.id) == [expired, newer]
 
 
 async def test_enqueue_filters_by_expiry_and_event_type(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    beta = await store.create_tenant("beta")
+    acme = await store.tenants.create_tenant("acme")
+    beta = await store.tenants.create_tenant("beta")
     later = T0 + timedelta(hours=1)
-    every = await store.create_subscription(acme.id, "http://h/every", [], later, T0)
-    joins = await store.create_subscription(acme.id, "http://h/joins", ["joined"], later, T0)
-    await store.create_subscription(acme.id, "http://h/expired", [], T0, T0 - timedelta(hours=1))
-    await store.create_subscription(beta.id, "http://h/beta", [], later, T0)
+    every = await store.subscriptions.create_subscription(acme.id, "http://h/every", [], later, T0)
+    joins = await store.subscriptions.create_subscription(
+        acme.id, "http://h/joins", ["joined"], later, T0
+    )
+    await store.subscriptions.create_subscription(
+        acme.id, "http://h/expired", [], T0, T0 - timedelta(hours=1)
+    )
+    await store.subscriptions.create_subscription(beta.id, "http://h/beta", [], later, T0)
 
     payload = {"n": 1, "text": "grüße", "nested": {"list": [1, 2.5, None, True]}}
-    assert await store.enqueue_event(acme.id, "joined", payload, T0) == 2
-    assert await store.enqueue_event(acme.id, "left", {"n": 2}, T0) == 1
-    assert await store.enqueue_event(acme.id, "left", {"n": 3}, later) == 0  # all expired
-    due = await store.due_events(T0)
+    assert await store.outbox.enqueue_event(acme.id, "joined", payload, T0) == 2
+    assert await store.outbox.enqueue_event(acme.id, "left", {"n": 2}, T0) == 1
+    assert await store.outbox.enqueue_event(acme.id, "left", {"n": 3}, later) == 0  # all expired
+    due = await store.outbox.due_events(T0)
     # Events in order; one event's deliveries to different subscriptions in any order.
     assert [i.payload["n"] for i in due] == [1, 1, 2]
     assert sorted((i.payload["n"], i.callback_url) for i in due) == [
@@ -376,125 +386,137 @@ async def test_enqueue_filters_by_expiry_and_event_type(store: Store) -> None:
     assert due[0].payload == payload  # JSON round trip
     assert {i.subscription_id for i in due} == {every.id, joins.id}
     assert all(i.tenant_id == acme.id and i.attempts == 0 for i in due)
-    assert await store.pending_count() == 3
+    assert await store.outbox.pending_count() == 3
 
-    await store.renew_subscription(acme.id, every.id, later + timedelta(days=1))
-    assert await store.enqueue_event(acme.id, "left", {"n": 4}, later) == 1  # live again
-    assert await store.pending_count() == 4
+    await store.subscriptions.renew_subscription(acme.id, every.id, later + timedelta(days=1))
+    assert await store.outbox.enqueue_event(acme.id, "left", {"n": 4}, later) == 1  # live again
+    assert await store.outbox.pending_count() == 4
 
 
 async def test_outbox_due_and_mark_flow(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    one = await store.create_subscription(acme.id, "http://h/1", [], T0 + timedelta(days=1), T0)
-    await store.create_subscription(acme.id, "http://h/2", [], T0 + timedelta(days=1), T0)
-    assert await store.next_due_at() is None
-    await store.enqueue_event(acme.id, "e", {"n": 1}, T0)
-    await store.enqueue_event(acme.id, "e", {"n": 2}, T0 + timedelta(seconds=1))
-    assert await store.due_events(T0 - timedelta(microseconds=1)) == []
-    assert len(await store.due_events(T0)) == 2
-    assert len(await store.due_events(T0 + timedelta(seconds=1))) == 4
-    assert len(await store.due_events(T0 + timedelta(seconds=1), limit=3)) == 3
-    assert await store.next_due_at() == T0
+    acme = await store.tenants.create_tenant("acme")
+    one = await store.subscriptions.create_subscription(
+        acme.id, "http://h/1", [], T0 + timedelta(days=1), T0
+    )
+    await store.subscriptions.create_subscription(
+        acme.id, "http://h/2", [], T0 + timedelta(days=1), T0
+    )
+    assert await store.outbox.next_due_at() is None
+    await store.outbox.enqueue_event(acme.id, "e", {"n": 1}, T0)
+    await store.outbox.enqueue_event(acme.id, "e", {"n": 2}, T0 + timedelta(seconds=1))
+    assert await store.outbox.due_events(T0 - timedelta(microseconds=1)) == []
+    assert len(await store.outbox.due_events(T0)) == 2
+    assert len(await store.outbox.due_events(T0 + timedelta(seconds=1))) == 4
+    assert len(await store.outbox.due_events(T0 + timedelta(seconds=1), limit=3)) == 3
+    assert await store.outbox.next_due_at() == T0
 
-    first_one, first_two, second_one, second_two = await store.due_events(T0 + timedelta(days=1))
+    first_one, first_two, second_one, second_two = await store.outbox.due_events(
+        T0 + timedelta(days=1)
+    )
     assert first_one.subscription_id == one.id and second_one.subscription_id == one.id
 
     # Subscription 1's first event fails: its second is held back until the retry is due.
     retry = T0 + timedelta(seconds=30)
-    await store.mark_failed(first_one.id, "HTTP 500 " + "x" * 2000, retry)  # long error kept
-    await store.mark_delivered(first_two.id, T0 + timedelta(seconds=2))
+    await store.outbox.mark_failed(first_one.id, "HTTP 500 " + "x" * 2000, retry)  # long error kept
+    await store.outbox.mark_delivered(first_two.id, T0 + timedelta(seconds=2))
     now = T0 + timedelta(seconds=10)
-    assert [i.id for i in await store.due_events(now)] == [second_two.id]
-    await store.mark_delivered(second_two.id, now)
-    assert await store.next_due_at() == retry  # not the held-back event's earlier time
-    assert await store.pending_count() == 2
+    assert [i.id for i in await store.outbox.due_events(now)] == [second_two.id]
+    await store.outbox.mark_delivered(second_two.id, now)
+    assert await store.outbox.next_due_at() == retry  # not the held-back event's earlier time
+    assert await store.outbox.pending_count() == 2
 
-    (again, held) = await store.due_events(retry)
+    (again, held) = await store.outbox.due_events(retry)
     assert (again.id, again.attempts, again.next_attempt_at) == (first_one.id, 1, retry)
     assert held.id == second_one.id
-    await store.mark_delivered(again.id, retry)
-    await store.mark_failed(held.id, "gave up", None)  # None: given up for good
-    assert await store.pending_count() == 0
-    assert await store.next_due_at() is None
-    assert await store.due_events(T0 + timedelta(days=365)) == []
+    await store.outbox.mark_delivered(again.id, retry)
+    await store.outbox.mark_failed(held.id, "gave up", None)  # None: given up for good
+    assert await store.outbox.pending_count() == 0
+    assert await store.outbox.next_due_at() is None
+    assert await store.outbox.due_events(T0 + timedelta(days=365)) == []
 
-    assert await store.purge_outbox(T0 + timedelta(days=1)) == 4
+    assert await store.outbox.purge_outbox(T0 + timedelta(days=1)) == 4
     with pytest.raises(NotFound):
-        await store.mark_delivered(held.id, retry)
+        await store.outbox.mark_delivered(held.id, retry)
 
 
 async def test_deleting_a_subscription_drops_its_events(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    sub = await store.create_subscription(acme.id, "http://h", [], T0 + timedelta(days=1), T0)
-    await store.enqueue_event(acme.id, "e", {}, T0)
-    await store.delete_subscription(acme.id, sub.id)
-    assert await store.pending_count() == 0
+    acme = await store.tenants.create_tenant("acme")
+    sub = await store.subscriptions.create_subscription(
+        acme.id, "http://h", [], T0 + timedelta(days=1), T0
+    )
+    await store.outbox.enqueue_event(acme.id, "e", {}, T0)
+    await store.subscriptions.delete_subscription(acme.id, sub.id)
+    assert await store.outbox.pending_count() == 0
 
 
 async def test_one_off_notifications_need_no_subscription(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    first = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 1}, T0)
-    second = await store.enqueue_notification(acme.id, "http://h/notify", "call", {"n": 2}, T0)
-    due = await store.due_events(T0)
+    acme = await store.tenants.create_tenant("acme")
+    first = await store.outbox.enqueue_notification(
+        acme.id, "http://h/notify", "call", {"n": 1}, T0
+    )
+    second = await store.outbox.enqueue_notification(
+        acme.id, "http://h/notify", "call", {"n": 2}, T0
+    )
+    due = await store.outbox.due_events(T0)
     assert [(i.id, i.subscription_id, i.callback_url) for i in due] == [
         (first, None, "http://h/notify"),
         (second, None, "http://h/notify"),
     ]
-    await store.mark_failed(first, "HTTP 503", T0 + timedelta(seconds=5))
+    await store.outbox.mark_failed(first, "HTTP 503", T0 + timedelta(seconds=5))
     # notifications are independent: one failing holds none of the others back
-    assert [i.id for i in await store.due_events(T0)] == [second]
+    assert [i.id for i in await store.outbox.due_events(T0)] == [second]
 
 
 # --- CDRs and time ---------------------------------------------------------------------------
 
 
 async def test_call_records(store: Store) -> None:
-    acme = await store.create_tenant("acme")
-    conf = await store.create_conference(acme.id, **conference_fields())
-    answered = await store.open_call(
+    acme = await store.tenants.create_tenant("acme")
+    conf = await store.conferences.create_conference(acme.id, **conference_fields())
+    answered = await store.calls.open_call(
         call_id="abc@host", room="room1", direction="in", caller="100", callee="room1",
         started_at=T0, tenant_id=acme.id, conference_id=conf.id,
     )  # fmt: skip
-    missed = await store.open_call(
+    missed = await store.calls.open_call(
         call_id="def@host", room="room1", direction="out", caller="room1", callee="200",
         started_at=T0 + timedelta(seconds=1), tenant_id=acme.id,
     )  # fmt: skip
-    await store.open_call(
+    await store.calls.open_call(
         call_id="x", room="r", direction="in", caller="1", callee="r", started_at=T0
     )
-    await store.answer_call(answered, T0 + timedelta(seconds=2))
-    await store.close_call(answered, T0 + timedelta(seconds=92, milliseconds=500), "bye")
-    await store.close_call(missed, T0 + timedelta(seconds=20), "no-answer")
+    await store.calls.answer_call(answered, T0 + timedelta(seconds=2))
+    await store.calls.close_call(answered, T0 + timedelta(seconds=92, milliseconds=500), "bye")
+    await store.calls.close_call(missed, T0 + timedelta(seconds=20), "no-answer")
     with pytest.raises(NotFound):
-        await store.answer_call("0" * 32, T0)
+        await store.calls.answer_call("0" * 32, T0)
     with pytest.raises(ValueError, match="direction"):
-        await store.open_call(
+        await store.calls.open_call(
             call_id="y", room="r", direction="both", caller="1", callee="r", started_at=T0
         )
 
-    calls, total = await store.list_calls(acme.id, 0, 10)
+    calls, total = await store.calls.list_calls(acme.id, 0, 10)
     assert total == 2
     assert [c.call_id for c in calls] == ["abc@host", "def@host"]
     assert calls[0].duration_s == 90.5 and calls[0].end_reason == "bye"
     assert calls[1].duration_s == 0 and calls[1].answered_at is None
-    assert await store.list_calls(acme.id, 1, 1) == ([calls[1]], 2)
+    assert await store.calls.list_calls(acme.id, 1, 1) == ([calls[1]], 2)
     assert [c.id for c in calls] == [answered, missed]
-    assert (await store.list_calls(acme.id, 0, 10, conference_id=conf.id))[1] == 1
-    _, total = await store.list_calls(None, 0, 10)
+    assert (await store.calls.list_calls(acme.id, 0, 10, conference_id=conf.id))[1] == 1
+    _, total = await store.calls.list_calls(None, 0, 10)
     assert total == 1
 
 
 async def test_times_round_trip_as_aware_utc(store: Store) -> None:
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2030, 6, 1, 14, 0, 0, 123456, tzinfo=plus_two)
-    acme = await store.create_tenant("acme", now=local)
-    conf = await store.create_conference(
+    acme = await store.tenants.create_tenant("acme", now=local)
+    conf = await store.conferences.create_conference(
         acme.id, **conference_fields(start_at=local, duration_s=90, now=local)
     )
     ended_at = datetime(2030, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-    await store.update_conference(conf.id, ended_at=ended_at)
-    fetched = await store.get_conference_by_id(conf.id)
-    tenant = await store.get_tenant("acme")
+    await store.conferences.update_conference(conf.id, ended_at=ended_at)
+    fetched = await store.conferences.get_conference_by_id(conf.id)
+    tenant = await store.tenants.get_tenant("acme")
     assert fetched is not None and tenant is not None
     for value in (tenant.created_at, fetched.start_at, fetched.created_at):
         assert value == local
@@ -505,4 +527,4 @@ async def test_times_round_trip_as_aware_utc(store: Store) -> None:
     assert fetched.ended_at.microsecond == 999999
     assert fetched.end_at == local + timedelta(seconds=90)
     with pytest.raises(StatementError, match="naive"):
-        await store.create_tenant("naive", now=datetime(2030, 1, 1))
+        await store.tenants.create_tenant("naive", now=datetime(2030, 1, 1))

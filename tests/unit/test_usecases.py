@@ -171,8 +171,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = Clock()
     bridge = FakeBridge()
     plane = ControlPlane(config(), bridge, store, clock=clock)
-    acme = await store.create_tenant("acme")
-    other = await store.create_tenant("other")
+    acme = await store.tenants.create_tenant("acme")
+    other = await store.tenants.create_tenant("other")
     try:
         yield World(plane, bridge, store, clock, acme, other)
     finally:
@@ -259,7 +259,7 @@ async def test_unknown_and_expired_tokens(world: World) -> None:
     with pytest.raises(Unauthorized) as refused:
         await authenticate(world.plane, "cb_nope")
     assert not isinstance(refused.value, Expired)
-    token = await world.store.create_token(
+    token = await world.store.tenants.create_token(
         world.acme.id, now=world.clock(), expires_at=world.clock() + timedelta(seconds=60)
     )
     assert (await authenticate(world.plane, token)).id == world.acme.id

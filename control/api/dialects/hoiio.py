@@ -40,7 +40,7 @@ Choices where the document is silent:
   application and token takes one, whatever its outcome (`error_rate_limit_exceeded`).
 - Concurrent calls: `dialout.max_concurrent` (8) calls queued or up per application
   (`error_concurrent_call_limit_reached`).
-- `txn_refs` are the bridge's dial-out references, in the order of `dest`.
+- `txn_refs` are the control plane's dial-out references, in the order of `dest`.
 - Never arising here: `error_not_allowed_for_trial`, `error_insufficient_credit` (no billing);
   an unexpected exception answers `error_internal_server_error`.
 - Notifications (`notification_fields`): a form-encoded POST per ended call with the document's
@@ -192,7 +192,7 @@ def required(params: dict[str, str], name: str) -> str:
 async def authenticate(plane: ControlPlane, params: dict[str, str]) -> Tenant:
     app_id = required(params, "app_id")
     token = required(params, "access_token")
-    tenant = await plane.store.get_tenant(app_id)
+    tenant = await plane.store.tenants.get_tenant(app_id)
     if tenant is None:
         fail("error_invalid_app_id")
     try:
@@ -278,7 +278,7 @@ async def own_open_room(plane: ControlPlane, tenant: Tenant, name: str) -> Confe
         if conference.state == ConferenceState.RESERVED:
             fail("error_invalid_room")
         return conference
-    taken = await plane.store.conference_by_name(name)
+    taken = await plane.store.conferences.conference_by_name(name)
     if taken is not None or is_config_room(plane.config, name):
         fail("error_invalid_room")
     return None

@@ -310,7 +310,7 @@ async def telephony_profile(request: Request, userId: str) -> dict[str, str]:
     plane = plane_of(request)
     token = bearer_token(request)
     if is_admin(plane, token):
-        tenant = await plane.store.get_tenant(userId)
+        tenant = await plane.store.tenants.get_tenant(userId)
         if tenant is None:
             raise not_found(f"user {userId!r}")
         return profile_view(plane, tenant)
@@ -391,13 +391,15 @@ def is_basic_call(subscription: Subscription) -> bool:
 
 
 async def basic_call_subscriptions(plane: ControlPlane, tenant: Tenant) -> list[Subscription]:
-    return [s for s in await plane.store.list_subscriptions(tenant.id) if is_basic_call(s)]
+    return [
+        s for s in await plane.store.subscriptions.list_subscriptions(tenant.id) if is_basic_call(s)
+    ]
 
 
 async def find_subscription(
     plane: ControlPlane, tenant: Tenant, subscription_id: str
 ) -> Subscription:
-    subscription = await plane.store.get_subscription(tenant.id, subscription_id)
+    subscription = await plane.store.subscriptions.get_subscription(tenant.id, subscription_id)
     if subscription is None or not is_basic_call(subscription):
         raise not_found(f"subscription {subscription_id!r}")
     return subscription
@@ -422,7 +424,9 @@ async def renew(
     expires_at = plane.clock() + timedelta(seconds=expires_s)
     for subscription in subscriptions:
         try:
-            await plane.store.renew_subscription(tenant.id, subscription.id, expires_at)
+            await plane.store.subscriptions.renew_subscription(
+                tenant.id, subscription.id, expires_at
+            )
         except NotFound:
             raise not_found(f"subscription {subscription.id!r}") from None
 
@@ -436,7 +440,7 @@ async def subscribe(request: Request, userId: str) -> dict[str, Any]:
     if body.targetId is not None and not is_user(tenant, body.targetId):
         raise invalid("targetId", f"must be the user of the path ({userId!r})")
     now = plane.clock()
-    subscription = await plane.store.create_subscription(
+    subscription = await plane.store.subscriptions.create_subscription(
         tenant.id,
         str(body.callBackUrl),
         BASIC_CALL_EVENTS,
@@ -507,7 +511,7 @@ async def delete_subscription(request: Request, subscriptionId: str) -> Response
     plane, tenant = await authorize(request)
     await find_subscription(plane, tenant, subscriptionId)
     try:
-        await plane.store.delete_subscription(tenant.id, subscriptionId)
+        await plane.store.subscriptions.delete_subscription(tenant.id, subscriptionId)
     except NotFound:
         raise not_found(f"subscription {subscriptionId!r}") from None
     return Response(status_code=204)
