@@ -11,6 +11,7 @@ events and records); RTP ports come from the injected `reserve_port`.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import random
 from collections.abc import Callable
@@ -94,15 +95,26 @@ PortReserver = Callable[[str], int | None]
 """leg key -> an RTP port bound for it, or None when the range is exhausted."""
 
 
+class Due(enum.Enum):
+    """What a leg's timer is for."""
+
+    ANSWER = "answer"  # the answer delay is over
+    RING_TIMEOUT = "ring_timeout"  # our INVITE rang too long: CANCEL
+    MAX_DURATION = "max_duration"  # a placed call lasted its maximum: BYE
+
+
 @dataclass(order=True, frozen=True)
 class _Timer:
     deadline: float
     order: int
     leg: str = field(compare=False)
-    kind: str = field(compare=False)  # "answer" | "ring_timeout" | "max_duration"
+    due: Due = field(compare=False)
 
 
 class ConferenceCore:
+    """Call policy for every leg and room of one bridge; see the module docstring for its
+    inputs and outputs. The server glue is its only caller."""
+
     def __init__(
         self,
         config: Config,
@@ -221,7 +233,7 @@ class ConferenceCore:
             self.ringing.add(leg.key)
         elif delay > 0:
             self._ua.append(Ringing(leg.key))
-            self._at(now + delay, leg, "answer")
+            self._at(now + delay, leg, Due.ANSWER)
         else:
             self._answer(leg, now)
 
@@ -487,9 +499,9 @@ class ConferenceCore:
 
     # --- timers -----------------------------------------------------------------------------
 
-    def _at(self, deadline: float, leg: Leg, kind: str) -> None:
+    def _at(self, deadline: float, leg: Leg, due: Due) -> None:
         self._timer_order += 1
-        heapq.heappush(self._timers, _Timer(deadline, self._timer_order, leg.key, kind))
+        heapq.heappush(self._timers, _Timer(deadline, self._timer_order, leg.key, due))
 
     def handle_timer(self, now: float) -> None:
         """Run what is due: answers after the answer delay, ring timeouts, maximum call
@@ -498,7 +510,7 @@ class ConferenceCore:
             timer = heapq.heappop(self._timers)
             leg = self.legs.get(timer.leg)
             if leg is not None:
-                self._on_timer(leg, timer.kind, now)
+                self._on_timer(leg, timer.due, now)
         for key in list(self.attention):
             leg = self.legs.get(key)
             if leg is None or (leg.code_entry is None and not leg.hangup_reason):
@@ -509,16 +521,16 @@ class ConferenceCore:
             if leg.hangup_reason and not leg.prompts_busy:
                 self._hang_up(leg, leg.hangup_reason)
 
-    def _on_timer(self, leg: Leg, kind: str, now: float) -> None:
-        if kind == "answer" and leg.pending_answer is not None:
+    def _on_timer(self, leg: Leg, due: Due, now: float) -> None:
+        if due is Due.ANSWER and leg.pending_answer is not None:
             self._answer(leg, now)
-        elif kind == "ring_timeout":
+        elif due is Due.RING_TIMEOUT:
             dialout = leg.dialout
             if dialout is not None and dialout.answered_at is None and self._settle(
                 dialout, DialStatus.UNANSWERED, "ring timeout"
             ):
                 self._ua.append(Cancel(leg.key))
-        elif kind == "max_duration":
+        elif due is Due.MAX_DURATION:
             self._hang_up(leg, "maximum call duration")
 
     # --- dial-out ---------------------------------------------------------------------------
@@ -549,7 +561,7 @@ class ConferenceCore:
                 leg.offer(), request.headers, request.credentials,
             )
         )
-        self._at(now + float(self.config.dialout.ring_timeout_s), leg, "ring_timeout")
+        self._at(now + float(self.config.dialout.ring_timeout_s), leg, Due.RING_TIMEOUT)
         log.info("dialout.started", ref=dialout.ref, room=dialout.room, dest=dialout.dest)
 
     def _on_dial_answered(self, leg: Leg, answer: bytes | None, now: float) -> None:
@@ -564,7 +576,7 @@ class ConferenceCore:
             self._settle(dialout, DialStatus.FAILED, str(exc))
             self._hang_up(leg, "bad SDP answer")
             return
-        self._at(now + float(self.config.dialout.max_call_s), leg, "max_duration")
+        self._at(now + float(self.config.dialout.max_call_s), leg, Due.MAX_DURATION)
         self._start(leg, session, now)
         if not dialout.confirm and leg.room is not None:
             self._settle(dialout, DialStatus.ANSWERED, leg.participant_id)
