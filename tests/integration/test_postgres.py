@@ -95,7 +95,7 @@ async def test_fresh_database_is_migrated_to_head_and_reopen_is_idempotent(datab
         again = await open_store(url)
         try:
             assert await scalars(again, "SELECT version_num FROM alembic_version") == [HEAD]
-            assert await again.list_tenants() == [acme]
+            assert await again.tenants.list_tenants() == [acme]
         finally:
             await again.close()
 
