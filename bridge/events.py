@@ -83,12 +83,22 @@ class CallFinished(BridgeEvent):
 
 
 @dataclass(frozen=True)
+class DialOutRinging(BridgeEvent):
+    """An outgoing call got a provisional response: the callee's phone rings."""
+
+    ref: str
+
+
+@dataclass(frozen=True)
 class DialOutSettled(BridgeEvent):
     """An outgoing call's outcome is known (answered, unanswered, busy, failed): the next number
     of a list may be dialled. `participant` is the call's participant id once answered."""
 
     ref: str
     status: str
+    sip_status: int | None = None  # the final response that decided it, when one did
+    reason: str = ""
+    answered_at: float | None = None
 
 
 @dataclass(frozen=True)

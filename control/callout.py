@@ -13,9 +13,10 @@ from typing import Any
 from control.events import iso
 
 DIALLING = "dialling"
+RINGING = "ringing"
 ANSWERED = "answered"
 FAILED = "failed"
-UNSETTLED = ("dialling", "ringing")
+UNSETTLED = (DIALLING, RINGING)
 
 NotifyFormat = Callable[[dict[str, Any]], dict[str, str]]
 

@@ -26,10 +26,10 @@ from sipmessage import URI
 
 from bridge.config import Config, DialOutConfig
 from bridge.control_port import ConferenceControl, DialRequest
-from bridge.events import BridgeEvent, DialOutEnded, DialOutSettled
+from bridge.events import BridgeEvent, DialOutEnded, DialOutRinging, DialOutSettled
 from bridge.sip.auth import Credentials
 from bridge.sip.transaction import Peer
-from control.callout import ANSWERED, FAILED, CallOut, NotifyFormat
+from control.callout import DIALLING, FAILED, RINGING, CallOut, NotifyFormat
 
 log = structlog.get_logger(__name__)
 
@@ -214,8 +214,7 @@ class DialOuts:
                     headers=self._headers(call, route, order.private),
                 )
             )
-            with contextlib.suppress(asyncio.CancelledError):
-                await settled
+            await settled  # a stop cancels the whole list here
 
     def _headers(self, call: CallOut, route: Route, private: bool) -> tuple[tuple[str, str], ...]:
         headers: list[tuple[str, str]] = []
@@ -237,13 +236,17 @@ class DialOuts:
     def on_event(self, event: BridgeEvent) -> None:
         """From the bridge's bus (synchronous): outcomes unblock the next number, the end of a
         call completes its record."""
-        if isinstance(event, DialOutSettled):
+        if isinstance(event, DialOutRinging):
+            call = self.records.get(event.ref)
+            if call is not None and call.status == DIALLING:
+                call.status = RINGING
+        elif isinstance(event, DialOutSettled):
             self._release(event.ref, event.status)
             call = self.records.get(event.ref)
             if call is not None and not call.settled:
                 call.status, call.participant = event.status, event.participant
-                if event.status == ANSWERED:
-                    call.answered_at, call.sip_status = event.time, 200
+                call.sip_status, call.reason = event.sip_status, event.reason
+                call.answered_at = event.answered_at
         elif isinstance(event, DialOutEnded):
             self._release(event.ref, event.status)
             call = self.records.get(event.ref)

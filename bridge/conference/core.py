@@ -36,6 +36,7 @@ from bridge.conference.dialout import (
     DialStatus,
     ended_event,
     outcome_of,
+    ringing_event,
     settled_event,
 )
 from bridge.conference.ivr import Admission, Admit, CodeEntry, IvrAction, Play, PoundToJoin, Refuse
@@ -176,6 +177,7 @@ class ConferenceCore:
         elif isinstance(event, CallProgress):
             if leg.dialout is not None and leg.dialout.status is DialStatus.DIALLING:
                 leg.dialout.status = DialStatus.RINGING
+                self._events.append(ringing_event(leg.dialout, self.wall_clock()))
         elif isinstance(event, CallAnswered):
             self._on_dial_answered(leg, event.answer, now)
         elif isinstance(event, CallFailed):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bridge.events import DialOutEnded, DialOutSettled
+from bridge.events import DialOutEnded, DialOutRinging, DialOutSettled
 
 
 class DialStatus(enum.StrEnum):
@@ -70,7 +70,14 @@ class DialOut:
 
 def settled_event(dialout: DialOut, participant: str, now: float) -> DialOutSettled:
     """The outcome is known: the next number of a list may be dialled."""
-    return DialOutSettled(now, dialout.room, participant, dialout.ref, str(dialout.status))
+    return DialOutSettled(
+        now, dialout.room, participant, dialout.ref, str(dialout.status), dialout.sip_status,
+        dialout.reason, dialout.answered_at,
+    )
+
+
+def ringing_event(dialout: DialOut, now: float) -> DialOutRinging:
+    return DialOutRinging(now, dialout.room, "", dialout.ref)
 
 
 def ended_event(dialout: DialOut, now: float) -> DialOutEnded:

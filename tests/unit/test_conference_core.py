@@ -39,6 +39,7 @@ from bridge.events import (
     CallAlerting,
     CallFinished,
     DialOutEnded,
+    DialOutRinging,
     DialOutSettled,
     DtmfReceived,
     ParticipantJoined,
@@ -733,7 +734,7 @@ def test_dial_out_with_pound_confirmation_joins_on_pound() -> None:
     assert bob.invite.call_id == key.removesuffix("/out")
     assert bob.invite.from_address.parameters["tag"] == tag
     bob.respond(180)
-    assert bridge.take() == Out()
+    assert bridge.take() == Out(events=[DialOutRinging(WALL, "r", "", "d1")])
     bridge.now = 3.0
     bob.respond(200, phone_sdp(port=4002))
     assert bridge.take() == Out(
@@ -750,7 +751,7 @@ def test_dial_out_with_pound_confirmation_joins_on_pound() -> None:
         events=[
             DtmfReceived(WALL + 9, "(lobby)", tag, "#", "rfc4733"),
             ParticipantJoined(WALL + 9, "r", tag, DEST),
-            DialOutSettled(WALL + 9, "r", tag, "d1", "answered"),
+            DialOutSettled(WALL + 9, "r", tag, "d1", "answered", 200, "", WALL + 3),
         ],
     )
     bridge.at(40.0)  # past the ring timeout and the confirm timeout: nothing happens
@@ -781,7 +782,9 @@ def test_dial_out_without_pound_says_goodbye_and_hangs_up_unanswered() -> None:
     bridge.at(17.0)  # dialout.confirm_timeout_s after the answer
     assert bridge.take() == Out(
         media=[PlayPrompt(key, "goodbye", True, 3)],
-        events=[DialOutSettled(WALL + 17, "r", "", "d1", "unanswered")],
+        events=[
+            DialOutSettled(WALL + 17, "r", "", "d1", "unanswered", 200, "not confirmed", WALL + 2)
+        ],
     )
     bridge.at(17.02)
     assert bridge.take() == Out()
@@ -804,7 +807,7 @@ def test_dial_out_busy() -> None:
     assert bridge.take() == Out(
         media=[RemoveParticipant(key)],
         events=[
-            DialOutSettled(WALL + 4, "r", "", "d1", "busy"),
+            DialOutSettled(WALL + 4, "r", "", "d1", "busy", 486, "Busy Here"),
             dial_ended(4.0, "busy", 486, "Busy Here", answered=None),
         ],
     )
@@ -818,11 +821,14 @@ def test_dial_out_cancelled_after_the_ring_timeout() -> None:
     key, _tag = dial(bridge, confirm=False)
     bob = Callee(bridge)
     bob.respond(180)
+    bob.respond(180)  # a second provisional response: still ringing, said once
+    assert bridge.take() == Out(events=[DialOutRinging(WALL, "r", "", "d1")])
     bridge.at(29.98)
     assert bridge.take() == Out()
     bridge.at(30.0)  # dialout.ring_timeout_s
     assert bridge.take() == Out(
-        ua=[Cancel(key)], events=[DialOutSettled(WALL + 30, "r", "", "d1", "unanswered")]
+        ua=[Cancel(key)],
+        events=[DialOutSettled(WALL + 30, "r", "", "d1", "unanswered", None, "ring timeout")],
     )
     (cancel,) = bridge.sent()
     assert isinstance(cancel, Request) and cancel.method == "CANCEL"
@@ -842,7 +848,7 @@ def test_dial_out_without_a_free_port_fails_at_once() -> None:
     bridge.core.dial(DialRequest("d1", "r", DEST, "100", False, URI.parse(DEST), CALLEE), 0.0)
     assert bridge.take() == Out(
         events=[
-            DialOutSettled(WALL, "r", "", "d1", "failed"),
+            DialOutSettled(WALL, "r", "", "d1", "failed", None, "no RTP port free"),
             dial_ended(0.0, "failed", None, "no RTP port free", answered=None),
         ]
     )

@@ -56,7 +56,7 @@ async def test_numbers_are_dialled_one_after_another() -> None:
         request = bridge.dialled[0]
         assert request.dest == "sip:a@127.0.0.1" and request.room == "now"
         assert first.started_at == 10.0 and second.started_at == 0.0
-        dialouts.on_event(DialOutSettled(11.0, "now", "p1", first.ref, "answered"))
+        dialouts.on_event(DialOutSettled(11.0, "now", "p1", first.ref, "answered", 200, "", 11.0))
         assert first.status == "answered" and first.answered_at == 11.0
         await until(lambda: len(bridge.dialled) == 2)
         assert [r.ref for r in bridge.dialled] == [first.ref, second.ref]
