@@ -246,7 +246,7 @@ async def test_limits_at_both_edges(tmp_path: Path) -> None:
 
 async def test_three_destinations_end_to_end_with_notifications(tmp_path: Path) -> None:
     """Expects the document's notification format (form fields); see the module docstring of
-    control/api/hoiio.py for the mapping from the outbox's call.notification."""
+    control/api/dialects/hoiio.py for the mapping from the outbox's call.notification."""
     trunk = Trunk(tmp_path)
     runtime = await start(tmp_path, trunk)
     await trunk.answer(3)

@@ -1,4 +1,4 @@
-"""The Orange click-to-conf dialect (control/api/orange.py) against the real bridge: the
+"""The Orange click-to-conf dialect (control/api/dialects/orange.py) against the real bridge: the
 documents' example requests replayed with their XML and JSON answers checked field by field,
 the duration limits at both edges, a `room` conference joined by a SIPp caller keying its code
 with the Debian RFC 4733 pcaps, a guest called by createCall who presses # (SIPp behind the
