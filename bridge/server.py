@@ -16,17 +16,7 @@ import time
 
 import structlog
 
-from bridge.conference.actions import (
-    Answer,
-    AnswerReinvite,
-    Cancel,
-    HangUp,
-    PlaceCall,
-    Reject,
-    RejectReinvite,
-    Ringing,
-    UaAction,
-)
+from bridge.conference.actions import carry_out
 from bridge.conference.core import ConferenceCore
 from bridge.config import Config
 from bridge.events import EventBus
@@ -183,47 +173,13 @@ class BridgeServer:
         """What the core produced: SIP actions, media commands, bus events."""
         core, media = self.core, self.media
         assert core is not None and media is not None
+        assert self.ua is not None
         for action in core.take_ua_actions():
-            self._ua_action(action, now)
+            carry_out(self.ua, action, now)
         for command in core.take_media_commands():
             media.apply(command)
         for event in core.take_events():
             self.events.publish(event)
-
-    def _ua_action(self, action: UaAction, now: float) -> None:
-        ua = self.ua
-        assert ua is not None
-        if isinstance(action, PlaceCall):
-            ua.invite(
-                target=action.target,
-                peer=action.peer,
-                room=action.room,
-                caller=action.caller,
-                sdp=action.sdp,
-                now=now,
-                headers=action.headers,
-                credentials=action.credentials,
-                call_id=action.call_id,
-                local_tag=action.local_tag,
-            )
-            return
-        call = ua.calls.get(action.leg)  # type: ignore[attr-defined]
-        if call is None:
-            return  # SIP already ended it
-        if isinstance(action, Ringing):
-            ua.ringing(call, now)
-        elif isinstance(action, Answer):
-            ua.answer(call, action.sdp, now)
-        elif isinstance(action, Reject):
-            ua.reject(call, action.status, now, reason=action.reason, headers=action.headers)
-        elif isinstance(action, AnswerReinvite):
-            ua.answer_reinvite(call, action.sdp, now)
-        elif isinstance(action, RejectReinvite):
-            ua.reject_reinvite(call, action.status, now, reason=action.reason)
-        elif isinstance(action, HangUp):
-            ua.hangup(call, now, reason=action.reason)
-        elif isinstance(action, Cancel):
-            ua.cancel(call, now)
 
     # --- media clock ------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """What the conference core asks of the SIP user agent: one frozen record per action, naming
-the call leg by its key. The server glue carries them out in order (`UserAgent` methods)."""
+the call leg by its key, and `carry_out`, which turns one into the `UserAgent` call (the
+server glue and the core's tests both use it; the UA is sans-I/O too)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sipmessage import URI
 
 from bridge.sip.auth import Credentials
 from bridge.sip.transaction import Peer
+from bridge.sip.useragent import UserAgent
 
 
 class UaAction:
@@ -74,3 +76,38 @@ class PlaceCall(UaAction):
     sdp: bytes
     headers: tuple[tuple[str, str], ...] = ()
     credentials: Credentials | None = None
+
+
+def carry_out(ua: UserAgent, action: UaAction, now: float) -> None:
+    """Do what `action` asks of `ua`; an action for a call SIP already ended does nothing."""
+    if isinstance(action, PlaceCall):
+        ua.invite(
+            target=action.target,
+            peer=action.peer,
+            room=action.room,
+            caller=action.caller,
+            sdp=action.sdp,
+            now=now,
+            headers=action.headers,
+            credentials=action.credentials,
+            call_id=action.call_id,
+            local_tag=action.local_tag,
+        )
+        return
+    call = ua.calls.get(action.leg)  # type: ignore[attr-defined]
+    if call is None:
+        return
+    if isinstance(action, Ringing):
+        ua.ringing(call, now)
+    elif isinstance(action, Answer):
+        ua.answer(call, action.sdp, now)
+    elif isinstance(action, Reject):
+        ua.reject(call, action.status, now, reason=action.reason, headers=action.headers)
+    elif isinstance(action, AnswerReinvite):
+        ua.answer_reinvite(call, action.sdp, now)
+    elif isinstance(action, RejectReinvite):
+        ua.reject_reinvite(call, action.status, now, reason=action.reason)
+    elif isinstance(action, HangUp):
+        ua.hangup(call, now, reason=action.reason)
+    elif isinstance(action, Cancel):
+        ua.cancel(call, now)

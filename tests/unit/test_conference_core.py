@@ -22,8 +22,8 @@ from bridge.conference.actions import (
     PlaceCall,
     Reject,
     RejectReinvite,
-    Ringing,
     UaAction,
+    carry_out,
 )
 from bridge.conference.core import ConferenceCore
 from bridge.config import (
@@ -226,39 +226,7 @@ class Bridge:
         return action
 
     def _apply(self, action: UaAction) -> None:
-        """bridge/server.py's `_ua_action`."""
-        ua, now = self.ua, self.now
-        if isinstance(action, PlaceCall):
-            ua.invite(
-                target=action.target,
-                peer=action.peer,
-                room=action.room,
-                caller=action.caller,
-                sdp=action.sdp,
-                now=now,
-                headers=action.headers,
-                credentials=action.credentials,
-                call_id=action.call_id,
-                local_tag=action.local_tag,
-            )
-            return
-        call = ua.calls.get(action.leg)  # type: ignore[attr-defined]
-        if call is None:
-            return
-        if isinstance(action, Ringing):
-            ua.ringing(call, now)
-        elif isinstance(action, Answer):
-            ua.answer(call, action.sdp, now)
-        elif isinstance(action, Reject):
-            ua.reject(call, action.status, now, reason=action.reason, headers=action.headers)
-        elif isinstance(action, AnswerReinvite):
-            ua.answer_reinvite(call, action.sdp, now)
-        elif isinstance(action, RejectReinvite):
-            ua.reject_reinvite(call, action.status, now, reason=action.reason)
-        elif isinstance(action, HangUp):
-            ua.hangup(call, now, reason=action.reason)
-        elif isinstance(action, Cancel):
-            ua.cancel(call, now)
+        carry_out(self.ua, action, self.now)  # as bridge/server.py does
 
 
 class Phone:
