@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import uvloop
 
-from bridge.mixing.participant import Participant
 from bridge.media.g711 import PCMU
+from bridge.mixing.participant import Participant
 from bridge.net.rtp_port import RtpSocket
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpSender

@@ -23,10 +23,10 @@ import bridge  # noqa: F401 - first: one BLAS thread, as the bridge runs (see br
 # isort: split
 import numpy as np
 
-from bridge.mixing.participant import Participant
-from bridge.mixing.room import Room
 from bridge.media.g711 import CODECS
 from bridge.media.tones import ToneSource
+from bridge.mixing.participant import Participant
+from bridge.mixing.room import Room
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpSender
 
