@@ -29,7 +29,7 @@ from bridge.mixing.backend import (
     UpdateControls,
     UpdateMedia,
 )
-from bridge.mixing.participant import Participant, SendFunction
+from bridge.mixing.participant import MediaCounters, Participant, SendFunction
 from bridge.mixing.room import Room
 from bridge.net.mixer_clock import LatenessHistogram
 from bridge.rtp.jitter import JitterBuffer
@@ -74,14 +74,16 @@ def apply_media(participant: Participant, media: NegotiatedMedia) -> None:
 
 @dataclass
 class EndedTotals:
+    """Packet counts of the legs that have left, for /metrics' totals since start."""
+
     packets_in: int = 0
     packets_out: int = 0
     lost: int = 0
 
-    def add(self, participant: Participant) -> None:
-        self.packets_in += participant.counters.packets_in
-        self.packets_out += participant.counters.packets_out
-        self.lost += participant.jitter.stats.lost
+    def add(self, counters: MediaCounters, lost: int) -> None:
+        self.packets_in += counters.packets_in
+        self.packets_out += counters.packets_out
+        self.lost += lost
 
 
 @dataclass
@@ -113,7 +115,7 @@ class MediaEngine:
         if isinstance(command, RemoveParticipant):
             removed = self.remove(command.leg)
             if removed is not None:
-                self.ended.add(removed)
+                self.ended.add(removed.counters, removed.jitter.stats.lost)
             return removed
         if isinstance(command, SetRoomMixing):
             self.mixing[command.room] = command.mixing

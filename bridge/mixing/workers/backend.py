@@ -29,6 +29,7 @@ from bridge.mixing.backend import (
     SetRoomMixing,
     UpdateMedia,
 )
+from bridge.mixing.engine import EndedTotals
 from bridge.mixing.local import LocalMedia
 from bridge.mixing.workers.handoff import pack
 from bridge.mixing.workers.pool import WorkerHandle, WorkerPool
@@ -67,7 +68,7 @@ class WorkerMedia:
         self.room_legs: dict[str, set[str]] = {}
         self.placed: dict[str, Placed] = {}
         self.mixing: dict[str, bool] = {}
-        self.ended = [0, 0, 0]  # packets in, out, lost of legs removed from workers
+        self.ended = EndedTotals()  # of legs removed from workers
         self.reports: list[MediaReport] = []
         self.on_lost: Callable[[], None] = lambda: None  # the glue takes reports at once
 
@@ -163,10 +164,7 @@ class WorkerMedia:
                 for stats in report.participants_stats:
                     self._mirror(stats, report.at)
             elif isinstance(report, ParticipantRemoved):
-                stats = report.stats
-                self.ended[0] += stats.counters.packets_in
-                self.ended[1] += stats.counters.packets_out
-                self.ended[2] += stats.lost
+                self.ended.add(report.stats.counters, report.stats.lost)
             elif not isinstance(report, WorkerReady) and report.leg in self.placed:
                 self.reports.append(report)
 
@@ -206,7 +204,8 @@ class WorkerMedia:
 
     def totals(self) -> MediaTotals:
         local = self.local.totals()
-        packets_in, packets_out, lost = self.ended
+        ended = self.ended
+        packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
         for placed in self.placed.values():
             packets_in += placed.stats.counters.packets_in
             packets_out += placed.stats.counters.packets_out
