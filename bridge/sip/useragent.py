@@ -11,7 +11,6 @@ socket: the asyncio layer feeds `receive_data(data, peer, now)` and `handle_time
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -30,6 +29,7 @@ from bridge.sip.message import (
     new_tag,
     parse_message,
 )
+from bridge.sip.routing import LocalAddresses, consume_routes, first_hop, parse_record_route
 from bridge.sip.timers import TimerConfig
 from bridge.sip.transaction import (
     AckReceived,
@@ -192,6 +192,10 @@ class UserAgent:
         self.events: deque[UaEvent] = deque()
         self._stateless: list[Outgoing] = []
         self.counters = UserAgentCounters()
+        self.local = LocalAddresses(
+            hosts=frozenset({self.host.strip("[]").lower()}),
+            ports=frozenset({self.udp_port, self.tcp_port}),
+        )
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -412,7 +416,11 @@ class UserAgent:
     def _on_answered(self, call: Call, response: Response, now: float) -> None:
         if call.dialog is not None:
             return  # another fork's 2xx: RFC 3261 would ACK and BYE it; we keep the first
-        dialog = Dialog.as_uac(call.invite, response)
+        try:
+            dialog = Dialog.as_uac(call.invite, response)
+        except SipError as exc:
+            self._fail(call, 502, f"unusable answer: {exc.reason}")
+            return
         call.dialog = dialog
         self.calls_by_dialog[dialog.id] = call
         ack = dialog.create_ack(call.invite.cseq.sequence, via=self._via(call.peer.transport))
@@ -464,6 +472,13 @@ class UserAgent:
             self._respond_plain(txn, request, exc.status or 400, now, exc.reason, headers)
             return
         method = request.method
+        try:
+            consume_routes(request, self.local)
+            if method == "INVITE":
+                parse_record_route(request)
+        except SipError as exc:
+            self._respond_plain(txn, request, exc.status or 400, now, exc.reason)
+            return
         if method == "OPTIONS":
             self._respond_plain(
                 txn,
@@ -619,18 +634,12 @@ class UserAgent:
         )
 
     def _dialog_peer(self, call: Call) -> Peer:
-        """Where in-dialog requests go: the remote target when it is an address we can reach
-        directly over UDP, otherwise back to where the INVITE came from (NAT, TCP connection)."""
-        if call.peer.transport == "udp" and call.dialog is not None:
-            target = call.dialog.remote_target
-            try:
-                ipaddress.ip_address(target.host)
-            except ValueError:
-                return call.peer
-            port = target.port or 5060
-            if 0 < port < 65536:
-                return Peer(target.host, port, "udp")
-        return call.peer
+        """Where in-dialog requests go: the first proxy of the route set, else the remote
+        target; back to where the INVITE came from when neither is a reachable UDP address
+        (a TCP connection, a host name)."""
+        if call.dialog is None:
+            return call.peer
+        return first_hop(call.dialog.route_set, call.dialog.remote_target, call.peer)
 
     def _reply_peer(self, data: bytes, peer: Peer) -> Peer:
         # Stateless error answers go back to the source: the Via of a broken message is not
