@@ -3,9 +3,10 @@
 # only (what `confbridge serve` and `confctl` import).
 # With --test: also the `test` extra (pytest, ruff, the load tool's `load` extra, the PostgreSQL
 # driver, aiortc and PyAV that unit tests compare against) and the real SIP peers the tests drive
-# (SIPp from Debian's sip-tester, the baresip softphone) and PostgreSQL, installed with apt when
-# missing. The PostgreSQL tests start a throwaway server of their own from its binaries: setup
-# starts or enables no server (Debian's package may start its default cluster; nothing uses it).
+# (SIPp from Debian's sip-tester, the baresip softphone, Kamailio as a proxy in front) and
+# PostgreSQL, installed with apt when missing. The PostgreSQL tests start a throwaway server of
+# their own from its binaries: setup starts or enables no server (Debian's package may start its
+# default cluster, and Kamailio's its service on 5060; nothing uses them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ if [ "${1:-}" = "--test" ]; then
     command -v baresip >/dev/null || missing+=(baresip)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)
     command -v sox >/dev/null || missing+=(sox)
+    command -v kamailio >/dev/null || missing+=(kamailio)
     compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         SUDO=""
