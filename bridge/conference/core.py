@@ -385,6 +385,8 @@ class ConferenceCore:
         announce = self.config.announcements
         if not others and announce.only_participant:
             self._play(leg, "only_participant")
+            leg.alone_prompt = leg.prompt_sequence
+        self._stop_alone_prompts(others)
         self._chime(others, "join")
         log.info(
             "participant.joined",
@@ -397,6 +399,16 @@ class ConferenceCore:
         self._events.append(
             ParticipantJoined(self.wall_clock(), name, leg.participant_id, leg.caller)
         )
+
+    def _stop_alone_prompts(self, members: list[str]) -> None:
+        """Someone arrived: a member still hearing "you are the only participant" stops
+        hearing it (it would play over the newcomer's first words)."""
+        for key in members:
+            member = self.legs.get(key)
+            if member is not None and member.alone_prompt is not None:
+                member.alone_prompt = None
+                if member.prompts_busy:
+                    self._clear_prompts(member)
 
     def _chime(self, listeners: list[str], prompt: str) -> None:
         """Join/leave tones for small rooms, never queued behind another prompt: a burst of
@@ -496,6 +508,8 @@ class ConferenceCore:
         elif isinstance(report, PromptsIdle):
             if report.sequence == leg.prompt_sequence:
                 leg.prompts_busy = False
+            if leg.alone_prompt is not None and report.sequence >= leg.alone_prompt:
+                leg.alone_prompt = None
         elif isinstance(report, ParticipantLost):
             self._hang_up(leg, report.reason)
 

@@ -49,6 +49,7 @@ class Leg:
     answered_at: float | None = None
     prompt_sequence: int = 0  # prompt commands sent for this leg
     prompts_busy: bool = False  # until the media side reports the last one played
+    alone_prompt: int | None = None  # the sequence of a queued "only participant" prompt
     code_entry: CodeEntry | PoundToJoin | None = None
     keypad: Keypad | None = None
     hangup_reason: str | None = None  # hang up once the queued prompts have played

@@ -115,7 +115,7 @@ class MediaEngine:
         if isinstance(command, RemoveParticipant):
             removed = self.remove(command.leg)
             if removed is not None:
-                self.ended.add(removed.counters, removed.jitter.stats.lost)
+                self.ended.add(removed.counters, removed.loss.lost)
             return removed
         if isinstance(command, SetRoomMixing):
             self.mixing[command.room] = command.mixing
@@ -209,7 +209,7 @@ class MediaEngine:
         if participant is None:
             return None
         jitter = participant.jitter.stats
-        return MediaStats(participant.counters, jitter.lost, jitter.jitter_ms)
+        return MediaStats(participant.counters, participant.loss.lost, jitter.jitter_ms)
 
     def log_tick_stats(self) -> None:
         for room in self.rooms.values():

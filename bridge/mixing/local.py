@@ -116,5 +116,5 @@ def totals_of(engine: MediaEngine, lateness: LatenessHistogram) -> MediaTotals:
     for p in engine.members.values():
         packets_in += p.counters.packets_in
         packets_out += p.counters.packets_out
-        lost += p.jitter.stats.lost
+        lost += p.loss.lost
     return MediaTotals(packets_in, packets_out, lost, tuple(lateness.counts), lateness.total_s)

@@ -19,6 +19,7 @@ from bridge.media.prompt import PromptPlayer
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpError, RtpSender, is_rtcp, parse_rtp
 from bridge.rtp.packet import unpack_header as _unpack_header
+from bridge.rtp.stream_loss import StreamLoss
 from bridge.rtp.telephone_event import TelephoneEventDecoder
 
 Address = tuple[str, int]
@@ -85,6 +86,7 @@ class Participant:
     sender: RtpSender = field(default_factory=RtpSender)
     concealer: Concealer = field(default_factory=Concealer)
     counters: MediaCounters = field(default_factory=MediaCounters)
+    loss: StreamLoss = field(default_factory=StreamLoss)  # over every payload type
     prompts: PromptPlayer = field(default_factory=PromptPlayer)
     rfc4733: TelephoneEventDecoder = field(default_factory=TelephoneEventDecoder)
     inband: DtmfState | None = None  # the room's detector state, set when the room takes us
@@ -115,6 +117,7 @@ class Participant:
         if first == 0x80 and second & 0x7F == self.codec.payload_type:
             self.counters.packets_in += 1
             self.last_rtp = now
+            self.loss.observe(ssrc, sequence)
             self.jitter.push_frame(sequence, timestamp, ssrc, data[12:], now)
             return
         self._receive_other(data, now)
@@ -130,6 +133,7 @@ class Participant:
             return
         self.counters.packets_in += 1
         self.last_rtp = now
+        self.loss.observe(packet.ssrc, packet.sequence)
         if packet.payload_type != self.codec.payload_type:
             # telephone-event and comfort noise never reach the mix
             if packet.payload_type == self.telephone_event_pt:

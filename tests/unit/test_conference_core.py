@@ -592,6 +592,30 @@ def test_caller_list_refuses_others_after_a_prompt_and_lets_listed_callers_in() 
     assert (added.room, added.identity.caller) == ("r", "alice")  # type: ignore[union-attr]
 
 
+def test_only_participant_prompt_stops_when_a_second_person_arrives() -> None:
+    cfg = replace(config(), announcements=AnnouncementsConfig(join_leave_tones=False))
+    bridge = Bridge(cfg)
+    alice = joined(bridge, "alice")
+    bridge.now = 1.0
+    bob = Phone(bridge, "bob")
+    bob.invite()
+    out = bridge.take()
+    assert out.media == [bob.added("r", now=1.0), ClearPrompts(alice.key, 2)]
+    bridge.report(PromptsIdle(alice.key, 2))
+    assert bridge.take() == Out()
+
+    # once it has played, a later arrival clears nothing
+    bridge.now = 2.0
+    alice.bye()
+    bob.bye()
+    bridge.take()
+    carol = joined(bridge, "carol")
+    bridge.report(PromptsIdle(carol.key, 1))
+    dave = Phone(bridge, "dave")
+    dave.invite()
+    assert bridge.take().media == [dave.added("r", now=2.0)]
+
+
 # --- keys and re-INVITEs of a participant -----------------------------------------------------
 
 

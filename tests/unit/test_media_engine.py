@@ -189,3 +189,28 @@ def test_lateness_histogram_buckets_and_sums() -> None:
     other.observe(0.003)
     histogram.add(other)
     assert histogram.ticks == 6 and histogram.total_s == pytest.approx(0.2056)
+
+
+def test_loss_counts_the_whole_stream_so_key_presses_are_not_lost_audio() -> None:
+    """Telephone-event packets take sequence numbers between the audio ones: no loss."""
+    engine = MediaEngine()
+    talker, listener = Call(engine, "a"), Call(engine, "b")
+    talker.joined.telephone_event_pt = 101
+    run(engine, [talker, listener], 20)
+    sender = talker.sender
+    for digit_packet in range(7):  # one key: seven event packets of the same stream
+        event = bytes([5, 0x80 if digit_packet == 6 else 0, 0, 160])
+        packet = sender.packet(event, samples=0, payload_type=101)
+        talker.joined.receive_rtp(packet, talker.joined.remote, 0.4)
+    run(engine, [talker, listener], 20, start=21)
+    stats = engine.stats(talker.key)
+    assert stats is not None and stats.lost == 0
+    assert stats.counters.packets_in == 47
+
+    sender.packet(b"\xff" * 160)  # one audio packet never reaches the bridge
+    sender.packet(b"\xff" * 160)
+    run(engine, [talker, listener], 5, start=41)
+    stats = engine.stats(talker.key)
+    assert stats is not None and stats.lost == 2
+    engine.apply(RemoveParticipant(talker.key))
+    assert engine.ended.lost == 2

@@ -129,7 +129,7 @@ class WorkerMedia:
             worker,
             room,
             participant.on_hold,
-            MediaStats(participant.counters, jitter.lost, jitter.jitter_ms),
+            MediaStats(participant.counters, participant.loss.lost, jitter.jitter_ms),
             participant.last_rtp,
         )
         self.room_legs.setdefault(room, set()).add(leg)

@@ -48,7 +48,7 @@ def stats_of(participant: Participant) -> ParticipantStats:
     return ParticipantStats(
         participant.call_key,
         participant.counters,
-        jitter.lost,
+        participant.loss.lost,
         jitter.jitter_ms,
         participant.last_rtp,
     )
