@@ -197,3 +197,57 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OAuthClientRow(Base):
+    """A client application registered for the Teaming sign-in (OAuth 2.0): its secret kept as
+    a digest, the scopes it may ask for, its redirect URIs, its hourly token quota."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the client_id
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    hourly_quota: Mapped[int] = mapped_column(Integer)
+    token_lifetime_s: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class OAuthTokenRow(Base):
+    """An access token issued by the token endpoint, for the user (tenant) it acts as; kept
+    after expiry for an hour at least, since the hourly quota counts them."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (Index("ix_oauth_tokens_client_id_issued_at", "client_id", "issued_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("oauth_clients.id", ondelete="CASCADE")
+    )
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class OAuthCodeRow(Base):
+    """An authorization code a user granted on the consent page; used once, then deleted."""
+
+    __tablename__ = "oauth_codes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(32), ForeignKey("tenants.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    expires_at: Mapped[datetime]

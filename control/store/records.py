@@ -96,3 +96,38 @@ class OutboxItem:
     attempts: int
     next_attempt_at: datetime | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """A client application of the Teaming sign-in, owned by one application (tenant)."""
+
+    id: str
+    tenant_id: str
+    redirect_uris: tuple[str, ...]
+    scopes: tuple[str, ...]
+    hourly_quota: int
+    token_lifetime_s: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OAuthToken:
+    """An issued access token: who it acts as, with which scopes, until when."""
+
+    client_id: str
+    tenant_id: str
+    scopes: tuple[str, ...]
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class OAuthCode:
+    """An authorization code a user granted a client on the consent page."""
+
+    client_id: str
+    tenant_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    expires_at: datetime

@@ -14,16 +14,12 @@ set the participant's native `on_hold` (out of the mix, hears hold music), DELET
 ringing call with 603 Decline or hangs up an answered one with BYE.
 
 Choices where the document is silent:
-- Errors keep the document's `{code, message, description}`. Credential errors carry the
-  document's numeric codes: no Authorization header is 400 code 25 (description "Missing
-  header"); a header that is not `Bearer <token>` is 401 code 40 "Missing credentials"; an
-  unknown token 401 code 41 "Invalid credentials" (both from Orange's general error list); an
-  expired token 401 code 42 "Expired credentials"; 401s carry `WWW-Authenticate: Bearer`. Other
-  errors keep the native string codes: 404 `not_found` (unknown user, call or subscription),
-  400 `invalid_field` (message starting with the parameter at fault: `action`, `offset`,
-  `limit`, `callBackUrl`, `expires`, `eventType`, ...), 409 `conflict` (ANSWER on a call that is
-  not ringing, HOLD/UNHOLD on one not answered yet). Credentials are checked before anything
-  else, so a bad request without a token is still a 400 code 25.
+- Sign-in: bearer tokens from the token endpoint (`teaming_signin.py`, the grants in
+  `control.usecases.signin`) with their scopes: profile `configuration`, calls
+  `callManagement`, subscriptions `notifications`; an application's API token works too,
+  with every user scope. Errors are `{code, message, description}` with numeric codes
+  (`teaming_auth.py` lists them); credentials and scopes are checked before anything else,
+  so a bad request without a token is still a 400 code 25.
 - Request bodies are read as JSON whatever their Content-Type: the document's curl examples
   send them with `-d` (form-urlencoded). Unknown body fields are 400, as in the native API.
 - Profile (`GET /users/myTelephonyProfile`, and `GET /users/{userId}/telephonyProfile`, which
@@ -61,18 +57,22 @@ Choices where the document is silent:
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
 from control.api.auth import plane_of
+from control.api.dialects.teaming_auth import (
+    authorize,
+    bearer_token,
+    is_user,
+    query_invalid,
+    teaming_errors,
+)
 from control.api.errors import ApiError, invalid, not_found
 from control.api.views import dial_in
 from control.events import iso
@@ -80,8 +80,7 @@ from control.plane import ControlPlane
 from control.store.errors import NotFound
 from control.store.records import Subscription, Tenant
 from control.usecases import legs
-from control.usecases.auth import authenticate, is_admin
-from control.usecases.errors import Expired, Unauthorized
+from control.usecases.auth import is_admin
 from control.usecases.legs import Leg
 
 BASIC_CALL = "Basic Call"
@@ -89,81 +88,10 @@ BASIC_CALL_EVENTS = ("call.alerting", "participant.joined", "call.ended")
 MIN_EXPIRES_S, MAX_EXPIRES_S, DEFAULT_EXPIRES_S = 60, 30 * 86_400, 3600
 ACTIONS = ("ANSWER", "HOLD", "UNHOLD")
 DEFAULT_LIMIT = 50
-EXPIRED_DESCRIPTION = (
-    "The requested service needs credentials, and the ones provided were out-of-date."
-)
-
-P = ParamSpec("P")
-R = TypeVar("R")
+CALLS, NOTIFICATIONS, CONFIGURATION = "callManagement", "notifications", "configuration"
 M = TypeVar("M", bound=BaseModel)
 
 _routes = APIRouter()  # mounted twice at the end: under /teaming and /teaming/v1
-
-
-# --- errors and credentials -----------------------------------------------------------------
-
-
-class CredentialsError(Exception):
-    """A credentials error with the document's numeric code (25, 40, 41, 42)."""
-
-    def __init__(self, status: int, code: int, message: str, description: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.description = status, code, message, description
-
-    def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="teaming"'} if self.status == 401 else None
-        body = {"code": self.code, "message": self.message, "description": self.description}
-        return JSONResponse(body, status_code=self.status, headers=headers)
-
-
-def teaming_errors(endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
-    """Answer credentials errors with their numeric codes; the app answers other errors (the
-    app's handlers are shared by every dialect, so the numeric codes are answered here)."""
-
-    @functools.wraps(endpoint)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        try:
-            return await endpoint(*args, **kwargs)
-        except CredentialsError as exc:
-            return exc.response()
-
-    return wrapper
-
-
-def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization")
-    if header is None:
-        raise CredentialsError(400, 25, "The Authorization header is missing.", "Missing header")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise CredentialsError(
-            401, 40, "Missing credentials", "Send 'Authorization: Bearer <access_token>'."
-        )
-    return token.strip()
-
-
-async def token_tenant(plane: ControlPlane, token: str) -> Tenant:
-    try:
-        return await authenticate(plane, token)
-    except Expired:
-        raise CredentialsError(401, 42, "Expired credentials", EXPIRED_DESCRIPTION) from None
-    except Unauthorized:
-        raise CredentialsError(
-            401, 41, "Invalid credentials", "The access token is not known: check it."
-        ) from None
-
-
-def is_user(tenant: Tenant, user_id: str) -> bool:
-    return user_id in (tenant.id, tenant.name)
-
-
-async def authorize(request: Request, user_id: str | None = None) -> tuple[ControlPlane, Tenant]:
-    """The plane and the token's application; `user_id` (the path's `{id}`) must be it."""
-    plane = plane_of(request)
-    tenant = await token_tenant(plane, bearer_token(request))
-    if user_id is not None and not is_user(tenant, user_id):
-        raise not_found(f"user {user_id!r}")
-    return plane, tenant
 
 
 # --- parameters and bodies ------------------------------------------------------------------
@@ -175,9 +103,9 @@ def int_param(name: str, raw: str | None, default: int, low: int, high: int) -> 
     try:
         value = int(raw)
     except ValueError:
-        raise invalid(name, "must be an integer") from None
+        raise query_invalid(name, "must be an integer") from None
     if not low <= value <= high:
-        raise invalid(name, f"must be in {low}..{high}")
+        raise query_invalid(name, f"must be in {low}..{high}")
     return value
 
 
@@ -299,7 +227,7 @@ def profile_view(plane: ControlPlane, tenant: Tenant) -> dict[str, str]:
 @teaming_errors
 async def my_telephony_profile(request: Request) -> dict[str, str]:
     """The token's own telephony information."""
-    plane, tenant = await authorize(request)
+    plane, tenant = await authorize(request, CONFIGURATION)
     return profile_view(plane, tenant)
 
 
@@ -314,7 +242,7 @@ async def telephony_profile(request: Request, userId: str) -> dict[str, str]:
         if tenant is None:
             raise not_found(f"user {userId!r}")
         return profile_view(plane, tenant)
-    plane, tenant = await authorize(request, userId)
+    plane, tenant = await authorize(request, CONFIGURATION, userId)
     return profile_view(plane, tenant)
 
 
@@ -336,7 +264,7 @@ def call_view(leg: Leg) -> dict[str, Any]:
 def parse_action(action: str | None) -> str:
     verb = (action or "").upper()
     if verb not in ACTIONS:
-        raise invalid("action", f"must be one of {', '.join(ACTIONS)}, got {action!r}")
+        raise query_invalid("action", f"must be one of {', '.join(ACTIONS)}, got {action!r}")
     return verb
 
 
@@ -350,7 +278,7 @@ async def list_calls(
     limit: str | None = Query(None, description=f"items per page (default {DEFAULT_LIMIT})"),
 ) -> list[dict[str, Any]]:
     """The user's calls: ringing ones and answered ones."""
-    plane, tenant = await authorize(request, userId)
+    plane, tenant = await authorize(request, CALLS, userId)
     page = page_of(plane, offset, limit)
     return [call_view(leg) for leg in paged(response, legs.legs_of(plane, tenant), page)]
 
@@ -364,7 +292,7 @@ async def control_call(
     action: str | None = Query(None, description="ANSWER, HOLD or UNHOLD"),
 ) -> Response:
     """ANSWER a ringing call; HOLD or UNHOLD an answered one."""
-    plane, tenant = await authorize(request, userId)
+    plane, tenant = await authorize(request, CALLS, userId)
     verb = parse_action(action)
     leg = legs.find(plane, tenant, callId)
     if verb == "ANSWER":
@@ -378,7 +306,7 @@ async def control_call(
 @teaming_errors
 async def release_call(request: Request, userId: str, callId: str) -> Response:
     """Release: decline a ringing call (603), hang up an answered one (BYE)."""
-    plane, tenant = await authorize(request, userId)
+    plane, tenant = await authorize(request, CALLS, userId)
     legs.release(plane, legs.find(plane, tenant, callId))
     return Response(status_code=204)
 
@@ -435,7 +363,7 @@ async def renew(
 @teaming_errors
 async def subscribe(request: Request, userId: str) -> dict[str, Any]:
     """Subscribe to the user's call events (alerting, answered, released)."""
-    plane, tenant = await authorize(request, userId)
+    plane, tenant = await authorize(request, NOTIFICATIONS, userId)
     body = await parse_body(request, Subscribe)
     if body.targetId is not None and not is_user(tenant, body.targetId):
         raise invalid("targetId", f"must be the user of the path ({userId!r})")
@@ -455,7 +383,7 @@ async def subscribe(request: Request, userId: str) -> dict[str, Any]:
 @teaming_errors
 async def renew_user_subscriptions(request: Request, userId: str) -> Response:
     """Renew the user's subscriptions (or the one named by `subscriptionId`)."""
-    plane, tenant = await authorize(request, userId)
+    plane, tenant = await authorize(request, NOTIFICATIONS, userId)
     body = await parse_body(request, Renew)
     subscriptions = await basic_call_subscriptions(plane, tenant)
     if body.subscriptionId is not None:
@@ -478,7 +406,7 @@ async def list_subscriptions(
     limit: str | None = Query(None, description=f"items per page (default {DEFAULT_LIMIT})"),
 ) -> list[dict[str, Any]]:
     """The application's "Basic Call" subscriptions."""
-    plane, tenant = await authorize(request)
+    plane, tenant = await authorize(request, NOTIFICATIONS)
     page = page_of(plane, offset, limit)
     subscriptions = paged(response, await basic_call_subscriptions(plane, tenant), page)
     return [subscription_view(request, plane, tenant, s) for s in subscriptions]
@@ -487,7 +415,7 @@ async def list_subscriptions(
 @_routes.get("/subscriptions/{subscriptionId}")
 @teaming_errors
 async def get_subscription(request: Request, subscriptionId: str) -> dict[str, Any]:
-    plane, tenant = await authorize(request)
+    plane, tenant = await authorize(request, NOTIFICATIONS)
     subscription = await find_subscription(plane, tenant, subscriptionId)
     return subscription_view(request, plane, tenant, subscription)
 
@@ -497,7 +425,7 @@ async def get_subscription(request: Request, subscriptionId: str) -> dict[str, A
 )
 @teaming_errors
 async def renew_subscription(request: Request, subscriptionId: str) -> Response:
-    plane, tenant = await authorize(request)
+    plane, tenant = await authorize(request, NOTIFICATIONS)
     body = await parse_body(request, RenewOne)
     await renew(
         plane, tenant, [await find_subscription(plane, tenant, subscriptionId)], body.expires
@@ -508,7 +436,7 @@ async def renew_subscription(request: Request, subscriptionId: str) -> Response:
 @_routes.delete("/subscriptions/{subscriptionId}", status_code=204)
 @teaming_errors
 async def delete_subscription(request: Request, subscriptionId: str) -> Response:
-    plane, tenant = await authorize(request)
+    plane, tenant = await authorize(request, NOTIFICATIONS)
     await find_subscription(plane, tenant, subscriptionId)
     try:
         await plane.store.subscriptions.delete_subscription(tenant.id, subscriptionId)
