@@ -26,6 +26,7 @@ class CallRecordFields:
     answered_at: float | None
     ended_at: float
     reason: str
+    tag: str | None = None  # a call out's client reference (Hoiio's `tag`)
 
 
 def incoming(
@@ -42,6 +43,7 @@ def outgoing(call: CallOut, conference_id: str | None) -> CallRecordFields:
     return CallRecordFields(
         call.tenant_id, conference_id, call.ref, call.room, "out", call.caller_id, call.dest,
         call.started_at, call.answered_at, call.ended_at, f"{call.status} {call.reason}",
+        call.tag or None,
     )  # fmt: skip
 
 
@@ -58,6 +60,7 @@ async def write(store: Store, fields: CallRecordFields) -> None:
         started_at=at(fields.started_at),
         tenant_id=fields.tenant_id,
         conference_id=fields.conference_id,
+        tag=fields.tag,
     )
     if fields.answered_at is not None:
         await store.calls.answer_call(record, at(fields.answered_at))

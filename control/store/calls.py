@@ -33,6 +33,7 @@ def call_record(row: CallRecordRow) -> CallRecord:
         answered_at=row.answered_at,
         ended_at=row.ended_at,
         end_reason=row.end_reason,
+        tag=row.tag,
     )
 
 
@@ -48,6 +49,7 @@ class CallQueries(StoreBase):
         started_at: datetime,
         tenant_id: str | None = None,
         conference_id: str | None = None,
+        tag: str | None = None,
     ) -> str:
         """Start a CDR and return its id (for answer_call and close_call)."""
         if direction not in DIRECTIONS:
@@ -62,6 +64,7 @@ class CallQueries(StoreBase):
             caller=fit("caller", caller),
             callee=fit("callee", callee),
             started_at=started_at,
+            tag=tag,
         )
         async with self._session() as session, session.begin():
             session.add(row)
@@ -85,11 +88,21 @@ class CallQueries(StoreBase):
         limit: int = 100,
         *,
         conference_id: str | None = None,
+        direction: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> tuple[list[CallRecord], int]:
-        """One page of a tenant's CDRs (oldest first) and the total count."""
+        """One page of a tenant's CDRs (oldest first) and the total count; optionally only
+        one conference's, one direction's, or those started in [since, until)."""
         where = [CallRecordRow.tenant_id == tenant_id]
         if conference_id is not None:
             where.append(CallRecordRow.conference_id == conference_id)
+        if direction is not None:
+            where.append(CallRecordRow.direction == direction)
+        if since is not None:
+            where.append(CallRecordRow.started_at >= since)
+        if until is not None:
+            where.append(CallRecordRow.started_at < until)
         query = (
             select(CallRecordRow)
             .where(*where)
@@ -103,6 +116,22 @@ class CallQueries(StoreBase):
             )
             rows = (await session.scalars(query)).all()
         return [call_record(row) for row in rows], total or 0
+
+    async def find_call(self, tenant_id: str, call_id: str, direction: str) -> CallRecord | None:
+        """The tenant's latest CDR of that Call-ID (a call out's: its reference)."""
+        query = (
+            select(CallRecordRow)
+            .where(
+                CallRecordRow.tenant_id == tenant_id,
+                CallRecordRow.call_id == call_id,
+                CallRecordRow.direction == direction,
+            )
+            .order_by(CallRecordRow.started_at.desc())
+            .limit(1)
+        )
+        async with self._session() as session:
+            row = await session.scalar(query)
+        return call_record(row) if row else None
 
     async def _update_call(self, record_id: str, **values: object) -> None:
         async with self._session() as session, session.begin():

@@ -172,6 +172,7 @@ class CallRecordRow(Base):
     answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(64))
+    tag: Mapped[str | None] = mapped_column(String(256))  # a call out's client reference
 
 
 class OutboxRow(Base):

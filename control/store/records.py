@@ -76,6 +76,7 @@ class CallRecord:
     answered_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
+    tag: str | None = None
 
     @property
     def duration_s(self) -> float:
