@@ -203,6 +203,8 @@ class SipConfig:
     max_message_bytes: int = key(65535, _int_rule(1024, 1_048_576))
     user_agent: str = key("confbridge/0.1", _text_rule(allow_empty=False))
     answer_delay_ms: int = key(0, _int_rule(0, 10_000))
+    session_expires_s: int = key(1800, _int_rule(90, 86_400))
+    min_se_s: int = key(90, _int_rule(90, 86_400))
 
 
 @dataclass(frozen=True)
@@ -533,6 +535,11 @@ def _check_relations(config: Config) -> None:
     sip, rtp = config.sip, config.rtp
     if sip.t2_ms < sip.t1_ms:
         raise ConfigError(f"sip.t2_ms: must be >= sip.t1_ms ({sip.t1_ms}), got {sip.t2_ms}")
+    if sip.min_se_s > sip.session_expires_s:
+        raise ConfigError(
+            f"sip.min_se_s: must be <= sip.session_expires_s ({sip.session_expires_s}), "
+            f"got {sip.min_se_s}"
+        )
     if rtp.port_max <= rtp.port_min:
         raise ConfigError(
             f"rtp.port_max: must be greater than rtp.port_min ({rtp.port_min}), got {rtp.port_max}"

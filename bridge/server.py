@@ -26,6 +26,7 @@ from bridge.mixing.workers.backend import WorkerMedia
 from bridge.net.mixer_clock import MixerClock
 from bridge.net.sip_transport import SipTransports
 from bridge.server_control import ServerControl
+from bridge.sip.session_timer import SessionTimerConfig
 from bridge.sip.timers import TimerConfig
 from bridge.sip.transaction import Peer
 from bridge.sip.useragent import UserAgent
@@ -77,6 +78,7 @@ class BridgeServer:
             timers=timers,
             user_agent=sip.user_agent,
             max_message_bytes=sip.max_message_bytes,
+            session_timers=SessionTimerConfig(sip.session_expires_s, sip.min_se_s),
         )
         self.core = ConferenceCore(
             self.config, lambda leg: media.reserve(leg, sip.bind), wall_clock=time.time

@@ -11,6 +11,7 @@ socket: the asyncio layer feeds `receive_data(data, peer, now)` and `handle_time
 from __future__ import annotations
 
 import enum
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -30,6 +31,17 @@ from bridge.sip.message import (
     parse_message,
 )
 from bridge.sip.routing import LocalAddresses, consume_routes, first_hop, parse_record_route
+from bridge.sip.session_timer import (
+    SessionExpires,
+    SessionTimer,
+    SessionTimerConfig,
+    parse_min_se,
+    session_expires_header,
+    supports_timer,
+    uac_outcome,
+    uas_negotiate,
+)
+from bridge.sip.session_timer import start as start_session_timer
 from bridge.sip.timers import TimerConfig
 from bridge.sip.transaction import (
     AckReceived,
@@ -43,8 +55,10 @@ from bridge.sip.transaction import (
 )
 from bridge.sip.validate import check_request, sdp_body
 
-ALLOWED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"})
+ALLOWED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"})
 ALLOW_HEADER = ", ".join(sorted(ALLOWED_METHODS))
+SUPPORTED = frozenset({"timer"})
+SUPPORTED_HEADER = ", ".join(sorted(SUPPORTED))
 ACCEPTED_TYPES = frozenset({"application/sdp", "application/dtmf-relay", "application/dtmf"})
 
 DialogId = tuple[str, str, str]
@@ -77,6 +91,11 @@ class Call:
     ack: Outgoing | None = None  # outgoing: our ACK to the 2xx, sent again if the 2xx repeats
     cancel_wanted: bool = False  # outgoing: CANCEL as soon as a provisional response arrives
     cancel_sent: bool = False
+    local_sdp: bytes = b""  # our last offer or answer: a re-INVITE refresh sends it again
+    remote_allow: frozenset[str] = frozenset()  # the methods the peer said it allows
+    session_retried: bool = False  # outgoing: our INVITE was sent again after a 422
+    session: SessionTimer | None = None  # RFC 4028 timer of the dialog, when one runs
+    pending_session: SessionExpires | None = None  # what our 2xx to the pending request says
 
     @property
     def room(self) -> str:
@@ -183,6 +202,7 @@ class UserAgent:
     timers: TimerConfig = field(default_factory=TimerConfig)
     user_agent: str = "confbridge/0.1"
     max_message_bytes: int = 65535
+    session_timers: SessionTimerConfig = field(default_factory=SessionTimerConfig)
 
     def __post_init__(self) -> None:
         self.transactions = TransactionLayer(self.timers)
@@ -192,6 +212,9 @@ class UserAgent:
         self.events: deque[UaEvent] = deque()
         self._stateless: list[Outgoing] = []
         self.counters = UserAgentCounters()
+        self._session_heap: list[tuple[float, int, str]] = []
+        self._session_order = 0
+        self._refreshes: dict[str, Call] = {}  # our refresh transactions
         self.local = LocalAddresses(
             hosts=frozenset({self.host.strip("[]").lower()}),
             ports=frozenset({self.udp_port, self.tcp_port}),
@@ -215,9 +238,12 @@ class UserAgent:
     def handle_timer(self, now: float) -> None:
         self.transactions.handle_timer(now)
         self._process_transaction_events(now)
+        self._session_timers_due(now)
 
     def get_timer(self) -> float | None:
-        return self.transactions.get_timer()
+        deadlines = [self.transactions.get_timer(), self._next_session_deadline()]
+        present = [deadline for deadline in deadlines if deadline is not None]
+        return min(present) if present else None
 
     def next_event(self) -> UaEvent | None:
         return self.events.popleft() if self.events else None
@@ -238,8 +264,20 @@ class UserAgent:
             return
         call.dialog = Dialog.as_uas(call.invite, call.local_tag)
         call.state = CallState.ANSWERED
+        call.local_sdp = sdp
+        call.remote_allow = _allowed(call.invite)
         self.calls_by_dialog[call.dialog_id] = call
-        self._respond(call.invite_txn, call.invite, call, 200, now, body=sdp, with_contact=True)
+        headers = self._session_answer(call, call.invite, now)
+        self._respond(
+            call.invite_txn,
+            call.invite,
+            call,
+            200,
+            now,
+            body=sdp,
+            with_contact=True,
+            headers=headers,
+        )
 
     def reject(
         self,
@@ -257,10 +295,13 @@ class UserAgent:
         self._forget(call)
 
     def answer_reinvite(self, call: Call, sdp: bytes, now: float) -> None:
+        """The 2xx to the peer's re-INVITE or UPDATE with an offer: `sdp` is our answer."""
         if call.reinvite is None:
             return
         (txn, request), call.reinvite = call.reinvite, None
-        self._respond(txn, request, call, 200, now, body=sdp, with_contact=True)
+        call.local_sdp = sdp
+        headers = self._session_answer(call, request, now)
+        self._respond(txn, request, call, 200, now, body=sdp, with_contact=True, headers=headers)
 
     def reject_reinvite(
         self, call: Call, status: int, now: float, reason: str | None = None
@@ -268,6 +309,7 @@ class UserAgent:
         if call.reinvite is None:
             return
         (txn, request), call.reinvite = call.reinvite, None
+        call.pending_session = None
         self._respond(txn, request, call, status, now, reason=reason)
 
     def invite(
@@ -312,11 +354,15 @@ class UserAgent:
         )
         request.headers.add("Contact", format_address(self._contact(call)))
         request.headers.add("Allow", ALLOW_HEADER)
+        request.headers.add("Supported", SUPPORTED_HEADER)
+        request.headers.add("Session-Expires", str(self.session_timers.session_expires))
+        request.headers.add("Min-SE", str(self.session_timers.min_se))
         request.headers.add("User-Agent", self.user_agent)
         for name, value in headers:
             request.headers.add(name, value)
         request.headers.add("Content-Type", "application/sdp")
         call.key = f"{request.call_id}/out"
+        call.local_sdp = sdp
         call.invite_txn = self.transactions.send_request(request, peer, now)
         self.calls[call.key] = call
         self.calls_by_txn[call.invite_txn] = call
@@ -370,6 +416,10 @@ class UserAgent:
             elif isinstance(event, ResponseReceived):
                 self._on_response(event.txn_id, event.response, now)
             elif isinstance(event, TransactionTimeout):
+                refreshed = self._refreshes.pop(event.txn_id, None)
+                if refreshed is not None:
+                    self._end_session(refreshed, "session_refresh_timeout", now)
+                    continue
                 call = self.calls_by_txn.get(event.txn_id)
                 if call is not None and call.outgoing and call.dialog is None:
                     self._fail(call, 408, "no answer from the callee's side (Timer B)")
@@ -377,9 +427,14 @@ class UserAgent:
     # --- our INVITEs ------------------------------------------------------------------------
 
     def _on_response(self, txn: str | None, response: Response, now: float) -> None:
+        if txn is not None and txn in self._refreshes:
+            self._on_refresh_response(txn, response, now)
+            return
         if response.cseq.method != "INVITE":
             return  # BYE and CANCEL answers: nothing more to do
-        if txn is None:  # a 2xx repeated after the transaction ended: ACK it again
+        call = self.calls_by_txn.get(txn) if txn is not None else None
+        if 200 <= response.code < 300 and (call is None or call.dialog is not None):
+            # a 2xx repeated (the transaction ended, or already answered): ACK it again
             call = self.calls_by_dialog.get(
                 (
                     response.call_id,
@@ -390,7 +445,6 @@ class UserAgent:
             if call is not None and call.ack is not None:
                 self._stateless.append(call.ack)
             return
-        call = self.calls_by_txn.get(txn)
         if call is None or not call.outgoing:
             return
         code = response.code
@@ -409,7 +463,13 @@ class UserAgent:
             if header is None:
                 self._fail(call, code, "authentication failed")
             else:
-                self._resend_with(call, header, now)
+                self._resend_with(call, header, now=now)
+        elif code == 422 and call.dialog is None and not call.session_retried:
+            call.session_retried = True  # once: a second 422 means we cannot agree
+            min_se = max(parse_min_se(response) or 0, self.session_timers.min_se)
+            self._resend_with(
+                call, ("Session-Expires", str(min_se)), ("Min-SE", str(min_se)), now=now
+            )
         else:
             self._fail(call, code, response.phrase)
 
@@ -434,22 +494,33 @@ class UserAgent:
             self.events.append(CallFailed(call, 487, "cancelled"))
             return
         call.state = CallState.CONFIRMED
+        call.remote_allow = _allowed(response)
+        try:
+            negotiated = uac_outcome(response)
+        except SipError:
+            negotiated = None  # a garbled Session-Expires: the call goes on without a timer
+        if negotiated is not None:
+            call.session = start_session_timer(negotiated, "uac", now)
+            self._schedule_session(call)
         self.events.append(CallAnswered(call, sdp_body(response)))
 
-    def _resend_with(self, call: Call, header: tuple[str, str], now: float) -> None:
-        """The INVITE again with credentials: same Call-ID and tags, next CSeq, new branch."""
+    def _resend_with(self, call: Call, *headers: tuple[str, str], now: float) -> None:
+        """The INVITE again with credentials or a longer Session-Expires: same Call-ID and
+        tags, next CSeq, new branch."""
         old = call.invite
         request = Request(method="INVITE", uri=old.uri, body=old.body)
         names = list(old.headers.keys())
+        replaced = {name.lower() for name, _ in headers}
         for name, value in [(n, v) for n in names for v in old.headers.getlist(n)]:
             if name.lower() == "via":
                 value = str(self._via(call.peer.transport))
             elif name.lower() == "cseq":
                 value = f"{old.cseq.sequence + 1} INVITE"
-            elif name.lower() == header[0].lower():
+            elif name.lower() in replaced:
                 continue  # replaced below; a Proxy-Authorization stays for a later 401
             request.headers.add(name, value)
-        request.headers.add(*header)
+        for header in headers:
+            request.headers.add(*header)
         self.calls_by_txn.pop(call.invite_txn, None)
         call.invite = request
         call.invite_txn = self.transactions.send_request(request, call.peer, now)
@@ -464,7 +535,12 @@ class UserAgent:
 
     def _on_request(self, txn: str, request: Request, peer: Peer, now: float) -> None:
         try:
-            check_request(request, allowed_methods=ALLOWED_METHODS, accepted_types=ACCEPTED_TYPES)
+            check_request(
+                request,
+                allowed_methods=ALLOWED_METHODS,
+                supported=SUPPORTED,
+                accepted_types=ACCEPTED_TYPES,
+            )
         except SipError as exc:
             headers = exc.headers
             if exc.status in (405, 501) and not any(k.lower() == "allow" for k, _ in headers):
@@ -487,6 +563,7 @@ class UserAgent:
                 now,
                 headers=(
                     ("Allow", ALLOW_HEADER),
+                    ("Supported", SUPPORTED_HEADER),
                     ("Accept", "application/sdp"),
                     ("Accept-Encoding", "identity"),
                     ("Accept-Language", "en"),
@@ -498,7 +575,12 @@ class UserAgent:
             return
         to_tag = request.to_address.parameters.get("tag")
         if method == "INVITE" and not to_tag:
-            self._on_new_invite(txn, request, peer)
+            try:
+                negotiated = uas_negotiate(request, self.session_timers)
+            except SipError as exc:
+                self._respond_plain(txn, request, exc.status or 400, now, exc.reason, exc.headers)
+                return
+            self._on_new_invite(txn, request, peer, negotiated)
             return
         call = self.calls_by_dialog.get(dialog_id_of(request)) if to_tag else None
         if call is None:
@@ -514,12 +596,8 @@ class UserAgent:
             self._respond(txn, request, call, 200, now)
             self._forget(call)
             self.events.append(CallEnded(call, "bye"))
-        elif method == "INVITE":
-            if call.reinvite is not None:
-                self._respond_plain(txn, request, 491, now)
-                return
-            call.reinvite = (txn, request)
-            self.events.append(ReInvite(call, sdp_body(request)))
+        elif method in ("INVITE", "UPDATE"):
+            self._on_session_request(txn, request, call, now)
         elif method == "INFO":
             try:
                 digit = dtmf_from_info(request.headers.get("Content-Type"), request.body)
@@ -531,13 +609,16 @@ class UserAgent:
             if digit is not None:
                 self.events.append(InfoReceived(call, digit))
 
-    def _on_new_invite(self, txn: str, request: Request, peer: Peer) -> None:
+    def _on_new_invite(
+        self, txn: str, request: Request, peer: Peer, session: SessionExpires | None
+    ) -> None:
         call = Call(
             key=f"{request.call_id}/{txn}",
             invite=request,
             invite_txn=txn,
             peer=peer,
             local_tag=new_tag(),
+            pending_session=session,
         )
         self.calls[call.key] = call
         self.calls_by_txn[txn] = call
@@ -607,6 +688,138 @@ class UserAgent:
         response.headers.set("Server", self.user_agent)
         self.transactions.send_response(txn, response, now)
 
+    # --- session timers (RFC 4028) and UPDATE (RFC 3311) ------------------------------------
+
+    def _on_session_request(self, txn: str, request: Request, call: Call, now: float) -> None:
+        """A re-INVITE or UPDATE in the dialog: a refresh, a media change, or both. An offer goes
+        to the application (ReInvite); an UPDATE without one is answered here."""
+        offer = sdp_body(request)
+        if call.reinvite is not None:
+            self._respond_plain(txn, request, 491, now)  # one offer at a time (RFC 3311 §5.2)
+            return
+        try:
+            negotiated = uas_negotiate(request, self.session_timers, call.session)
+        except SipError as exc:
+            self._respond_plain(txn, request, exc.status or 400, now, exc.reason, exc.headers)
+            return
+        call.pending_session = negotiated
+        call.remote_allow = _allowed(request) or call.remote_allow
+        if request.method == "UPDATE" and offer is None:
+            headers = self._session_answer(call, request, now)
+            self._respond(txn, request, call, 200, now, with_contact=True, headers=headers)
+            return
+        call.reinvite = (txn, request)
+        self.events.append(ReInvite(call, offer))
+
+    def _session_answer(
+        self, call: Call, request: Request, now: float
+    ) -> tuple[tuple[str, str], ...]:
+        """Headers of our 2xx to `request` for the negotiated session timer, which (re)starts."""
+        negotiated, call.pending_session = call.pending_session, None
+        headers: tuple[tuple[str, str], ...] = (("Supported", SUPPORTED_HEADER),)
+        if negotiated is None:
+            call.session = None
+            return headers
+        call.session = start_session_timer(negotiated, "uas", now)
+        self._schedule_session(call)
+        headers += (session_expires_header(negotiated),)
+        if supports_timer(request):
+            headers += (("Require", "timer"),)
+        return headers
+
+    def _schedule_session(self, call: Call) -> None:
+        if call.session is None:
+            return
+        self._session_order += 1
+        heapq.heappush(self._session_heap, (call.session.deadline, self._session_order, call.key))
+
+    def _next_session_deadline(self) -> float | None:
+        while self._session_heap:
+            deadline, _, key = self._session_heap[0]
+            call = self.calls.get(key)
+            if call is not None and call.session is not None and call.session.deadline == deadline:
+                return deadline
+            heapq.heappop(self._session_heap)  # stale: refreshed, ended or without a timer
+        return None
+
+    def _session_timers_due(self, now: float) -> None:
+        while (deadline := self._next_session_deadline()) is not None and deadline <= now:
+            _, _, key = heapq.heappop(self._session_heap)
+            call = self.calls[key]
+            session = call.session
+            assert session is not None
+            if session.we_refresh and not session.refreshing:
+                self._send_refresh(call, now)
+            else:
+                self._end_session(call, "session_expired", now)
+
+    def _send_refresh(self, call: Call, now: float, interval: int | None = None) -> None:
+        """Refresh the session as its refresher: UPDATE without a body when the peer allows
+        UPDATE, else a re-INVITE offering our last SDP again (no change to the media)."""
+        session, dialog = call.session, call.dialog
+        assert session is not None and dialog is not None
+        use_update = "UPDATE" in call.remote_allow
+        seconds = interval or session.interval
+        request = dialog.create_request(
+            "UPDATE" if use_update else "INVITE",
+            via=self._via(call.peer.transport),
+            contact=self._contact(call),
+            body=b"" if use_update else call.local_sdp,
+            content_type=None if use_update else "application/sdp",
+            extra_headers=(
+                ("Allow", ALLOW_HEADER),
+                ("Supported", SUPPORTED_HEADER),
+                ("Session-Expires", f"{seconds};refresher=uac"),
+                ("Min-SE", str(self.session_timers.min_se)),
+                ("User-Agent", self.user_agent),
+            ),
+        )
+        session.refreshing = True
+        txn = self.transactions.send_request(request, self._dialog_peer(call), now)
+        self._refreshes[txn] = call
+        # until the answer: the refresh transaction's own timeout ends the call
+        session.refreshed_at = now
+        session.we_refresh = True
+        self._schedule_session(call)
+
+    def _on_refresh_response(self, txn: str, response: Response, now: float) -> None:
+        code = response.code
+        if code < 200:
+            return
+        call = self._refreshes.pop(txn)
+        session, dialog = call.session, call.dialog
+        if call.state is CallState.ENDED or session is None or dialog is None:
+            return
+        session.refreshing = False
+        if response.cseq.method == "INVITE" and code < 300:
+            ack = dialog.create_ack(response.cseq.sequence, via=self._via(call.peer.transport))
+            call.ack = Outgoing(encode(ack), self._dialog_peer(call))
+            self._stateless.append(call.ack)
+        if code < 300:
+            dialog.receive_response(response)
+            try:
+                negotiated = uac_outcome(response)
+            except SipError:
+                negotiated = None
+            call.session = start_session_timer(negotiated, "uac", now) if negotiated else None
+            self._schedule_session(call)  # the answer's SDP repeats the running media
+        elif code == 422:
+            min_se = max(parse_min_se(response) or 0, session.interval + 1)
+            self._send_refresh(call, now, interval=min_se)
+        elif code in (408, 481):
+            self._end_session(call, "session_refresh_failed", now)  # §12.2.1.2: dialog gone
+        else:
+            # refused (491, 5xx...): the session stands until it expires, then we end it
+            session.we_refresh = False
+            self._schedule_session(call)
+
+    def _end_session(self, call: Call, reason: str, now: float) -> None:
+        """The session timer ran out (or its refresh failed): BYE, and tell the application."""
+        if call.state is CallState.ENDED:
+            return
+        self.hangup(call, now, reason=reason)
+        self.events.append(CallEnded(call, reason))
+
     def _forget(self, call: Call) -> None:
         call.state = CallState.ENDED
         self.calls.pop(call.key, None)
@@ -645,3 +858,13 @@ class UserAgent:
         # Stateless error answers go back to the source: the Via of a broken message is not
         # trustworthy, and RFC 3581 behaviour is what NATed phones need anyway.
         return peer
+
+
+def _allowed(message: Request | Response) -> frozenset[str]:
+    """The methods an Allow header lists (empty when there is none)."""
+    return frozenset(
+        token.strip().upper()
+        for value in message.headers.getlist("Allow")
+        for token in value.split(",")
+        if token.strip()
+    )
