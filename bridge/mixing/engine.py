@@ -30,7 +30,8 @@ from bridge.mixing.backend import (
     UpdateMedia,
 )
 from bridge.mixing.participant import MediaCounters, Participant, SendFunction
-from bridge.mixing.room import Room
+from bridge.mixing.room import Digit, Room
+from bridge.mixing.vector.tick import VectorTick
 from bridge.net.mixer_clock import LatenessHistogram
 from bridge.rtp.jitter import JitterBuffer
 
@@ -88,7 +89,10 @@ class EndedTotals:
 
 @dataclass
 class MediaEngine:
-    """`lobby` holds members not yet in a room: each hears only its own prompts."""
+    """`lobby` holds members not yet in a room: each hears only its own prompts.
+
+    `vector` mixes every room it takes (G.711) in one tick over all of them; the rest, and all
+    rooms when it is None, tick one by one (`Room.tick`, the reference)."""
 
     rooms: dict[str, Room] = field(default_factory=dict)
     lobby: Room = field(default_factory=lambda: Room(LOBBY, UNLIMITED, mixing=False))
@@ -99,6 +103,7 @@ class MediaEngine:
     lateness: LatenessHistogram = field(default_factory=LatenessHistogram)
     ended: EndedTotals = field(default_factory=EndedTotals)
     reports: list[MediaReport] = field(default_factory=list)
+    vector: VectorTick | None = field(default_factory=VectorTick)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -178,10 +183,17 @@ class MediaEngine:
         self.ticks += 1
         self.lateness.observe(late_s)
         reports = self.reports
-        for room in (self.lobby, *self.rooms.values()):
+        rooms = (self.lobby, *self.rooms.values())
+        vector = self.vector
+        mixed: dict[Room, list[Digit]] = {}
+        if vector is not None:
+            taken = [room for room in rooms if room.participants and vector.takes(room)]
+            mixed = dict(zip(taken, vector.tick(taken), strict=True))
+        for room in rooms:
             if room is not self.lobby:
                 room.stats.record(late_s)
-            for participant, digit, method in room.tick():
+            digits = mixed.get(room)
+            for participant, digit, method in room.tick() if digits is None else digits:
                 reports.append(DigitPressed(participant.call_key, digit, method))
             if room is not self.lobby:
                 for participant in room.talk_changes:
