@@ -4,8 +4,9 @@ Why not one `Phone` each: a Phone has its own SIP socket, a 10 ms timer task and
 task, and decodes every packet as it arrives; at hundreds of participants that alone fills a
 core. Here one SIP socket and one transaction layer serve every call of the process (re-armed on
 its one deadline, as the bridge does), one pacer sends every call's frames on absolute 2 ms
-slots, and received payloads are decoded in batches. Each call keeps its own RTP socket, as a
-real phone does (the bridge latches each call's source address).
+slots, and every call's RTP goes through one socket in batches, accounted as arrays
+(`loadstreams.py`): the bridge latches each call's source, which is that one socket, and sends
+each call's stream from the call's own port, which tells the calls apart.
 
 The coordinator (`bridge.tools.loadtest`) runs it as `python -m bridge.tools.loadgen`: orders
 come as JSON lines on stdin, reports go as JSON lines on stdout (nothing else may print there).
@@ -18,16 +19,15 @@ import contextlib
 import json
 import os
 import random
-import struct
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sipmessage import URI, Request, Response
 
 from bridge.media.g711 import CODECS
-from bridge.rtp.packet import RtpSender
 from bridge.sip.message import SipError, make_response, new_branch, new_call_id, new_tag
 from bridge.sip.message import parse_message as parse_sip
 from bridge.sip.sdp import SdpError, build_offer, negotiate_answer, parse_sdp
@@ -39,8 +39,6 @@ from bridge.sip.transaction import (
     TransactionTimeout,
 )
 from bridge.tools.loadplan import (
-    BURST_FRAMES,
-    BURST_PERIOD,
     FRAME_SECONDS,
     LISTENER,
     MARKER,
@@ -54,15 +52,14 @@ from bridge.tools.loadplan import (
     tone_plan,
     wav_frames,
 )
-from bridge.tools.loadrtp import Recorder, RtpStats, rms_dbfs, tone_report
+from bridge.tools.loadrtp import rms_dbfs, tone_report
+from bridge.tools.loadstreams import Streams
 
 LOCAL = "127.0.0.1"
-PACKET_BYTES = 12 + 160  # a plain RTP header and one 20 ms G.711 frame
 SLOTS = 10  # pacer slots per 20 ms: packets leave spread over the frame, as from real phones
 SLOT_SECONDS = FRAME_SECONDS / SLOTS
 DIGEST_SECONDS = 0.1  # one tenth of the calls is digested per wake: short, even stalls
 DRAIN_SECONDS = 0.3  # after the last frame, wait this long for the bridge's last packets
-_seq_ts = struct.Struct("!HI").unpack_from
 monotonic = time.monotonic
 
 
@@ -150,84 +147,47 @@ class SipAgent(asyncio.DatagramProtocol):
 
 
 @dataclass(eq=False)
-class LoadCall(asyncio.DatagramProtocol):
-    """One participant: its dialog, its RTP socket, what it sends and what it measures."""
+class LoadCall:
+    """One participant: its dialog; its RTP is row `row` of the process' `Streams`."""
 
     member: Member
     agent: SipAgent
     codec: str
-    frames: list[bytes]  # looped: a tone, speech, or silence
+    streams: Streams
+    row: int
     plan_start: float = 0.0  # the plan's start (monotonic): bursts are on its schedule
-    burst_payloads: list[bytes] = field(default_factory=list)  # marker only
     status: int = 0
     setup_ms: float | None = None
-    sent: int = 0
-    odd: int = 0  # datagrams that are not one plain 20 ms RTP packet
-    burst_sent: list[float] = field(default_factory=list)
     ended_by_bridge: bool = False
-    streaming: bool = False
 
     def __post_init__(self) -> None:
-        self.stats = RtpStats()
-        self.recorder = Recorder(self.codec)
-        self.sender = RtpSender(payload_type=CODECS[self.codec].payload_type)
         self.call_id = new_call_id(LOCAL)
         self.tag, self.remote_tag, self.cseq = new_tag(), "", 1
         self.target = f"sip:{self.member.room}@{self.agent.bridge.host}:{self.agent.bridge.port}"
         self.answered: asyncio.Future[int] | None = None
         self.bye_done = asyncio.Event()
         self.invite_txn = ""
-        self.next_time = 0.0
-        self.position = 0
-        self.burst_left = 0
-        self.next_burst = float("inf")
         self.remote: tuple[str, int] = ("", 0)
 
-    # --- RTP: the per-packet path ---------------------------------------------------------
+    @property
+    def streaming(self) -> bool:
+        return self.streams.streaming(self.row)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        now = monotonic()
-        if len(data) != PACKET_BYTES or data[0] != 0x80:
-            self.odd += 1
-            return
-        seq, ts = _seq_ts(data, 2)
-        self.stats.receive(seq, ts, now)
-        self.recorder.add(data[12:], now)
+    @property
+    def sent(self) -> int:
+        return int(self.streams.sent[self.row])
 
     def start_streaming(self, first: float) -> None:
-        self.next_time = first
-        if self.burst_payloads:
-            self.next_burst = next_burst(self.plan_start, first)
-        self.streaming = True
-
-    def send_due(self, due: float) -> None:
-        """Send every frame whose time has come (normally one): drift-free, catches up."""
-        while self.streaming and self.next_time <= due:
-            self.rtp.sendto(self.sender.packet(self._payload()), self.remote)
-            self.sent += 1
-            self.next_time += FRAME_SECONDS
-
-    def _payload(self) -> bytes:
-        payload = self.frames[self.position % len(self.frames)]
-        self.position += 1
-        if self.burst_left == 0 and self.next_time >= self.next_burst:
-            self.next_burst += BURST_PERIOD
-            self.burst_left = BURST_FRAMES
-            self.burst_sent.append(monotonic())
-        if self.burst_left:
-            payload = self.burst_payloads[BURST_FRAMES - self.burst_left]
-            self.burst_left -= 1
-        return payload
+        self.streams.start(self.row, self.remote, first, next_burst(self.plan_start, first))
 
     def stop_streaming(self) -> None:
-        self.streaming = False
+        self.streams.stop(self.row)
 
     # --- SIP ----------------------------------------------------------------------------------
 
     async def dial(self, timeout: float = 15.0) -> int:
         loop = asyncio.get_running_loop()
-        self.rtp, _ = await loop.create_datagram_endpoint(lambda: self, (LOCAL, 0))
-        rtp_port = self.rtp.get_extra_info("sockname")[1]
+        rtp_port = self.streams.port  # every call's RTP on the process' one socket
         self.agent.calls[self.call_id] = self
         invite = self._request("INVITE", self.target)
         invite.headers.set("Content-Type", "application/sdp")
@@ -288,8 +248,6 @@ class LoadCall(asyncio.DatagramProtocol):
             self.agent.send_request(self._request("BYE", self.target))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.bye_done.wait(), timeout)
-        if getattr(self, "rtp", None) is not None:
-            self.rtp.close()
 
     def _request(self, method: str, uri: str) -> Request:
         request = Request(method, URI.parse(uri))
@@ -306,13 +264,16 @@ class LoadCall(asyncio.DatagramProtocol):
 
 
 class Pacer:
-    """Sends every call's frames from one task: SLOTS wakes per 20 ms on absolute times.
+    """Sends every call's frames: SLOTS wakes per 20 ms on absolute times.
 
-    Each call sits in one slot and sends when its slot comes round, so packets leave spread
-    over the frame and a slow wake never drifts the schedule (the next wake is absolute)."""
+    Each call sits in one slot and its frame leaves when the slot comes round, a slot's packets
+    in one batch, so packets leave spread over the frame and a slow wake never drifts the
+    schedule (the next wake is absolute)."""
 
-    def __init__(self) -> None:
-        self.slots: list[list[LoadCall]] = [[] for _ in range(SLOTS)]
+    def __init__(self, streams: Streams) -> None:
+        self.streams = streams
+        self.slots: list[list[int]] = [[] for _ in range(SLOTS)]
+        self._rows = [np.zeros(0, np.int64) for _ in range(SLOTS)]
         self.origin = monotonic()
         self.running = True
         self.wakes = 0
@@ -321,7 +282,8 @@ class Pacer:
 
     def add(self, call: LoadCall) -> None:
         slot = min(range(SLOTS), key=lambda s: len(self.slots[s]))
-        self.slots[slot].append(call)
+        self.slots[slot].append(call.row)
+        self._rows[slot] = np.array(self.slots[slot], np.int64)
         now = monotonic()
         first = self.origin + ((now - self.origin) // FRAME_SECONDS) * FRAME_SECONDS
         first += slot * SLOT_SECONDS
@@ -333,8 +295,9 @@ class Pacer:
             due = self.origin + wake * SLOT_SECONDS
             now = monotonic()
             self._note(now - due)
-            for call in self.slots[wake % SLOTS]:
-                call.send_due(max(due, now))
+            rows = self._rows[wake % SLOTS]
+            if rows.size:
+                self.streams.send_due(rows, max(due, now))
             wake += 1
             await asyncio.sleep(max(0.0, self.origin + wake * SLOT_SECONDS - monotonic()))
 
@@ -371,13 +334,15 @@ class Worker:
         self.mine = [everyone[i] for i in orders.indices]
         self.tones = tone_plan(orders.spec.rooms, orders.spec.talkers)
         self.agent = SipAgent(Peer(orders.host, orders.port, "udp"))
-        self.pacer = Pacer()
+        self.streams = Streams(max(1, len(self.mine)), orders.spec.codec, LOCAL)
+        self.pacer = Pacer(self.streams)
         self.calls: list[LoadCall] = []
-        self.window = (float("inf"), float("inf"))
         self.cpu_at_measure = 0.0
 
     async def run(self, commands: asyncio.Queue[dict[str, Any] | None]) -> None:
         await self.agent.start()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.streams.io.fd, self.streams.on_readable)
         self.calls = [self._call_for(member) for member in self.mine]
         tasks = [
             asyncio.create_task(self.pacer.run()),
@@ -398,6 +363,8 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            loop.remove_reader(self.streams.io.fd)
+            self.streams.close()
 
     def _call_for(self, member: Member) -> LoadCall:
         spec, level = self.orders.spec, amplitude(self.orders.spec.talkers)
@@ -409,23 +376,20 @@ class Worker:
             assert member.tone_hz is not None
             frames = tone_frames(member.tone_hz, level, spec.codec)
         bursts = burst_frames(level, spec.codec) if member.role == MARKER else []
-        return LoadCall(member, self.agent, spec.codec, frames, self.orders.start, bursts)
+        row = self.streams.add(frames, bursts)
+        return LoadCall(member, self.agent, spec.codec, self.streams, row, self.orders.start)
 
     async def _dial(self, call: LoadCall) -> None:
         await asyncio.sleep(max(0.0, self.orders.start + call.member.dial_at - monotonic()))
         status = await call.dial()
         if status == 200:
-            call.recorder.window = self.window
             self.pacer.add(call)
         emit("call", index=call.member.index, status=status, setup_ms=call.setup_ms)
 
     async def _digest_loop(self) -> None:
-        group = 0
         while True:
             await asyncio.sleep(DIGEST_SECONDS)
-            for call in self.calls[group % SLOTS :: SLOTS]:
-                call.recorder.digest()
-            group += 1
+            self.streams.digest()
 
     async def _report_loop(self) -> None:
         while True:
@@ -433,26 +397,24 @@ class Worker:
             emit("stats", worker=self.orders.worker, **self._totals())
 
     def _totals(self) -> dict[str, int]:
+        streams, stats = self.streams, self.streams.stats
         return {
             "up": sum(call.streaming for call in self.calls),
-            "sent": sum(call.sent for call in self.calls),
-            "received": sum(call.stats.received for call in self.calls),
-            "lost": sum(call.stats.lost for call in self.calls),
-            "late": sum(call.stats.late for call in self.calls),
+            "sent": int(streams.sent.sum()),
+            "received": int(stats.received.sum()),
+            "lost": sum(stats.lost(call.row) for call in self.calls),
+            "late": int(stats.late.sum()),
         }
 
     async def _measure(self, command: dict[str, Any]) -> None:
         """Keep the analysis window's audio; at `end` stop sending, drain, report what went."""
-        self.window = (float(command["window"][0]), float(command["window"][1]))
-        for call in self.calls:
-            call.recorder.window = self.window
+        self.streams.window = (float(command["window"][0]), float(command["window"][1]))
         self.cpu_at_measure = cpu_seconds()
         await asyncio.sleep(max(0.0, float(command["end"]) - monotonic()))
         self.pacer.running = False
         cpu = cpu_seconds() - self.cpu_at_measure
         await asyncio.sleep(DRAIN_SECONDS)
-        for call in self.calls:
-            call.recorder.digest()
+        self.streams.digest()
         by_call = {str(call.member.index): call.sent for call in self.calls if call.status == 200}
         emit(
             "stopped",
@@ -467,14 +429,14 @@ class Worker:
 
     async def _hangup(self) -> None:
         await asyncio.gather(*(call.hangup() for call in self.calls))
-        for call in self.calls:
-            call.recorder.digest()
+        self.streams.digest()
         emit(
             "result", worker=self.orders.worker, participants=[self._result(c) for c in self.calls]
         )
 
     def _result(self, call: LoadCall) -> dict[str, Any]:
-        stats, member = call.stats, call.member
+        stats, member, row = self.streams.stats, call.member, call.row
+        marker = self.streams.markers.get(row)
         return {
             "index": member.index,
             "room": member.room,
@@ -483,23 +445,23 @@ class Worker:
             "status": call.status,
             "setup_ms": call.setup_ms,
             "sent": call.sent,
-            "received": stats.received,
-            "expected": stats.expected,
-            "lost": stats.lost,
-            "late": stats.late,
-            "reordered": stats.reordered,
-            "odd": call.odd,
-            "jitter_ms": stats.jitter * 1000.0,
-            "max_jitter_ms": stats.max_jitter * 1000.0,
+            "received": int(stats.received[row]),
+            "expected": stats.expected(row),
+            "lost": stats.lost(row),
+            "late": int(stats.late[row]),
+            "reordered": int(stats.reordered[row]),
+            "odd": int(self.streams.odd[row]),
+            "jitter_ms": float(stats.jitter[row]) * 1000.0,
+            "max_jitter_ms": float(stats.max_jitter[row]) * 1000.0,
             "ended_by_bridge": call.ended_by_bridge,
-            "bursts_sent": call.burst_sent,
-            "burst_onsets": call.recorder.onsets,
+            "bursts_sent": marker.sent_at if marker is not None else [],
+            "burst_onsets": self.streams.onsets[row],
             "audio": self._audio(call),
         }
 
     def _audio(self, call: LoadCall) -> dict[str, Any]:
         """What the analysis window holds: each relevant tone's level, or the speech level."""
-        audio = call.recorder.audio()
+        audio = self.streams.audio(call.row)
         result: dict[str, Any] = {"samples": int(audio.size)}
         if audio.size == 0:
             return result

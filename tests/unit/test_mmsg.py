@@ -1,0 +1,85 @@
+"""Batched UDP I/O on real loopback sockets: many datagrams each way per call, exact bytes,
+sources and destinations; refused destinations and a full buffer never raise."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+
+from bridge.net.mmsg import BatchSocket, ipv4, set_buffers
+
+LOCAL = "127.0.0.1"
+
+
+def udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOCAL, 0))
+    return sock
+
+
+def test_a_batch_goes_out_to_many_peers_and_comes_back_in_one_call_each() -> None:
+    batch = BatchSocket(udp(), batch=64, size=256)
+    peers = [udp() for _ in range(5)]
+    ports = np.array([p.getsockname()[1] for p in peers] * 8, np.uint16)
+    count = ports.size
+    lengths = np.arange(count) % 7 + 12
+    for i in range(count):
+        batch.tx.data[i, : lengths[i]] = (i + np.arange(lengths[i])) % 256
+    assert batch.send(count, np.full(count, ipv4(LOCAL), np.uint32), ports, lengths) == count
+    got: dict[int, list[bytes]] = {}
+    for index, peer in enumerate(peers):
+        peer.settimeout(1.0)
+        got[index] = [peer.recv(512) for _ in range(8)]
+    for i in range(count):
+        expected = ((i + np.arange(lengths[i])) % 256).astype(np.uint8).tobytes()
+        assert got[i % 5][i // 5] == expected
+    # and back: every peer answers from its own port, read in one call
+    for index, peer in enumerate(peers):
+        for k in range(3):
+            peer.sendto(bytes([index, k]) * 10, batch.sock.getsockname())
+    received = 0
+    for _ in range(100):
+        received += (n := batch.receive())
+        if n:
+            hosts, sources = batch.sources(n)
+            assert set(hosts.tolist()) == {ipv4(LOCAL)}
+            lengths_in = batch.lengths(n)
+            for row in range(n):
+                data = batch.rx.data[row, : lengths_in[row]].tobytes()
+                index = data[0]
+                assert sources[row] == peers[index].getsockname()[1]
+                assert data == bytes([index, data[1]]) * 10
+        if received == 15:
+            break
+    assert received == 15
+    assert batch.receive() == 0  # nothing waiting: no block, no error
+    for peer in peers:
+        peer.close()
+    batch.close()
+
+
+def test_refused_destinations_and_icmp_errors_do_not_stop_the_socket() -> None:
+    sock = udp()
+    set_buffers(sock)
+    batch = BatchSocket(sock, batch=8, size=64)
+    peer = udp()
+    dead = udp()
+    dead_port = dead.getsockname()[1]
+    dead.close()  # sends to it draw ICMP port unreachable
+    ports = np.array([dead_port, 0, peer.getsockname()[1]], np.uint16)  # port 0: refused
+    hosts = np.full(3, ipv4(LOCAL), np.uint32)
+    batch.tx.data[:3, :4] = np.frombuffer(b"abcd", np.uint8)
+    batch.send(3, hosts, ports, np.full(3, 4))
+    peer.settimeout(1.0)
+    assert peer.recv(64) == b"abcd"
+    assert batch.dropped >= 1
+    peer.sendto(b"still here", sock.getsockname())
+    for _ in range(100):
+        if n := batch.receive():
+            assert batch.rx.data[n - 1, : batch.lengths(n)[n - 1]].tobytes() == b"still here"
+            break
+    else:
+        raise AssertionError("nothing received after the ICMP error")
+    peer.close()
+    batch.close()
