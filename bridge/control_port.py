@@ -94,6 +94,7 @@ class DialRequest:
     peer: Peer
     credentials: Credentials | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    max_duration_s: float | None = None  # this call's own limit, within dialout.max_call_s
 
 
 @dataclass(frozen=True)

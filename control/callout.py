@@ -42,6 +42,7 @@ class CallOut:
     started_at: float = 0.0
     answered_at: float | None = None
     ended_at: float | None = None
+    max_duration_s: int | None = None  # the request's own limit (None: max_call_s)
 
     @property
     def settled(self) -> bool:

@@ -152,6 +152,7 @@ class DialOuts:
         tag: str,
         notify_url: str | None,
         notify_format: NotifyFormat | None = None,
+        max_duration_s: int | None = None,
     ) -> list[CallOut]:
         """Check every destination, then queue the calls; raises RouteError or LimitError
         before anything is dialled."""
@@ -176,6 +177,7 @@ class DialOuts:
                 tag=tag,
                 notify_url=notify_url,
                 notify_format=notify_format,
+                max_duration_s=max_duration_s,
             )
             for dest in dests
         ]
@@ -212,6 +214,7 @@ class DialOuts:
                     peer=Peer(address, route.port, "udp"),
                     credentials=route.credentials,
                     headers=self._headers(call, route, order.private),
+                    max_duration_s=call.max_duration_s,
                 )
             )
             await settled  # a stop cancels the whole list here

@@ -556,7 +556,7 @@ class ConferenceCore:
         timeout, "press # to join" when `confirm`, BYE after the maximum call duration."""
         dialout = DialOut(
             request.ref, request.room, request.dest, request.caller_id, request.confirm,
-            started_at=self.wall_clock(),
+            started_at=self.wall_clock(), max_duration_s=request.max_duration_s,
         )
         call_id = new_call_id(self.config.advertise_address)
         key, local_tag = f"{call_id}/out", new_tag()
@@ -592,7 +592,10 @@ class ConferenceCore:
             self._settle(dialout, DialStatus.FAILED, str(exc))
             self._hang_up(leg, "bad SDP answer")
             return
-        self._at(now + float(self.config.dialout.max_call_s), leg, Due.MAX_DURATION)
+        limit = float(self.config.dialout.max_call_s)
+        if dialout.max_duration_s is not None:
+            limit = min(limit, dialout.max_duration_s)
+        self._at(now + limit, leg, Due.MAX_DURATION)
         self._start(leg, session, now)
         if not dialout.confirm and leg.room is not None:
             self._settle(dialout, DialStatus.ANSWERED, leg.participant_id)

@@ -53,6 +53,7 @@ class DialOut:
     reason: str = ""
     answered_at: float | None = None
     ended_at: float | None = None
+    max_duration_s: float | None = None  # the request's own limit (None: max_call_s)
 
     def settle(self, status: DialStatus, reason: str = "") -> bool:
         """Fix the outcome once; True when this call fixed it."""

@@ -28,11 +28,13 @@ async def place(
     tag: str = "",
     notify_url: str | None = None,
     notify_format: NotifyFormat | None = None,
+    max_duration_s: int | None = None,
 ) -> list[CallOut]:
     """Queue calls from the tenant's conference `room` to `dests`, in order. The caller id is
     `caller_id`, else the configured one, else the room's name; `private` calls anonymously.
     Nothing is dialled unless every destination is routable (Invalid "dest") and the tenant
-    stays under its limit (LimitExceeded)."""
+    stays under its limit (LimitExceeded). `max_duration_s` shortens the calls' maximum
+    duration (never beyond `dialout.max_call_s`)."""
     conference = await conferences.find(plane, tenant, room)
     if conference.state in NOT_CALLING:
         state = conference.state.lower()
@@ -50,6 +52,7 @@ async def place(
             tag=tag,
             notify_url=notify_url,
             notify_format=notify_format,
+            max_duration_s=max_duration_s,
         )
     except RouteError as exc:
         field, _, problem = str(exc).partition(": ")

@@ -4,8 +4,8 @@
 access key, each answered with `response/status/status_code` and `status_msg` plus a payload.
 
 Mapping onto the native plane: `id` is an application's API token; a conference is a native
-conference whose name is the Orange conference id; createCall is a dial-out with confirm=True
-(the guest answers and presses # to join).
+conference whose name is the Orange conference id; createCall is a dial-out into it
+(the guest answers and, unless `call_confirmation` is false, presses # to join).
 
 Choices where the documents are silent:
 - Path: `/conf/<verb>.<format>`, the documents' own path (`.../conf/createConference.xml`), so a
@@ -38,12 +38,19 @@ Choices where the documents are silent:
   callers by P-Asserted-Identity or From); allowed in every mode, before or during the
   conference (seed 003: "in other modes they can be added later"); adding twice is harmless.
 - createCall works like click-to-call: `from` is the guest the conference calls, `to` the
-  conference id (`12a34b` or the VoiceMashup form `conf:12a34b`). The guest always confirms
-  with # (seed 003), so `call_confirmation` is not read. `from` is an international number
-  (`33612345678` or `+33612345678`, routed to the configured trunk as `+33612345678`) or,
-  beyond the documents, a `sip:` URI called directly. The caller id is `dialout.caller_id`, or
-  the conference id. The answer gives the call's `id` and `max_duration` (seconds): the 2-hour
-  per-call limit (`dialout.max_call_s`), less when the conference ends sooner.
+  conference id (`12a34b` or the VoiceMashup form `conf:12a34b`). `from` is an international
+  number (`33612345678` or `+33612345678`, routed to the configured trunk as `+33612345678`)
+  or, beyond the documents, a `sip:` URI called directly. The click-to-call options (seed 003:
+  "l'affichage des numéros, la durée maximale de l'appel, ou la confirmation de l'appel"):
+  `call_confirmation` true/false (also 1/0, yes/no, on/off; PHP's `true` is sent as `1`):
+  the guest hears "press # to join" and joins on # only when it is true; absent, it is true,
+  as seed 003 describes the conference's calls out ("décroche, confirme en appuyant sur #").
+  `display_number`: the number the guest sees (an international number, or `private` for an
+  anonymous call); absent: `dialout.caller_id`, or the conference id. `max_duration`: the
+  call's own limit in whole seconds (at least 1); the bridge hangs up that long after the
+  guest answers. Whatever is asked, a call lasts at most the 2-hour per-call limit
+  (`dialout.max_call_s`) and never past the conference's end: a larger value is capped, not
+  refused. The answer gives the call's `id` and the `max_duration` (seconds) that applies.
 - Unknown parameters are ignored (REST-RPC clients add their own); when a parameter is given
   twice, the last value counts, and a form body overrides the query string.
 """
@@ -340,8 +347,45 @@ async def add_caller(plane: ControlPlane, tenant: Tenant, params: Params) -> dic
     return {"conference": conference_payload(plane, conference)}
 
 
-def max_duration_s(plane: ControlPlane, conference: Conference) -> int:
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def confirmation_of(params: Params) -> bool:
+    raw = params.get("call_confirmation", "").strip().lower()
+    if not raw:
+        return True
+    if raw not in TRUE_WORDS + FALSE_WORDS:
+        raise bad("call_confirmation", f"{raw!r} is not true or false")
+    return raw in TRUE_WORDS
+
+
+def display_of(params: Params) -> tuple[str | None, bool]:
+    """(the number shown to the guest or None for the default; anonymous)."""
+    raw = params.get("display_number", "").strip()
+    if not raw:
+        return None, False
+    if raw.lower() == "private":
+        return None, True
+    if not INTERNATIONAL.match(raw):
+        raise bad("display_number", f"{raw!r} is not an international number or 'private'")
+    return (raw if raw.startswith("+") else f"+{raw}"), False
+
+
+def asked_duration_of(params: Params) -> int | None:
+    raw = params.get("max_duration", "").strip()
+    if not raw:
+        return None
+    if not DIGITS.match(raw) or int(raw) < 1:
+        raise bad("max_duration", f"{raw!r} is not a whole number of seconds from 1")
+    return int(raw)
+
+
+def max_duration_s(plane: ControlPlane, conference: Conference, asked: int | None = None) -> int:
+    """The call's limit: what was asked, within the 2-hour rule and the conference's end."""
     limit = plane.config.dialout.max_call_s
+    if asked is not None:
+        limit = min(limit, asked)
     if conference.end_at is not None:
         left = (conference.end_at - plane.clock()).total_seconds()
         limit = min(limit, max(0, int(left)))
@@ -351,12 +395,24 @@ def max_duration_s(plane: ControlPlane, conference: Conference) -> int:
 async def create_call(plane: ControlPlane, tenant: Tenant, params: Params) -> dict[str, Any]:
     """The conference calls `from`; the guest joins the conference `to` after pressing #."""
     guest = guest_of(required(params, "from"))
+    confirm = confirmation_of(params)
+    display, private = display_of(params)
+    asked = asked_duration_of(params)
     conference = await known_conference(plane, tenant, "to", required(params, "to"))
     if conference.state == ConferenceState.RESERVED:
         raise OrangeError(409, f"to: conference {conference.name!r} has not started")
+    limit = max_duration_s(plane, conference, asked)
     try:
         (call,) = await calls.place(
-            plane, tenant, conference.name, [guest], confirm=True, tag="orange"
+            plane,
+            tenant,
+            conference.name,
+            [guest],
+            caller_id=display,
+            private=private,
+            confirm=confirm,
+            tag="orange",
+            max_duration_s=limit,
         )
     except Invalid as exc:
         raise bad("from", exc.problem or exc.message) from None
@@ -368,7 +424,7 @@ async def create_call(plane: ControlPlane, tenant: Tenant, params: Params) -> di
             "from": guest,
             "to": conference.name,
             "status": "queued",
-            "max_duration": max_duration_s(plane, conference),
+            "max_duration": limit,
         }
     }
 
