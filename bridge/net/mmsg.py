@@ -64,8 +64,21 @@ def _address(array: np.ndarray) -> int:
     return int(array.__array_interface__["data"][0])
 
 
+# a control message holding SCM_TIMESTAMPNS: cmsghdr (len, level, type), then a timespec
+CONTROL = np.dtype(
+    {
+        "names": ["len", "level", "type", "sec", "nsec"],
+        "formats": ["<u8", "<i4", "<i4", "<i8", "<i8"],
+        "offsets": [0, 8, 12, 16, 24],
+        "itemsize": 64,
+    }
+)
+SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS
+
+
 class _Batch:
-    """`count` message headers, each with one iovec of `size` bytes into `data` and an address."""
+    """`count` message headers, each with one iovec of `size` bytes into `data`, an address
+    and room for one control message (the kernel's receive time stamp)."""
 
     def __init__(self, count: int, size: int) -> None:
         self.count, self.size = count, size
@@ -79,6 +92,8 @@ class _Batch:
         self.headers["namelen"] = 16
         self.headers["iov"] = _address(self.iovecs) + 16 * np.arange(count, dtype=np.uint64)
         self.headers["iovlen"] = 1
+        self.controls = np.zeros(count, CONTROL)
+        self.headers["control"] = _address(self.controls) + 64 * np.arange(count, dtype=np.uint64)
         self.pointer = _address(self.headers)
 
 
@@ -86,11 +101,15 @@ class BatchSocket:
     """A non-blocking IPv4 UDP socket read and written in batches.
 
     `receive()` takes every datagram waiting (up to `batch`) in one call: their bytes are the
-    first rows of `rx.data`, their lengths `rx.headers["len"]`, their sources `rx.names`.
+    first rows of `rx.data`, their lengths `rx.headers["len"]`, their sources `rx.names`, and
+    with `timestamps=True` the kernel's arrival time of each (`arrivals`), so reading late
+    in batches does not blur what a receiver measures.
     `send(rows, hosts, ports, lengths)` sends rows of a caller-filled `tx.data` in one call.
     """
 
-    def __init__(self, sock: socket.socket, batch: int = 256, size: int = 2048) -> None:
+    def __init__(
+        self, sock: socket.socket, batch: int = 256, size: int = 2048, timestamps: bool = False
+    ) -> None:
         if sock.family != socket.AF_INET or sock.type != socket.SOCK_DGRAM:
             raise ValueError("BatchSocket takes an IPv4 UDP socket")
         sock.setblocking(False)
@@ -100,6 +119,9 @@ class BatchSocket:
         self.rx = _Batch(batch, size)
         self.tx = _Batch(batch, size)
         self.tx.names["family"] = socket.AF_INET
+        self.timestamps = timestamps
+        if timestamps:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sent = 0
         self.dropped = 0  # datagrams a full send buffer (or a bad destination) refused
         self.receive_errors = 0
@@ -108,6 +130,7 @@ class BatchSocket:
         """Read up to `batch` waiting datagrams; how many (0 when none were waiting)."""
         rx = self.rx
         rx.headers["namelen"] = 16
+        rx.headers["controllen"] = 64 if self.timestamps else 0
         for _ in range(8):  # an ICMP error (ECONNREFUSED...) is reported once: read on
             count = _recvmmsg(self.fd, rx.pointer, rx.count, MSG_DONTWAIT, None)
             if count >= 0:
@@ -153,6 +176,18 @@ class BatchSocket:
 
     def lengths(self, count: int) -> np.ndarray:
         return self.rx.headers["len"][:count]
+
+    def arrivals(self, count: int) -> np.ndarray:
+        """CLOCK_REALTIME seconds the kernel received each of the last `receive`'s datagrams
+        (NaN where it gave none: `timestamps` off)."""
+        controls = self.rx.controls[:count]
+        seconds = controls["sec"] + controls["nsec"] * 1e-9
+        stamped = (
+            (self.rx.headers["controllen"][:count] >= 32)
+            & (controls["level"] == socket.SOL_SOCKET)
+            & (controls["type"] == SO_TIMESTAMPNS)
+        )
+        return np.where(stamped, seconds, np.nan)
 
     def close(self) -> None:
         self.sock.close()

@@ -298,6 +298,7 @@ class Pacer:
             rows = self._rows[wake % SLOTS]
             if rows.size:
                 self.streams.send_due(rows, max(due, now))
+            self.streams.receive()
             wake += 1
             await asyncio.sleep(max(0.0, self.origin + wake * SLOT_SECONDS - monotonic()))
 
@@ -341,8 +342,6 @@ class Worker:
 
     async def run(self, commands: asyncio.Queue[dict[str, Any] | None]) -> None:
         await self.agent.start()
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.streams.io.fd, self.streams.on_readable)
         self.calls = [self._call_for(member) for member in self.mine]
         tasks = [
             asyncio.create_task(self.pacer.run()),
@@ -363,7 +362,6 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            loop.remove_reader(self.streams.io.fd)
             self.streams.close()
 
     def _call_for(self, member: Member) -> LoadCall:
@@ -413,7 +411,9 @@ class Worker:
         await asyncio.sleep(max(0.0, float(command["end"]) - monotonic()))
         self.pacer.running = False
         cpu = cpu_seconds() - self.cpu_at_measure
-        await asyncio.sleep(DRAIN_SECONDS)
+        for _ in range(int(DRAIN_SECONDS / 0.01)):  # the pacer has stopped: read on
+            await asyncio.sleep(0.01)
+            self.streams.receive()
         self.streams.digest()
         by_call = {str(call.member.index): call.sent for call in self.calls if call.status == 200}
         emit(

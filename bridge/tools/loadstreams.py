@@ -118,13 +118,15 @@ class ReceiveStats:
 
 class Streams:
     """The RTP of up to `capacity` calls on one socket: `add` a call, `start` it once answered,
-    `send_due` per pacer slot, `on_readable` when the socket has data, `digest` now and then."""
+    `send_due` per pacer slot, `receive` on every pacer wake, `digest` now and then."""
 
     def __init__(self, capacity: int, codec: str, host: str = "127.0.0.1") -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((host, 0))
         set_buffers(sock)
-        self.io = BatchSocket(sock, batch=BATCH, size=ROW.itemsize)
+        self.io = BatchSocket(sock, batch=BATCH, size=ROW.itemsize, timestamps=True)
+        # the kernel stamps arrivals on the wall clock; bursts are timed on the monotonic one
+        self._wall_to_monotonic = time.monotonic() - time.time()
         self.port: int = sock.getsockname()[1]
         self.codec = CODECS[codec]
         self.capacity = capacity
@@ -144,6 +146,7 @@ class Streams:
         self.unknown = 0  # datagrams from a port no call of ours was answered from
         self.stats = ReceiveStats(capacity)
         self.markers: dict[int, Marker] = {}
+        self.is_marker = np.zeros(capacity, bool)
         self._bank: list[np.ndarray] = []  # every call's frames, joined at the first send
         self._banked = 0
         self.bank = np.zeros((0, FRAME_SAMPLES), np.uint8)
@@ -174,6 +177,7 @@ class Streams:
         if bursts:
             payloads = [np.frombuffer(b, np.uint8) for b in bursts]
             self.markers[row] = Marker(payloads, float("inf"))
+            self.is_marker[row] = True
         self.onsets[row] = []
         return row
 
@@ -214,11 +218,9 @@ class Streams:
         out["ssrc"] = self.ssrc[rows]
         position = self.position[rows]
         out["payload"] = self.bank[self.frame_start[rows] + position % self.frame_count[rows]]
-        if self.markers:
-            for i, row in enumerate(rows.tolist()):
-                marker = self.markers.get(row)
-                if marker is not None:
-                    self._marker_payload(marker, float(self.next_time[row]), out, i)
+        for i in np.flatnonzero(self.is_marker[rows]).tolist():
+            row = int(rows[i])
+            self._marker_payload(self.markers[row], float(self.next_time[row]), out, i)
         self.io.send(count, self.host[rows], self.remote_port[rows], PACKET_BYTES)
         self.seq[rows] += 1
         self.ts[rows] += FRAME_SAMPLES
@@ -238,10 +240,12 @@ class Streams:
 
     # --- receiving --------------------------------------------------------------------------
 
-    def on_readable(self) -> None:
-        """Read and account everything waiting, a batch per system call."""
+    def receive(self) -> None:
+        """Read and account everything waiting, a batch per system call. Called on the pacer's
+        wakes, not on readiness, so batches are big; each packet's time is the kernel's."""
         while count := self.io.receive():
-            now = monotonic()
+            now = self.io.arrivals(count) + self._wall_to_monotonic
+            now = np.where(np.isnan(now), monotonic(), now)
             packets = self._rx[:count]
             _, ports = self.io.sources(count)
             rows = self.by_port[ports]
@@ -252,17 +256,10 @@ class Streams:
             if odd.size:
                 np.add.at(self.odd, odd, 1)
             if not plain.all():
-                rows, packets = rows[plain], packets[plain]
+                rows, packets, now = rows[plain], packets[plain], now[plain]
             if rows.size:
-                self.stats.receive(
-                    rows,
-                    packets["seq"],
-                    packets["ts"],
-                    np.full(rows.size, now),
-                )
-                self._pending.append(
-                    (rows.copy(), np.full(rows.size, now), packets["payload"].copy())
-                )
+                self.stats.receive(rows, packets["seq"], packets["ts"], now)
+                self._pending.append((rows.copy(), now, packets["payload"].copy()))
             if count < self.io.batch:
                 return
 
