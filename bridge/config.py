@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "CONFBRIDGE_"
-SUPPORTED_CODECS = ("PCMU", "PCMA")
+SUPPORTED_CODECS = ("OPUS", "G722", "PCMU", "PCMA")  # the default preference order
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("console", "json")
 ACCESS_MODES = ("none", "room", "caller", "room+caller")

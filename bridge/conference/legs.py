@@ -88,13 +88,17 @@ class Leg:
 
 
 def negotiated(session: AudioSession) -> NegotiatedMedia:
+    codec = session.codec
+    dynamic = codec.is_named("opus")  # the others' payload types are static
     return NegotiatedMedia(
-        codec=session.codec.encoding.upper(),
+        codec=codec.encoding.upper(),
         remote=(session.remote_host, session.remote_port),
         telephone_event_pt=(
             session.telephone_event.payload_type if session.telephone_event else None
         ),
         on_hold=session.on_hold,
+        payload_type=codec.payload_type if dynamic else None,
+        fmtp=codec.fmtp if dynamic else None,
     )
 
 

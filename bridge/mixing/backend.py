@@ -21,10 +21,12 @@ Address = tuple[str, int]
 class NegotiatedMedia:
     """What SDP offer/answer settled for a leg."""
 
-    codec: str  # "PCMU" | "PCMA"
+    codec: str  # "PCMU" | "PCMA" | "G722" | "OPUS"
     remote: Address  # where the SDP says to send (0 port: send nothing)
     telephone_event_pt: int | None
     on_hold: bool  # the phone is sendonly/inactive: not mixed, sent nothing
+    payload_type: int | None = None  # the codec's, when dynamic (Opus)
+    fmtp: str | None = None  # the peer's fmtp for it (Opus: RFC 7587 parameters)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from bridge.media.g711 import CODECS
+from bridge.media.codecs import codec_for
 from bridge.mixing.backend import (
     AddParticipant,
     ClearPrompts,
@@ -52,7 +52,7 @@ def new_participant(
         room=command.room or LOBBY,
         caller=who.caller,
         display_name=who.display_name,
-        codec=CODECS[media.codec],
+        codec=codec_for(media.codec, media.payload_type, media.fmtp),
         remote=media.remote,
         signalling_host=who.signalling_host,
         send=send,
@@ -67,7 +67,11 @@ def new_participant(
 
 
 def apply_media(participant: Participant, media: NegotiatedMedia) -> None:
-    participant.codec = CODECS[media.codec]
+    codec = codec_for(media.codec, media.payload_type, media.fmtp)
+    if codec != participant.codec:
+        participant.stream = None  # a new codec: new decoder and encoders
+    participant.codec = codec
+    participant.jitter.clock_rate = codec.clock_rate
     participant.remote = media.remote
     participant.telephone_event_pt = media.telephone_event_pt
     participant.on_hold = media.on_hold

@@ -12,10 +12,12 @@ from struct import error as struct_error
 
 import numpy as np
 
+from bridge.media.codecs import MediaCodec
 from bridge.media.dtmf import DtmfState
-from bridge.media.g711 import Codec
 from bridge.media.mixer import Concealer
 from bridge.media.prompt import PromptPlayer
+from bridge.media.tones import DBM0_PEAK
+from bridge.mixing.stream_state import StreamState
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpError, RtpSender, is_rtcp, parse_rtp
 from bridge.rtp.packet import unpack_header as _unpack_header
@@ -33,6 +35,10 @@ class MediaCounters:
     bad_packets: int = 0
     wrong_source: int = 0
     other_payload: int = 0
+
+
+VOICE_POWER = (DBM0_PEAK**2 / 2) * 10 ** (-40 / 10)
+"""Mean power over which a frame counts as voice: -40 dBm0, well over G.711 idle noise."""
 
 
 @dataclass(slots=True)
@@ -67,7 +73,7 @@ class Participant:
     room: str
     caller: str
     display_name: str
-    codec: Codec
+    codec: MediaCodec
     remote: Address
     signalling_host: str
     send: SendFunction
@@ -92,6 +98,7 @@ class Participant:
     inband: DtmfState | None = None  # the room's detector state, set when the room takes us
     digits: list[tuple[str, str]] = field(default_factory=list)  # (digit, method) not yet taken
     voice: VoiceActivity = field(default_factory=lambda: VoiceActivity())
+    stream: StreamState | None = None  # codec and rate state of the multi-rate tick
 
     @property
     def inband_dtmf(self) -> bool:
@@ -175,7 +182,8 @@ class Participant:
             return
         self.counters.packets_out += 1
         # positional: the same as packet(payload, payload_type=...), a little cheaper per packet
+        codec = self.codec
         self.send(
-            self.sender.packet(payload, 160, False, self.codec.payload_type),
+            self.sender.packet(payload, codec.clock_rate // 50, False, codec.payload_type),
             self.latched or remote,
         )

@@ -21,15 +21,14 @@ from bridge.media.dtmf import DtmfDetector
 from bridge.media.g711 import Codec
 from bridge.media.mixer import RoomMix
 from bridge.media.prompt import overlay
-from bridge.media.tones import DBM0_PEAK, hold_music
-from bridge.mixing.participant import Participant
+from bridge.media.tones import hold_music
+from bridge.mixing.multirate import MultiRateMix, is_wideband_room
+from bridge.mixing.participant import VOICE_POWER, Participant
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 FRAME_SAMPLES = 160
 
 Digit = tuple[Participant, str, str]  # who, which key, how it was sent
-VOICE_POWER = (DBM0_PEAK**2 / 2) * 10 ** (-40 / 10)
-"""Mean power over which a frame counts as voice: -40 dBm0, well over G.711 idle noise."""
 HOLD_MUSIC = hold_music()
 
 
@@ -69,6 +68,7 @@ class Room:
     detector: DtmfDetector = field(default_factory=DtmfDetector)
     talk_changes: list[Participant] = field(default_factory=list)  # since the service looked
     hold_position: int = 0
+    wideband: MultiRateMix | None = None  # made when a G.722 or Opus member first joins
 
     @property
     def full(self) -> bool:
@@ -94,6 +94,10 @@ class Room:
         n = len(members)
         if n == 0:
             return []
+        if is_wideband_room(members):
+            if self.wideband is None:
+                self.wideband = MultiRateMix()
+            return self.wideband.tick(members, self.mixing, self.detector, self.talk_changes)
         frames = self.mixer.slots(n)
         digits, codecs = self._decode(members, frames)
         if any(p.inband_dtmf for p in members):  # someone keys in-band

@@ -145,6 +145,10 @@ class JitterBuffer:
         self._probation = None
         return self._store(sequence, timestamp, payload, now)
 
+    def upcoming(self) -> bytes | None:
+        """The payload queued to play next, if here: Opus rebuilds a lost frame from its FEC."""
+        return self._frames.get(self._next) if self._next is not None else None
+
     def pop(self) -> bytes | None:
         """The next frame's payload, or None when it is missing or while (re)buffering."""
         sequence = self._next

@@ -73,6 +73,11 @@ _STATIC_FORMATS: dict[int, tuple[str, int, int]] = {
 }
 # Payload types we put in our own offers for codecs that have a static one.
 _OFFER_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}
+OPUS = "opus"
+OPUS_OFFER_PT = 111
+TELEPHONE_EVENT_48K_PT = 110  # next to 101 at 8000, when we offer Opus
+OPUS_FMTP = "useinbandfec=1;usedtx=1"
+"""What we ask of an Opus peer (RFC 7587 §6.1): FEC in its packets; DTX welcome."""
 
 _LINE_RE = re.compile(r"^([a-z])=(.*)$")
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$")
@@ -359,9 +364,18 @@ def _pick_codec(media: MediaDescription, names: Sequence[str]) -> MediaFormat | 
     """The first of ``media``'s formats (the sender's preference order) named in ``names``."""
     wanted = {name.upper() for name in names}
     for fmt in media.formats:
-        if fmt.encoding.upper() in wanted and fmt.channels == 1:
+        if fmt.encoding.upper() in wanted and _usable(fmt):
             return fmt
     return None
+
+
+def _usable(fmt: MediaFormat) -> bool:
+    """Mono at the codec's rate; Opus is always `opus/48000/2` (RFC 7587 §7), mixed as mono."""
+    if fmt.is_named(OPUS):
+        return fmt.clock_rate == 48000 and fmt.channels in (1, 2)
+    if fmt.is_named("G722"):
+        return fmt.clock_rate == 8000 and fmt.channels == 1
+    return fmt.channels == 1
 
 
 def _pick_telephone_event(media: MediaDescription, clock_rate: int) -> MediaFormat | None:
@@ -446,19 +460,25 @@ def _audio_lines(
     port: int,
     proto: str,
     codecs: Sequence[MediaFormat],
-    telephone_event: MediaFormat | None,
+    telephone_event: MediaFormat | Sequence[MediaFormat] | None,
     direction: str,
 ) -> list[str]:
-    formats = [*codecs, *([telephone_event] if telephone_event else [])]
+    if telephone_event is None:
+        events: Sequence[MediaFormat] = ()
+    elif isinstance(telephone_event, MediaFormat):
+        events = (telephone_event,)
+    else:
+        events = telephone_event
+    formats = [*codecs, *events]
     lines = [f"m=audio {port} {proto} {' '.join(str(f.payload_type) for f in formats)}"]
     for fmt in codecs:
         channels = f"/{fmt.channels}" if fmt.channels != 1 else ""
         lines.append(f"a=rtpmap:{fmt.payload_type} {fmt.encoding}/{fmt.clock_rate}{channels}")
         if fmt.fmtp:
             lines.append(f"a=fmtp:{fmt.payload_type} {fmt.fmtp}")
-    if telephone_event is not None:
-        pt = telephone_event.payload_type
-        lines.append(f"a=rtpmap:{pt} {TELEPHONE_EVENT}/{telephone_event.clock_rate}")
+    for event in events:
+        pt = event.payload_type
+        lines.append(f"a=rtpmap:{pt} {TELEPHONE_EVENT}/{event.clock_rate}")
         lines.append(f"a=fmtp:{pt} {_DTMF_EVENTS}")
     lines.append(f"a=ptime:{_ANSWER_PTIME_MS}")
     lines.append(f"a={direction}")
@@ -496,7 +516,10 @@ def build_answer(
             accepted = True
             direction = _ANSWER_DIRECTION[session.direction]
             event = session.telephone_event if session.telephone_event in media.formats else None
-            lines += _audio_lines(local_port, media.proto, [session.codec], event, direction)
+            codec = session.codec
+            if codec.is_named(OPUS):  # our own receive parameters, not an echo of the peer's
+                codec = MediaFormat(codec.payload_type, codec.encoding, 48000, 2, OPUS_FMTP)
+            lines += _audio_lines(local_port, media.proto, [codec], event, direction)
         else:
             lines.append(f"m={media.media} 0 {media.proto} {' '.join(media.format_ids)}")
     if not accepted:
@@ -520,6 +543,9 @@ def build_offer(
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     formats: list[MediaFormat] = []
     for name in codecs:
+        if name.upper() == OPUS.upper():
+            formats.append(MediaFormat(OPUS_OFFER_PT, OPUS, 48000, 2, OPUS_FMTP))
+            continue
         pt = _OFFER_PAYLOAD_TYPES.get(name.upper())
         if pt is None:
             raise ValueError(f"no static payload type for codec {name!r}")
@@ -527,11 +553,14 @@ def build_offer(
         formats.append(MediaFormat(pt, encoding, rate, channels))
     if not formats:
         raise ValueError("build_offer needs at least one codec")
-    event = None
+    events: list[MediaFormat] = []
     if telephone_event_pt is not None:
         if not 96 <= telephone_event_pt <= 127:
             raise ValueError(f"telephone_event_pt must be in 96..127, got {telephone_event_pt}")
-        event = MediaFormat(telephone_event_pt, TELEPHONE_EVENT, 8000)
+        if any(f.clock_rate == 8000 for f in formats):
+            events.append(MediaFormat(telephone_event_pt, TELEPHONE_EVENT, 8000))
+        if any(f.is_named(OPUS) for f in formats):  # telephone-event at Opus' clock rate
+            events.append(MediaFormat(TELEPHONE_EVENT_48K_PT, TELEPHONE_EVENT, 48000))
     lines = _session_lines(local_host, session_id, version)
-    lines += _audio_lines(local_port, "RTP/AVP", formats, event, direction)
+    lines += _audio_lines(local_port, "RTP/AVP", formats, events, direction)
     return _encode(lines)

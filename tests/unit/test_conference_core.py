@@ -73,7 +73,12 @@ HOST = "127.0.0.1"
 PHONE = Peer(HOST, 5070, "udp")
 CALLEE = Peer(HOST, 5080, "udp")
 SDP = b"<sdp>"  # stands for the SDP body of an action in the outputs compared
-NO_CODEC = "no common codec: offered G729, supported PCMU, PCMA"
+NO_CODEC = "no common codec: offered G729, supported OPUS, G722, PCMU, PCMA"
+
+OUR_FORMATS = [  # the default preference order, telephone-event at 8000 and at Opus' 48000
+    ("opus", 48000), ("G722", 8000), ("PCMU", 8000), ("PCMA", 8000),
+    ("telephone-event", 8000), ("telephone-event", 48000),
+]
 
 _branches = itertools.count(1)
 
@@ -438,7 +443,7 @@ def test_invite_without_sdp_gets_our_offer_and_media_starts_with_the_answer_in_t
     assert bridge.take() == Out(ua=[Answer(alice.key, SDP)], events=[alice.alerting()])
     (audio,) = bridge.sdp.media
     assert audio.port == 40000
-    assert [f.encoding for f in audio.formats] == ["PCMU", "PCMA", "telephone-event"]
+    assert [(f.encoding, f.clock_rate) for f in audio.formats] == OUR_FORMATS
     bridge.now = 0.5
     alice.ack(phone_sdp())
     assert bridge.take() == Out(
@@ -692,7 +697,7 @@ def dial(bridge: Bridge, confirm: bool) -> tuple[str, str]:
     assert bridge.ports.given == {key: 40000}
     (audio,) = bridge.sdp.media
     assert audio.port == 40000
-    assert [f.encoding for f in audio.formats] == ["PCMU", "PCMA", "telephone-event"]
+    assert [(f.encoding, f.clock_rate) for f in audio.formats] == OUR_FORMATS
     return key, place.local_tag
 
 

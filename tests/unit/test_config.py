@@ -40,7 +40,7 @@ def test_builtin_defaults() -> None:
     config = load_config(None, env={})
     assert config == Config()
     assert config.sip.udp_port == 5060
-    assert config.rtp.codecs == ("PCMU", "PCMA")
+    assert config.rtp.codecs == ("OPUS", "G722", "PCMU", "PCMA")
     assert config.rooms.names == ()
     assert config.advertise_address == "127.0.0.1"
     assert config.database_url_resolved == "sqlite:///data/confbridge.db"
@@ -205,7 +205,7 @@ def test_explicit_database_url_wins(tmp_path: Path) -> None:
         ('[rtp]\ncodecs = "PCMU"', "rtp.codecs: must be a list, got 'PCMU'"),
         (
             '[rtp]\ncodecs = ["PCMU", "G729"]',
-            "rtp.codecs: each must be one of PCMU, PCMA, got 'G729'",
+            "rtp.codecs: each must be one of OPUS, G722, PCMU, PCMA, got 'G729'",
         ),
         ('[rtp]\ncodecs = ["PCMU", "pcmu"]', "rtp.codecs: must not repeat PCMU"),
         ('[rooms]\nauto_create = "yes"', "rooms.auto_create: must be true or false, got 'yes'"),
@@ -291,8 +291,9 @@ def test_env_none_reads_process_environment(monkeypatch: pytest.MonkeyPatch) -> 
             "CONFBRIDGE_ROOMS_AUTO_CREATE (rooms.auto_create): must be true or false, got 'maybe'",
         ),
         (
-            {"CONFBRIDGE_RTP_CODECS": "PCMU,OPUS"},
-            "CONFBRIDGE_RTP_CODECS (rtp.codecs): each must be one of PCMU, PCMA, got 'OPUS'",
+            {"CONFBRIDGE_RTP_CODECS": "PCMU,G729"},
+            "CONFBRIDGE_RTP_CODECS (rtp.codecs): each must be one of OPUS, G722, PCMU, PCMA, "
+            "got 'G729'",
         ),
         ({"CONFBRIDGE_RTP_CODECS": ""}, "CONFBRIDGE_RTP_CODECS (rtp.codecs): must not be empty"),
         ({"CONFBRIDGE_SIP_UDPPORT": "5070"}, "CONFBRIDGE_SIP_UDPPORT: unknown key sip.udpport"),

@@ -567,7 +567,7 @@ def test_build_offer_options() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"codecs": ("OPUS",)}, "no static payload type for codec 'OPUS'"),
+        ({"codecs": ("G729",)}, "no static payload type for codec 'G729'"),
         ({"codecs": ()}, "needs at least one codec"),
         ({"telephone_event_pt": 8}, "telephone_event_pt must be in 96..127"),
         ({"direction": "sideways"}, "direction must be one of"),
@@ -621,3 +621,53 @@ def test_negotiate_answer_488(media: str, message: str) -> None:
         negotiate_answer(parse_sdp(crlf(HEAD.replace("\r\n", "\n") + media)), ("PCMU",))
     assert info.value.status == 488
     assert str(info.value) == message
+
+
+# --------------------------------------------------------------------------- wideband
+
+WIDEBAND = ("OPUS", "G722", "PCMU", "PCMA")
+
+
+def test_baresip_offer_gets_opus_mixed_as_mono_and_our_fmtp_in_the_answer() -> None:
+    offer = parse_sdp(BARESIP)
+    session = negotiate_offer(offer, WIDEBAND)
+    assert session.codec == MediaFormat(96, "opus", 48000, 2, "stereo=1;sprop-stereo=1")
+    assert session.telephone_event is None  # baresip's telephone-event is at 8000, not 48000
+    answer = build_answer(offer, session, local_host="127.0.0.1", local_port=4000,
+                          session_id=1, version=1).decode()
+    assert "a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1;usedtx=1\r\n" in answer
+
+
+def test_linphone_opus_takes_the_48000_hz_telephone_event() -> None:
+    session = negotiate_offer(parse_sdp(LINPHONE), WIDEBAND)
+    assert session.codec == MediaFormat(96, "opus", 48000, 2, "useinbandfec=1")
+    assert session.telephone_event == MediaFormat(101, "telephone-event", 48000)
+
+
+def test_g722_is_taken_at_its_8000_clock_only() -> None:
+    offer = BARESIP.replace(b" 96 9 0 8 101", b" 9 0 8 101")
+    session = negotiate_offer(parse_sdp(offer), ("G722", "PCMU"))
+    assert session.codec == MediaFormat(9, "G722", 8000)
+    assert session.telephone_event == MediaFormat(101, "telephone-event", 8000, 1, "0-15")
+    odd = offer.replace(b"a=rtpmap:9 G722/8000", b"a=rtpmap:9 G722/16000")
+    assert negotiate_offer(parse_sdp(odd), ("G722", "PCMU")).codec == PCMU
+
+
+def test_our_offer_lists_opus_g722_g711_and_telephone_event_at_both_rates() -> None:
+    body = build_offer(local_host="127.0.0.1", local_port=4000, session_id=1, version=1,
+                       codecs=WIDEBAND).decode()
+    assert "m=audio 4000 RTP/AVP 111 9 0 8 101 110\r\n" in body
+    assert "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1;usedtx=1\r\n" in body
+    assert "a=rtpmap:101 telephone-event/8000\r\n" in body
+    assert "a=rtpmap:110 telephone-event/48000\r\n" in body
+    only_opus = build_offer(local_host="127.0.0.1", local_port=4000, session_id=1, version=1,
+                            codecs=("OPUS",)).decode()
+    assert "telephone-event/8000" not in only_opus
+
+
+def test_offer_of_only_unsupported_codecs_is_488_listing_ours() -> None:
+    offer = BARESIP.replace(b" 96 9 0 8 101", b" 18 101")
+    with pytest.raises(SdpError) as info:
+        negotiate_offer(parse_sdp(offer), WIDEBAND)
+    assert info.value.status == 488
+    assert str(info.value) == "no common codec: offered G729, supported OPUS, G722, PCMU, PCMA"

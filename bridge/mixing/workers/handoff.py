@@ -4,7 +4,8 @@ A participant joins a room in the main process (after the IVR, if any) and is th
 the room's worker: everything that makes its stream continuous travels (jitter buffer, RTP
 sender with its SSRC and sequence numbers, RFC 4733 decoder, queued prompts, flags, counters),
 while what is tied to a process stays behind (the send function, the room's DTMF detector
-state) and the codec goes by name, not as its 128 KiB of tables.
+state, a wideband stream's PyAV and libopus codec state, rebuilt on the worker's first tick)
+and a G.711 codec goes by name, not as its 128 KiB of tables.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
-from bridge.media.g711 import CODECS, PCMU
+from bridge.media.g711 import CODECS, PCMU, Codec
 from bridge.mixing.participant import Address, Participant
 
 
@@ -21,11 +22,15 @@ def _not_connected(data: bytes, address: Address) -> None:
 
 
 def pack(participant: Participant) -> bytes:
-    travelling = dataclasses.replace(participant, send=_not_connected, codec=PCMU, inband=None)
-    return pickle.dumps((participant.codec.name, travelling), protocol=pickle.HIGHEST_PROTOCOL)
+    codec = participant.codec
+    travelling = dataclasses.replace(
+        participant, send=_not_connected, codec=PCMU, inband=None, stream=None
+    )
+    named = codec.name if isinstance(codec, Codec) else codec  # a WidebandCodec pickles
+    return pickle.dumps((named, travelling), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(state: bytes) -> Participant:
-    codec_name, participant = pickle.loads(state)  # from our own main process only
-    participant.codec = CODECS[codec_name]
+    codec, participant = pickle.loads(state)  # from our own main process only
+    participant.codec = CODECS[codec] if isinstance(codec, str) else codec
     return participant

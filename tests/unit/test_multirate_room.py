@@ -1,0 +1,172 @@
+"""Rooms with G.722 and Opus members (bridge/mixing/multirate.py): mixed at the highest member
+rate, each member resampled in and out, driven through the engine as a worker drives it.
+
+Each simulated phone encodes its own tones with a real encoder (PyAV's G.722 and libopus, the
+G.711 tables) and decodes what it is sent with a real decoder; an FFT says what it heard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridge.media.codecs import MediaCodec, WidebandCodec, codec_for, native_rate
+from bridge.media.g711 import Codec
+from bridge.media.opus import OpusEncoder, OpusParams
+from bridge.media.tones import ToneSource, tone_levels
+from bridge.mixing.backend import DigitPressed, RemoveParticipant, TalkingChanged
+from bridge.mixing.engine import MediaEngine
+from bridge.mixing.participant import Participant
+from bridge.mixing.workers.handoff import pack, unpack
+from bridge.rtp.jitter import JitterBuffer
+from bridge.rtp.packet import RtpSender, parse_rtp
+
+HEARD_DB = -35.0
+ABSENT_DB = -60.0
+OPUS_PT = 96
+
+
+class Phone:
+    """A member of `codec` speaking `tones` (Hz), recording what it hears at its own rate."""
+
+    def __init__(self, engine: MediaEngine, name: str, codec: MediaCodec, tones: list[float]):
+        self.codec = codec
+        self.rate = native_rate(codec)
+        member = Participant(
+            id=name, call_key=name, room="(lobby)", caller=name, display_name="",
+            codec=codec, remote=("127.0.0.1", 4000 + len(engine.members)),
+            signalling_host="127.0.0.1", send=self.receive, jitter=JitterBuffer(2, 3),
+        )
+        member.jitter.clock_rate = codec.clock_rate
+        self.member = unpack(pack(member))  # as a worker receives it: codec state rebuilt
+        self.member.send = self.receive
+        engine.add(self.member, "r")
+        self.sources = [ToneSource(f, 5000, self.rate) for f in tones]
+        self.sender = RtpSender(payload_type=codec.payload_type)
+        if isinstance(codec, WidebandCodec):
+            self.encoder = codec.new_encoder()
+            self.decoder = codec.new_decoder()
+        self.heard: list[np.ndarray] = []
+        self.payload_types: set[int] = set()
+        self.timestamps: list[int] = []
+
+    def speak(self, now: float) -> None:
+        samples = self.rate // 50
+        frame = sum(s.next_frame(samples).astype(np.int32) for s in self.sources)
+        frame = np.asarray(frame, np.int32).astype(np.int16) if self.sources else np.zeros(
+            samples, np.int16)
+        payload = self.codec.encode(frame) if isinstance(self.codec, Codec) else (
+            self.encoder.encode(frame))
+        packet = self.sender.packet(payload, self.codec.clock_rate // 50)
+        self.member.receive_rtp(packet, self.member.remote, now)
+
+    def receive(self, data: bytes, address: tuple[str, int]) -> None:
+        packet = parse_rtp(data)
+        self.payload_types.add(packet.payload_type)
+        self.timestamps.append(packet.timestamp)
+        if isinstance(self.codec, Codec):
+            self.heard.append(self.codec.decode(packet.payload))
+        else:
+            self.heard.append(self.decoder.decode(packet.payload))
+
+    def levels(self, freqs: list[float], since: int = 25) -> dict[float, float]:
+        return tone_levels(np.concatenate(self.heard[since:]), freqs, self.rate)
+
+
+def run(engine: MediaEngine, phones: list[Phone], ticks: int, start: int = 0) -> list:
+    reports = []
+    for tick in range(start, start + ticks):
+        for phone in phones:
+            phone.speak(tick * 0.02)
+        engine.tick(tick * 0.02 + 0.001, tick * 0.02)
+        reports += engine.take_reports()
+    return reports
+
+
+def opus(fmtp: str | None = None) -> MediaCodec:
+    return codec_for("OPUS", OPUS_PT, fmtp)
+
+
+def test_pcmu_g722_and_opus_each_hear_the_others_and_wideband_tones_reach_wideband_ears():
+    engine = MediaEngine()
+    narrow = Phone(engine, "pcmu", codec_for("PCMU"), [500.0])
+    g722 = Phone(engine, "g722", codec_for("G722"), [900.0, 5500.0])
+    wide = Phone(engine, "opus", opus("useinbandfec=1"), [1300.0, 7000.0])
+    run(engine, [narrow, g722, wide], 75)
+    assert engine.rooms["r"].wideband is not None and engine.rooms["r"].wideband.rate == 48000
+
+    heard = narrow.levels([500, 900, 1300])
+    assert heard[900] > HEARD_DB and heard[1300] > HEARD_DB and heard[500] < ABSENT_DB
+    heard = g722.levels([500, 900, 1300, 5500, 7000])
+    assert heard[500] > HEARD_DB and heard[1300] > HEARD_DB and heard[7000] > HEARD_DB
+    assert heard[900] < ABSENT_DB and heard[5500] < ABSENT_DB
+    heard = wide.levels([500, 900, 1300, 5500, 7000])
+    assert heard[500] > HEARD_DB and heard[900] > HEARD_DB and heard[5500] > HEARD_DB
+    assert heard[1300] < ABSENT_DB and heard[7000] < ABSENT_DB
+    assert wide.payload_types == {OPUS_PT} and g722.payload_types == {9}
+    steps = set(np.diff(wide.timestamps).tolist())
+    assert steps == {960} and set(np.diff(g722.timestamps).tolist()) == {160}
+
+
+def test_listeners_of_one_codec_share_the_total_and_a_g711_room_stays_narrow():
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", codec_for("G722"), [1000.0])
+    listeners = [Phone(engine, f"l{i}", opus(), []) for i in range(3)]
+    run(engine, [talker, *listeners], 30)
+    mix = engine.rooms["r"].wideband
+    assert mix is not None and [k for k in mix.shared if k[0] == "OPUS"] == [("OPUS", OpusParams())]
+    for listener in listeners:
+        assert listener.member.stream is not None and listener.member.stream.own_encoder is None
+    assert listeners[0].heard[-1].tobytes() == listeners[2].heard[-1].tobytes()
+
+    # once the wideband members leave, the room mixes at 8 kHz again, on the G.711 path
+    pcmu = [Phone(engine, f"p{i}", codec_for("PCMU"), [700.0]) for i in range(2)]
+    for phone in [talker, *listeners]:
+        engine.apply(RemoveParticipant(phone.member.call_key))
+    run(engine, pcmu, 30, start=30)
+    assert pcmu[0].levels([700])[700] > HEARD_DB
+
+
+def test_talking_and_inband_keys_are_detected_in_a_48_khz_room():
+    engine = MediaEngine()
+    keyer = Phone(engine, "keyer", codec_for("G722"), [770.0, 1336.0])  # the key 5
+    other = Phone(engine, "other", opus(), [])
+    assert DigitPressed("keyer", "5", "inband") in run(engine, [keyer, other], 20)
+
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", opus(), [440.0])
+    talker.member.telephone_event_pt = 101
+    quiet = Phone(engine, "quiet", codec_for("G722"), [])
+    reports = run(engine, [talker, quiet], 20)
+    assert TalkingChanged("talker", True) in reports
+    assert not any(isinstance(r, TalkingChanged) and r.leg == "quiet" for r in reports)
+
+
+def test_lost_opus_packet_is_rebuilt_from_fec_and_a_corrupt_one_concealed():
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", opus(), [1000.0])
+    talker.encoder = OpusEncoder(OpusParams(inband_fec=True))
+    listener = Phone(engine, "listener", codec_for("PCMU"), [])
+    run(engine, [talker, listener], 20)
+    talker.sender.packet(talker.encoder.encode(np.zeros(960, np.int16)), 960)  # never arrives
+    run(engine, [talker, listener], 20, start=21)
+    decoder = talker.member.stream.decoder  # type: ignore[union-attr]
+    assert decoder.fec == 1
+    stats = engine.stats("talker")
+    assert stats is not None and stats.lost == 1
+
+    bad = talker.sender.packet(b"\xff" * 7, 960)
+    talker.member.receive_rtp(bad, talker.member.remote, 0.9)
+    run(engine, [talker, listener], 10, start=41)
+    assert engine.stats("talker").counters.bad_packets == 1  # type: ignore[union-attr]
+    assert listener.levels([1000], since=45)[1000] > HEARD_DB  # the call carries on
+
+
+def test_g722_packet_of_the_wrong_size_is_counted_and_the_room_carries_on():
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", codec_for("G722"), [1000.0])
+    listener = Phone(engine, "listener", codec_for("PCMU"), [])
+    run(engine, [talker, listener], 10)
+    talker.member.receive_rtp(talker.sender.packet(b"\x00" * 1000, 160), talker.member.remote, 0.2)
+    run(engine, [talker, listener], 30, start=11)
+    assert engine.stats("talker").counters.bad_packets == 1  # type: ignore[union-attr]
+    assert listener.levels([1000])[1000] > HEARD_DB
