@@ -101,9 +101,8 @@ class MultiRateMix:
             for participant, digit in zip(members, found, strict=True):
                 if digit is not None and participant.inband_dtmf:
                     digits.append((participant, digit, "inband"))
-            energies = detector.energies
-        else:
-            energies = detector.frame_energies(frames) * (NARROW_SAMPLES / frames.shape[1])
+        # at the room's rate: an 8 kHz copy would hide a wideband talker's upper band
+        energies = detector.frame_energies(frames) * (NARROW_SAMPLES / frames.shape[1])
         loud = (energies > VOICE_POWER * NARROW_SAMPLES).tolist()
         audible = (energies > NOISE_FLOOR * NARROW_SAMPLES).tolist()
         sounding = (

@@ -31,7 +31,7 @@ net_interface		{host}
 call_local_timeout	30
 call_max_calls		1
 # ausine only produces 48 kHz stereo; baresip resamples it for G.711.
-audio_source		ausine,{tone_hz}
+audio_source		{source}
 ausrc_srate		48000
 ausrc_channels		2
 # aubridge is a sink without a sound card; sndfile records the decoded audio before it.
@@ -51,8 +51,11 @@ rtp_stats		no
 module_path		{module_path}
 module			stdio.so
 module			g711.so
+module			g722.so
+module			opus.so
 module			sndfile.so
 module			ausine.so
+module			aufile.so
 module			aubridge.so
 module_tmp		account.so
 module_app		menu.so
@@ -60,7 +63,9 @@ snd_path		{record_dir}
 ringback_disabled	yes
 """
 
-ACCOUNT = "<sip:{user}@{host}>;regint=0;audio_codecs=pcmu,pcma;ptime=20\n"
+ACCOUNT = "<sip:{user}@{host}>;regint=0;audio_codecs={codecs};ptime=20\n"
+RATES = {"pcmu": 8000, "pcma": 8000, "g722": 16000, "opus": 48000}
+"""The rate of sndfile's dumps for the first codec of the account's list."""
 
 
 def _all_free(ports: list[tuple[int, int]]) -> bool:
@@ -98,20 +103,37 @@ def free_rtp_range(size: int = 4) -> tuple[int, int]:
     raise RuntimeError("no free RTP ports for baresip")
 
 
-def read_wav(path: Path) -> np.ndarray:
-    """Mono 16-bit samples of a WAV file (sndfile writes the codec's rate, 8 kHz for G.711)."""
+def read_wav(path: Path, rate: int = 8000) -> np.ndarray:
+    """Mono 16-bit samples of a WAV file (sndfile writes the codec's rate, 8 kHz for G.711;
+    Opus' dumps are stereo: the channels are averaged)."""
     with wave.open(str(path)) as wav:
-        assert wav.getnchannels() == 1 and wav.getsampwidth() == 2, path
-        assert wav.getframerate() == 8000, (path, wav.getframerate())
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
+        channels = wav.getnchannels()
+        assert channels in (1, 2) and wav.getsampwidth() == 2, path
+        assert wav.getframerate() == rate, (path, wav.getframerate())
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    if channels == 2:
+        samples = samples.reshape(-1, 2).mean(axis=1)
+    return samples.astype(np.int16)
 
 
 class Baresip:
     """One baresip process: `await start()`, `dial(uri)`, `hangup()`, `stop()`, then read
     `heard()` and `sent()`."""
 
-    def __init__(self, workdir: Path, *, tone_hz: int, user: str = "softphone") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        tone_hz: int,
+        user: str = "softphone",
+        codecs: str = "pcmu,pcma",
+        source_file: Path | None = None,
+    ) -> None:
+        """`source_file` (a 48 kHz stereo WAV, long enough for the call) replaces the sine."""
         assert 10 <= tone_hz <= 20000, "ausine accepts 10..20000 Hz"
+        self.source_file = source_file
+        self.codecs = codecs
+        self.rate = RATES[codecs.split(",")[0].split("/")[0].lower()]
         self.config_dir = workdir / "baresip"
         self.record_dir = self.config_dir / "recordings"
         self.tone_hz = tone_hz
@@ -127,6 +149,12 @@ class Baresip:
         """Everything baresip printed so far (stdout and stderr), for assertion messages."""
         return self._output.decode(errors="replace")
 
+    @property
+    def source(self) -> str:
+        if self.source_file is not None:
+            return f"aufile,{self.source_file}"
+        return f"ausine,{self.tone_hz}"
+
     def write_config(self) -> None:
         executable = shutil.which("baresip")
         assert executable, "baresip is missing: scripts/setup.sh --test installs Debian's baresip"
@@ -136,7 +164,7 @@ class Baresip:
             CONFIG.format(
                 host=LOOPBACK,
                 sip_port=self.sip_port,
-                tone_hz=self.tone_hz,
+                source=self.source,
                 device=f"sink{self.sip_port}",
                 rtp_min=rtp_min,
                 rtp_max=rtp_max,
@@ -144,7 +172,8 @@ class Baresip:
                 record_dir=self.record_dir,
             )
         )
-        (self.config_dir / "accounts").write_text(ACCOUNT.format(user=self.user, host=LOOPBACK))
+        account = ACCOUNT.format(user=self.user, host=LOOPBACK, codecs=self.codecs)
+        (self.config_dir / "accounts").write_text(account)
 
     async def start(self, timeout: float = 10.0, lifetime_s: int = 60) -> None:
         """Start baresip and wait until it is ready; `-t` makes it quit on its own eventually,
@@ -241,7 +270,7 @@ class Baresip:
         assert self.process is not None and self.process.returncode is not None, "stop() first"
         files = sorted(self.record_dir.glob(f"dump-*-{direction}.wav"))
         assert len(files) == 1, (files, self.output)
-        return read_wav(files[0])
+        return read_wav(files[0], self.rate)
 
     def heard(self) -> np.ndarray:
         """What baresip decoded from the bridge during its call (sndfile's decode dump)."""

@@ -107,6 +107,16 @@ def test_pcmu_g722_and_opus_each_hear_the_others_and_wideband_tones_reach_wideba
     assert steps == {960} and set(np.diff(g722.timestamps).tolist()) == {160}
 
 
+def test_a_talker_heard_only_above_4_khz_is_mixed_while_someone_keys_in_band():
+    """Gating and talking work on the room's rate: an 8 kHz copy would hide this talker."""
+    engine = MediaEngine()
+    high = Phone(engine, "high", opus(), [6500.0])  # no telephone-event: keys in-band
+    listener = Phone(engine, "listener", codec_for("G722"), [])
+    reports = run(engine, [high, listener], 40)
+    assert listener.levels([6500])[6500] > HEARD_DB
+    assert TalkingChanged("high", True) in reports
+
+
 def test_listeners_of_one_codec_share_the_total_and_a_g711_room_stays_narrow():
     engine = MediaEngine()
     talker = Phone(engine, "talker", codec_for("G722"), [1000.0])
