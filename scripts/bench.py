@@ -1,6 +1,6 @@
 """Capacity benchmark on the load test: how many participants the bridge holds.
 
-Scenario 1 steps the load up in rooms of 10 with 2 talkers (20, 40, 60, ... participants), a
+Scenario 1 steps the load up in rooms of 10 with 2 talkers (200, 400, 600, ... participants), a
 fresh private bridge per step, until a step fails: p99 mixer tick lateness over 5 ms, or a packet
 lost inside the bridge (its RTP-in counter short of what the generator sent), or a call not
 answered. The largest step held is printed with the bridge's CPU per participant. Scenario 2:
@@ -41,8 +41,10 @@ HEADERS = (
     "bursts heard %",
     "bridge CPU %",
     "CPU % / part",
-    "CPU s / part-min",
+    "CPU ms / part-s",
     "generator CPU %",
+    "gen ms / part-s",
+    "gen / bridge",
     "held",
 )
 
@@ -92,8 +94,10 @@ def row(step: Step, summary: dict[str, Any]) -> tuple[object, ...]:
             _round(heard),
             _round(cpu.get("bridge_percent")),
             _round(cpu.get("bridge_percent_per_participant"), 3),
-            _round(cpu.get("bridge_s_per_participant_minute"), 4),
+            _round(cpu.get("bridge_ms_per_participant_second"), 3),
             _round(cpu.get("generator_percent")),
+            _round(cpu.get("generator_ms_per_participant_second"), 3),
+            _round(cpu.get("generator_to_bridge"), 2),
             "yes" if held(summary) else "no",
         )
     )
@@ -167,9 +171,11 @@ def verdict(best: tuple[int, dict[str, Any]] | None, args: argparse.Namespace) -
         f"largest load held: {participants} participants in rooms of 10{capped}; bridge CPU "
         f"{cpu.get('bridge_percent', 0):.1f}% of one core, "
         f"{cpu.get('bridge_percent_per_participant', 0):.3f}% per participant, "
-        f"{cpu.get('bridge_s_per_participant_minute', 0) * 1000 / 60:.2f} CPU ms per "
-        f"participant-second; mouth-to-ear delay p50 {summary['delay_ms'].get('p50')} ms, "
-        f"p99 {summary['delay_ms'].get('p99')} ms"
+        f"{cpu.get('bridge_ms_per_participant_second', 0):.3f} CPU ms per "
+        f"participant-second (the load generator "
+        f"{cpu.get('generator_ms_per_participant_second', 0):.3f}); mouth-to-ear delay "
+        f"p50 {_round(summary['delay_ms'].get('p50'), 1)} ms, "
+        f"p99 {_round(summary['delay_ms'].get('p99'), 1)} ms"
     )
 
 
@@ -177,9 +183,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--quick", action="store_true", help="smoke run: small steps, short windows")
-    add("--start", type=int, help="participants in the first step (default 20; quick 10)")
-    add("--step", type=int, help="participants added per step (default 20; quick 10)")
-    add("--max-participants", type=int, help="stop stepping here (default 1000; quick 20)")
+    add("--start", type=int, help="participants in the first step (default 200; quick 10)")
+    add("--step", type=int, help="participants added per step (default 200; quick 10)")
+    add("--max-participants", type=int, help="stop stepping here (default 4000; quick 20)")
     add("--seconds", type=float, help="measured seconds per step (default 10; quick 3)")
     add("--big-room", type=int, help="scenario 2's room size (default 350; quick 40)")
     add("--no-big-room", action="store_true", help="skip scenario 2")
@@ -196,9 +202,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
-        "start": 10 if quick else 20,
-        "step": 10 if quick else 20,
-        "max_participants": 20 if quick else 1000,
+        "start": 10 if quick else 200,
+        "step": 10 if quick else 200,
+        "max_participants": 20 if quick else 4000,
         "seconds": 3.0 if quick else 10.0,
         "big_room": 40 if quick else 350,
     }

@@ -408,9 +408,11 @@ class Worker:
         """Keep the analysis window's audio; at `end` stop sending, drain, report what went."""
         self.streams.window = (float(command["window"][0]), float(command["window"][1]))
         self.cpu_at_measure = cpu_seconds()
+        sent_before = int(self.streams.sent.sum())
         await asyncio.sleep(max(0.0, float(command["end"]) - monotonic()))
         self.pacer.running = False
         cpu = cpu_seconds() - self.cpu_at_measure
+        window_sent = int(self.streams.sent.sum()) - sent_before
         for _ in range(int(DRAIN_SECONDS / 0.01)):  # the pacer has stopped: read on
             await asyncio.sleep(0.01)
             self.streams.receive()
@@ -421,6 +423,7 @@ class Worker:
             worker=self.orders.worker,
             sent_by_call=by_call,
             cpu_s=cpu,
+            window_sent=window_sent,
             pacer_wakes=self.pacer.wakes,
             pacer_late_wakes=self.pacer.late_wakes,
             pacer_max_late_ms=self.pacer.max_late * 1000.0,

@@ -254,6 +254,10 @@ def _bridge(record: RunRecord) -> dict[str, Any]:
         result["rx_missing"] = sent - bridge_in
     if first is not None and last is not None:  # at the window's end: streams still running
         result["concealed"] = int(last.get(PACKETS_LOST) - first.get(PACKETS_LOST))
+        # the window's counts on both sides (the loss check above needs whole-run totals: a
+        # window's edges catch packets in flight)
+        result["window_rtp_in"] = int(last.get(PACKETS_IN) - first.get(PACKETS_IN))
+        result["window_generator_sent"] = sum(s.get("window_sent", 0) for s in record.stopped)
     result["tick_stats"] = _tick_stats(record.bridge_events)
     result["warnings_logged"] = sum(
         1 for e in record.bridge_events if e.get("level") in ("warning", "error", "critical")
@@ -300,6 +304,11 @@ def _cpu(record: RunRecord, participants: int) -> dict[str, Any]:
         if participants:
             result["bridge_s_per_participant_minute"] = used / (participants * seconds / 60.0)
             result["bridge_percent_per_participant"] = 100.0 * used / seconds / participants
+            result["bridge_ms_per_participant_second"] = 1000.0 * used / seconds / participants
+    if participants and seconds > 0:
+        result["generator_ms_per_participant_second"] = 1000.0 * generator / seconds / participants
+        if result.get("bridge_s"):
+            result["generator_to_bridge"] = generator / result["bridge_s"]
     return result
 
 
@@ -446,13 +455,22 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("ticks late >5 ms", _fmt(ticks.get("over_5ms_fraction"))),
         (
-            "bridge RTP in / generator sent",
+            "bridge RTP in / generator sent, window",
+            f"{_fmt(bridge.get('window_rtp_in'))} / {_fmt(bridge.get('window_generator_sent'))}",
+        ),
+        (
+            "bridge RTP in / generator sent, whole run",
             f"{_fmt(bridge.get('rtp_in'))} / {_fmt(bridge.get('generator_sent'))}",
         ),
         ("bridge concealed frames", _fmt(bridge.get("concealed"))),
         ("bridge CPU %", _fmt(cpu.get("bridge_percent"))),
         ("bridge CPU s per participant-minute", _fmt(cpu.get("bridge_s_per_participant_minute"))),
         ("load generator CPU %", _fmt(cpu.get("generator_percent"))),
+        (
+            "CPU ms per participant-second, bridge / generator",
+            f"{_fmt(cpu.get('bridge_ms_per_participant_second'))} / "
+            f"{_fmt(cpu.get('generator_ms_per_participant_second'))}",
+        ),
         (
             "generator send wakes >5 ms late / max ms",
             f"{cpu['generator_late_wakes']} of {cpu['generator_wakes']} / "
