@@ -4,9 +4,10 @@ deadline and applies the actions; tests drive this with chosen `now` values.
 
 RESERVED  booked, start in the future: callers get 486 (or the divert target)
 HOLDING   start reached, but fewer than two callers, or the leader is missing: callers wait,
-          not hearing each other
-ACTIVE    two or more callers, the leader among them when one is set (an unreserved room is
-          ACTIVE while anyone is in it)
+          not hearing each other; a reservation goes back to HOLDING whenever that is so again
+ACTIVE    two or more callers, the leader among them when one is set (the document's "two or
+          more participants, including the leader"; an unreserved room, which has no start to
+          wait for, is ACTIVE while anyone is in it)
 COMPLETED duration over, or ended by the API: everyone is hung up; terminal
 """
 
@@ -84,8 +85,6 @@ def next_state(
     needed = 2 if timing.reserved else 1
     if leader_ok and occupancy.participants >= needed:
         wanted = ConferenceState.ACTIVE
-    elif state is ConferenceState.ACTIVE and leader_ok and timing.reserved:
-        wanted = ConferenceState.ACTIVE  # a reservation stays ACTIVE when people leave
     else:
         wanted = ConferenceState.HOLDING
     if wanted is state:
@@ -94,7 +93,9 @@ def next_state(
         return wanted, "participants present"
     if state is ConferenceState.RESERVED:
         return wanted, "start time reached"
-    return wanted, "leader left" if timing.has_leader and not leader_ok else "room empty"
+    if not leader_ok:
+        return wanted, "leader left"
+    return wanted, "room empty" if occupancy.participants == 0 else "fewer than two participants"
 
 
 def step(

@@ -39,7 +39,10 @@ def test_reservation_runs_through_every_state() -> None:
     assert actions == [StateChanged(S.HOLDING, S.ACTIVE, "participants present")]
 
     state, actions = step(state, BOOKED, ONE, T0 + 20 * MINUTE, warned=False)
-    assert (state, actions) == (S.ACTIVE, [])  # a reservation stays ACTIVE as people leave
+    assert state is S.HOLDING  # "ACTIVE: two or more participants": back to waiting
+    assert actions == [StateChanged(S.ACTIVE, S.HOLDING, "fewer than two participants")]
+    state, actions = step(state, BOOKED, TWO, T0 + 21 * MINUTE, warned=False)
+    assert actions == [StateChanged(S.HOLDING, S.ACTIVE, "participants present")]
 
     state, actions = step(state, BOOKED, TWO, T0 + 39 * MINUTE, warned=False)
     assert (state, actions) == (S.ACTIVE, [PlayWarning()])

@@ -38,6 +38,12 @@ Choices made where the document is silent:
   `duration` and `divert` appear only when the reservation has them. Rooms created by dialling
   in (no application owns them) are not listed. An unreserved conference's max_participants is
   the bridge's `rooms.max_participants` (40 by default) unless the native API set one.
+- States as the document defines them for reserved conferences: ACTIVE is "two or more
+  participants, including the leader"; with fewer (or without the leader) the conference is
+  HOLDING, also when people leave an ACTIVE one; COMPLETED at its end. The leader is named
+  when reserving by the optional `leader` parameter (the document is silent): the caller's
+  number or SIP user as the bridge sees it (P-Asserted-Identity or From), `[+]A-Za-z0-9._-`,
+  1-64 characters; conference_list shows it as `leader` when set.
 - Participants: participant_id is the bridge's participant id; set_options takes `muted`
   and/or `dtmf_enabled` ('true'/'false', any case; at least one of them); both it and eject
   need the conference ACTIVE. Looking a conference up by both name and token requires them to
@@ -343,6 +349,16 @@ def name_of(call: Call) -> str:
     return name
 
 
+LEADER = re.compile(r"[+]?[A-Za-z0-9._-]{1,64}")  # as the native leader: a caller's number
+
+
+def leader_of(call: Call) -> str | None:
+    leader = call.optional("leader")
+    if leader is not None and not LEADER.fullmatch(leader):
+        raise malformed("leader", "must be a caller's number or SIP user ([+]A-Za-z0-9._-, 1-64)")
+    return leader
+
+
 def divert_of(call: Call) -> str | None:
     divert = call.optional("divert")
     if divert is not None and not DIVERT.fullmatch(divert):
@@ -356,12 +372,14 @@ async def reservation_create(call: Call) -> dict[str, Any]:
     start = start_of(call)
     duration = call.integer("duration", *DURATION)
     divert = divert_of(call)
+    leader = leader_of(call)
     spec = NewConference(
         name=name,
         start_time=start,
         duration_minutes=duration,
         max_participants=max_participants,
         divert_to=divert,
+        leader=leader,
     )
     try:
         conference = await conferences.create(call.plane, call.tenant, spec)
@@ -427,6 +445,8 @@ def conference_entry(plane: ControlPlane, conference: Conference) -> dict[str, A
             entry["duration"] = conference.duration_s // 60
         if conference.divert_to:
             entry["divert"] = conference.divert_to
+    if conference.leader:
+        entry["leader"] = conference.leader
     entry["status"] = conference.state
     return entry
 
@@ -484,7 +504,7 @@ ACTIONS: tuple[tuple[str, Handler, str, tuple[str, ...]], ...] = (
         "conference_reservation_create",
         reservation_create,
         "Reserve a conference.",
-        ("conference_name*", "max_participants*", "start_time*", "duration*", "divert"),
+        ("conference_name*", "max_participants*", "start_time*", "duration*", "divert", "leader"),
     ),
     (
         "conference_reservation_modify",
