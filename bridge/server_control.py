@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from sipmessage import URI
+
 from bridge.conference.core import ConferenceCore
 from bridge.conference.legs import Leg
 from bridge.config import Config, RoomDefinition
@@ -112,6 +114,23 @@ class ServerControl:
         if leg is None:
             return False
         self.core.eject(leg, reason)
+        self._run()
+        return True
+
+    def transfer(self, room: str, participant_id: str, target: str) -> bool:
+        leg = self.core.find(room, participant_id)
+        if leg is None:
+            return False
+        if target.lower().startswith(("sip:", "sips:")):
+            uri = URI.parse(target)
+        else:  # a room of this bridge
+            uri = URI(
+                scheme="sip",
+                user=target,
+                host=self.host.config.advertise_address,
+                port=self.host.transports.udp_port,
+            )
+        self.core.transfer(leg, uri)
         self._run()
         return True
 

@@ -63,6 +63,29 @@ class Cancel(UaAction):
 
 
 @dataclass(frozen=True)
+class Transfer(UaAction):
+    """Blind transfer (REFER): ask the participant's phone to call `target`."""
+
+    leg: str
+    target: URI
+
+
+@dataclass(frozen=True)
+class AcceptTransfer(UaAction):
+    """202 to the peer's REFER; `status` is the outcome reported at once by NOTIFY."""
+
+    leg: str
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class RejectTransfer(UaAction):
+    leg: str
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class PlaceCall(UaAction):
     """INVITE `target` through `peer` with our Call-ID and From tag; the UA names the leg
     `<call_id>/out`."""
@@ -111,3 +134,10 @@ def carry_out(ua: UserAgent, action: UaAction, now: float) -> None:
         ua.hangup(call, now, reason=action.reason)
     elif isinstance(action, Cancel):
         ua.cancel(call, now)
+    elif isinstance(action, Transfer):
+        ua.refer(call, action.target, now)
+    elif isinstance(action, AcceptTransfer):
+        ua.accept_transfer(call, now)
+        ua.report_transfer(call, action.status, now)
+    elif isinstance(action, RejectTransfer):
+        ua.reject_transfer(call, action.status, now, reason=action.reason)

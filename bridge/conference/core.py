@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import structlog
+from sipmessage import URI
 
 from bridge.conference.actions import (
+    AcceptTransfer,
     Answer,
     AnswerReinvite,
     Cancel,
@@ -27,7 +29,9 @@ from bridge.conference.actions import (
     PlaceCall,
     Reject,
     RejectReinvite,
+    RejectTransfer,
     Ringing,
+    Transfer,
     UaAction,
 )
 from bridge.conference.admission import Plan, caller_number, plan_incoming
@@ -85,6 +89,8 @@ from bridge.sip.useragent import (
     IncomingCall,
     InfoReceived,
     ReInvite,
+    TransferRequested,
+    TransferResult,
     UaEvent,
 )
 
@@ -187,6 +193,52 @@ class ConferenceCore:
             self._end(leg, f"{event.status} {event.reason}")
         elif isinstance(event, InfoReceived) and leg.media is not None:
             self._on_digit(leg, event.digit, "info", now)
+        elif isinstance(event, TransferRequested):
+            self._on_transfer_requested(leg, event, now)
+        elif isinstance(event, TransferResult):
+            self._on_transfer_result(leg, event)
+
+    # --- transfers (REFER) ------------------------------------------------------------------
+
+    def _on_transfer_requested(self, leg: Leg, event: TransferRequested, now: float) -> None:
+        """The phone asks by REFER to be moved: into another room of this bridge, on the same
+        terms as a call to that room would get; nowhere else (the bridge places no call for a
+        caller)."""
+        refusal = self._transfer_refusal(leg, event)
+        if refusal is not None:
+            self._ua.append(RejectTransfer(leg.key, refusal.status, refusal.reason))
+            return
+        name = event.target.user or ""
+        if name != leg.room:
+            self._leave(leg, "transferred")
+            self._join(leg, name, now)
+        self._ua.append(AcceptTransfer(leg.key))
+
+    def _transfer_refusal(self, leg: Leg, event: TransferRequested) -> Refusal | None:
+        if leg.room is None or leg.media is None:
+            return Refusal(403, "Not in a room yet")
+        if not event.to_bridge:
+            return Refusal(403, "The bridge transfers calls only into its own rooms")
+        plan = plan_incoming(
+            event.target.user or "", leg.caller, config=self.config,
+            definitions=self.rooms.definitions, room_exists=self.rooms.__contains__,
+            room_full=self.rooms.full, gate=self.gate,
+        )
+        if isinstance(plan, Refusal):
+            return plan
+        if plan.admission is not Admission.JOIN or plan.manual:
+            return Refusal(403, "That room admits callers by code or by an operator")
+        return None
+
+    def _on_transfer_result(self, leg: Leg, event: TransferResult) -> None:
+        """Our REFER ended: connected to the target, the participant's call with us ends."""
+        if 200 <= event.status < 300:
+            self._hang_up(leg, "transferred")
+            return
+        log.info(
+            "participant.transfer_failed", room=leg.room, participant=leg.participant_id,
+            status=event.status, reason=event.reason,
+        )
 
     def _on_incoming(self, call: Call, offer: bytes | None, now: float) -> None:
         caller = caller_number(call.invite)
@@ -721,6 +773,12 @@ class ConferenceCore:
 
     def eject(self, leg: Leg, reason: str = "ejected") -> None:
         self._hang_up(leg, reason)
+
+    def transfer(self, leg: Leg, target: URI) -> None:
+        """Blind transfer: REFER the participant's phone to `target`; once it is connected
+        there the participant's call with the bridge ends."""
+        log.info("participant.transfer", room=leg.room, participant=leg.participant_id)
+        self._ua.append(Transfer(leg.key, target))
 
     def hang_up_room(self, name: str, reason: str) -> None:
         for leg in self.members(name):

@@ -30,6 +30,14 @@ from bridge.sip.message import (
     new_tag,
     parse_message,
 )
+from bridge.sip.refer import (
+    SIPFRAG,
+    is_refer_event,
+    notified_status,
+    refer_target,
+    sipfrag,
+    subscription_ended,
+)
 from bridge.sip.routing import LocalAddresses, consume_routes, first_hop, parse_record_route
 from bridge.sip.session_timer import (
     SessionExpires,
@@ -55,11 +63,15 @@ from bridge.sip.transaction import (
 )
 from bridge.sip.validate import check_request, sdp_body
 
-ALLOWED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"})
+ALLOWED_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY"}
+)
 ALLOW_HEADER = ", ".join(sorted(ALLOWED_METHODS))
 SUPPORTED = frozenset({"timer"})
 SUPPORTED_HEADER = ", ".join(sorted(SUPPORTED))
-ACCEPTED_TYPES = frozenset({"application/sdp", "application/dtmf-relay", "application/dtmf"})
+ACCEPTED_TYPES = frozenset(
+    {"application/sdp", "application/dtmf-relay", "application/dtmf", SIPFRAG}
+)
 
 DialogId = tuple[str, str, str]
 
@@ -96,6 +108,8 @@ class Call:
     session_retried: bool = False  # outgoing: our INVITE was sent again after a 422
     session: SessionTimer | None = None  # RFC 4028 timer of the dialog, when one runs
     pending_session: SessionExpires | None = None  # what our 2xx to the pending request says
+    refer_in: tuple[str, Request] | None = None  # the peer's REFER awaiting our decision
+    transferring: bool = False  # our REFER was sent: its NOTIFYs are expected
 
     @property
     def room(self) -> str:
@@ -183,6 +197,26 @@ class CallEnded(UaEvent):
     reason: str
 
 
+@dataclass(frozen=True)
+class TransferRequested(UaEvent):
+    """The peer asks by REFER to transfer the call to `target` (`to_bridge`: a URI of this
+    bridge): `accept_transfer` then `report_transfer`, or `reject_transfer`."""
+
+    call: Call
+    target: URI
+    to_bridge: bool
+
+
+@dataclass(frozen=True)
+class TransferResult(UaEvent):
+    """How our REFER ended: the referred call's final status (2xx: the peer is connected to
+    the target), or the REFER's own failure."""
+
+    call: Call
+    status: int
+    reason: str
+
+
 @dataclass
 class UserAgentCounters:
     requests: int = 0
@@ -215,6 +249,7 @@ class UserAgent:
         self._session_heap: list[tuple[float, int, str]] = []
         self._session_order = 0
         self._refreshes: dict[str, Call] = {}  # our refresh transactions
+        self._refers: dict[str, Call] = {}  # our REFER transactions
         self.local = LocalAddresses(
             hosts=frozenset({self.host.strip("[]").lower()}),
             ports=frozenset({self.udp_port, self.tcp_port}),
@@ -369,6 +404,112 @@ class UserAgent:
         self.counters.calls_started += 1
         return call
 
+    # --- transfers (RFC 3515) ----------------------------------------------------------------
+
+    def refer(self, call: Call, target: URI, now: float) -> bool:
+        """Ask the peer to call `target` (blind transfer, the bridge as transferor); the outcome
+        comes as TransferResult. False when the call is not established or already moving."""
+        if call.state is not CallState.CONFIRMED or call.dialog is None or call.transferring:
+            return False
+        contact = self._contact(call)
+        request = call.dialog.create_request(
+            "REFER",
+            via=self._via(call.peer.transport),
+            contact=contact,
+            extra_headers=(
+                ("Refer-To", f"<{target}>"),
+                ("Referred-By", f"<{contact.uri}>"),
+                ("Allow", ALLOW_HEADER),
+                ("User-Agent", self.user_agent),
+            ),
+        )
+        call.transferring = True
+        txn = self.transactions.send_request(request, self._dialog_peer(call), now)
+        self._refers[txn] = call
+        return True
+
+    def accept_transfer(self, call: Call, now: float) -> None:
+        """202 to the peer's REFER and the first NOTIFY (100 Trying) of its subscription."""
+        if call.refer_in is None:
+            return
+        txn, request = call.refer_in
+        self._respond(txn, request, call, 202, now)
+        self._notify(call, 100, now)
+
+    def report_transfer(
+        self, call: Call, status: int, now: float, reason: str | None = None
+    ) -> None:
+        """The final NOTIFY of an accepted REFER: how the transfer ended."""
+        if call.refer_in is None:
+            return
+        call.refer_in = None
+        self._notify(call, status, now, reason, final=True)
+
+    def reject_transfer(
+        self, call: Call, status: int, now: float, reason: str | None = None
+    ) -> None:
+        if call.refer_in is None:
+            return
+        (txn, request), call.refer_in = call.refer_in, None
+        self._respond(txn, request, call, status, now, reason=reason)
+
+    def _notify(
+        self, call: Call, status: int, now: float, reason: str | None = None, final: bool = False
+    ) -> None:
+        if call.dialog is None or call.state is CallState.ENDED:
+            return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        request = call.dialog.create_request(
+            "NOTIFY",
+            via=self._via(call.peer.transport),
+            contact=self._contact(call),
+            body=sipfrag(status, reason),
+            content_type=SIPFRAG,
+            extra_headers=(
+                ("Event", "refer"),
+                ("Subscription-State", state),
+                ("User-Agent", self.user_agent),
+            ),
+        )
+        self.transactions.send_request(request, self._dialog_peer(call), now)
+
+    def _on_refer(self, txn: str, request: Request, call: Call, now: float) -> None:
+        try:
+            target = refer_target(request)
+        except SipError as exc:
+            self._respond(txn, request, call, exc.status or 400, now, reason=exc.reason)
+            return
+        if call.refer_in is not None or call.state is not CallState.CONFIRMED:
+            self._respond(txn, request, call, 491, now)
+            return
+        call.refer_in = (txn, request)
+        self.events.append(TransferRequested(call, target, self.local.names(target)))
+
+    def _on_notify(self, txn: str, request: Request, call: Call, now: float) -> None:
+        """The transferee's report on our REFER (RFC 3515 §2.4.5)."""
+        if not is_refer_event(request):
+            self._respond(txn, request, call, 489, now, headers=(("Allow-Events", "refer"),))
+            return
+        if not call.transferring:
+            self._respond(txn, request, call, 481, now, reason="No transfer in progress")
+            return
+        self._respond(txn, request, call, 200, now)
+        status = notified_status(request)
+        if status is not None and status[0] >= 200:
+            call.transferring = False
+            self.events.append(TransferResult(call, *status))
+        elif subscription_ended(request):
+            call.transferring = False
+            self.events.append(TransferResult(call, 487, "subscription ended without result"))
+
+    def _on_refer_response(self, txn: str, response: Response) -> None:
+        if response.code < 200:
+            return
+        call = self._refers.pop(txn)
+        if response.code >= 300 and call.transferring:
+            call.transferring = False
+            self.events.append(TransferResult(call, response.code, response.phrase))
+
     def cancel(self, call: Call, now: float) -> None:
         """Give up on our unanswered INVITE (CANCEL, §9.1: only after a provisional response;
         before one, remember to send it when one arrives). The INVITE then ends with 487."""
@@ -416,6 +557,11 @@ class UserAgent:
             elif isinstance(event, ResponseReceived):
                 self._on_response(event.txn_id, event.response, now)
             elif isinstance(event, TransactionTimeout):
+                referred = self._refers.pop(event.txn_id, None)
+                if referred is not None and referred.transferring:
+                    referred.transferring = False
+                    self.events.append(TransferResult(referred, 408, "no answer to REFER"))
+                    continue
                 refreshed = self._refreshes.pop(event.txn_id, None)
                 if refreshed is not None:
                     self._end_session(refreshed, "session_refresh_timeout", now)
@@ -429,6 +575,9 @@ class UserAgent:
     def _on_response(self, txn: str | None, response: Response, now: float) -> None:
         if txn is not None and txn in self._refreshes:
             self._on_refresh_response(txn, response, now)
+            return
+        if txn is not None and txn in self._refers:
+            self._on_refer_response(txn, response)
             return
         if response.cseq.method != "INVITE":
             return  # BYE and CANCEL answers: nothing more to do
@@ -598,6 +747,10 @@ class UserAgent:
             self.events.append(CallEnded(call, "bye"))
         elif method in ("INVITE", "UPDATE"):
             self._on_session_request(txn, request, call, now)
+        elif method == "REFER":
+            self._on_refer(txn, request, call, now)
+        elif method == "NOTIFY":
+            self._on_notify(txn, request, call, now)
         elif method == "INFO":
             try:
                 digit = dtmf_from_info(request.headers.get("Content-Type"), request.body)

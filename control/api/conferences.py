@@ -10,7 +10,13 @@ from fastapi import APIRouter, Response
 
 from control.api.auth import PlaneDep, TenantDep
 from control.api.paging import PageDep, counted
-from control.api.schemas import CallerAdd, ConferenceCreate, ConferenceUpdate, ParticipantUpdate
+from control.api.schemas import (
+    CallerAdd,
+    ConferenceCreate,
+    ConferenceUpdate,
+    ParticipantTransfer,
+    ParticipantUpdate,
+)
 from control.api.views import conference_view, participant_view
 from control.usecases import callers, conferences, participants
 from control.usecases.conferences import NewConference
@@ -96,6 +102,16 @@ async def set_participant_options(
     conference = await conferences.find_open(plane, tenant, name)
     given = body.model_dump(exclude_unset=True, exclude_none=True)
     return participant_view(participants.update(plane, conference, participant_id, given))
+
+
+@router.post("/{name}/participants/{participant_id}/transfer", status_code=202)
+async def transfer_participant(
+    name: str, participant_id: str, body: ParticipantTransfer, tenant: TenantDep, plane: PlaneDep
+) -> dict[str, Any]:
+    """Blind transfer by REFER: 202, the participant leaves once connected to the target."""
+    conference = await conferences.find_open(plane, tenant, name)
+    participants.transfer(plane, conference, participant_id, body.target)
+    return {"participant": participant_id, "target": body.target, "status": "transferring"}
 
 
 @router.delete("/{name}/participants/{participant_id}", status_code=204)

@@ -60,6 +60,10 @@ class ParticipantUpdate(Strict):
     volume_db: int | None = Field(default=None, ge=-12, le=12)
 
 
+class ParticipantTransfer(Strict):
+    target: str = Field(min_length=1, max_length=256)
+
+
 class SubscriptionCreate(Strict):
     callback_url: AnyHttpUrl
     events: list[str] = Field(default_factory=list)

@@ -3,8 +3,11 @@ commands by (room, participant id). A participant who hung up meanwhile is NotFo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from sipmessage import URI
 
 from bridge.control_port import PARTICIPANT_OPTIONS, ParticipantView
 from control.plane import ControlPlane
@@ -12,6 +15,7 @@ from control.schedule import ConferenceState
 from control.store.records import Conference
 from control.usecases.errors import Invalid, NotFound
 
+ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 SETTABLE = ("muted", "on_hold", *PARTICIPANT_OPTIONS)
 ALIASES = {"on_hold": "held"}  # the API's "on_hold" is the bridge's "held" (hold music)
 
@@ -61,4 +65,20 @@ def eject(
 ) -> None:
     """Hang the participant up (BYE)."""
     if not plane.bridge.eject(conference.name, participant_id, reason):
+        raise NotFound(f"participant {participant_id!r}")
+
+
+def transfer(plane: ControlPlane, conference: Conference, participant_id: str, target: str) -> None:
+    """Blind transfer (REFER) to `target`: a SIP URI (sip:/sips:) or a room name of this
+    bridge. The participant leaves once its phone is connected there."""
+    if target.lower().startswith(("sip:", "sips:")):
+        try:
+            uri = URI.parse(target)
+        except ValueError:
+            raise Invalid("target", "not a valid SIP URI") from None
+        if not uri.host:
+            raise Invalid("target", "a SIP URI needs a host")
+    elif not ROOM_NAME.fullmatch(target):
+        raise Invalid("target", "a SIP URI (sip:...) or a room name")
+    if not plane.bridge.transfer(conference.name, participant_id, target):
         raise NotFound(f"participant {participant_id!r}")
