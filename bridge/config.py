@@ -304,6 +304,16 @@ class DialOutConfig:
             hint="empty or host:port",
         ),
     )
+    # host:port of a proxy every call out goes through (a pre-loaded Route, RFC 3261 §8.1.2);
+    # "" = straight to the trunk or the URI's host
+    outbound_proxy: str = key(
+        "",
+        _text_rule(
+            allow_empty=True,
+            pattern=re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"),
+            hint="empty or host:port",
+        ),
+    )
     # digest credentials the trunk challenges for (401 or 407)
     trunk_username: str = key("", _text_rule(allow_empty=True))
     trunk_password: str = key("", _text_rule(allow_empty=True))

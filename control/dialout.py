@@ -19,7 +19,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from sipmessage import URI
@@ -54,9 +54,22 @@ class Route:
     port: int
     credentials: Credentials | None
     via_trunk: bool
+    proxy_route: str = ""  # the Route header for the outbound proxy, when one is configured
 
 
 def plan_route(dest: str, config: DialOutConfig) -> Route:
+    """Where a call to `dest` goes: the trunk, the URI's host, or through the outbound proxy
+    (the INVITE is sent to the proxy with a Route naming it; the callee is the Request-URI)."""
+    route = _direct_route(dest, config)
+    if not config.outbound_proxy:
+        return route
+    host, _, port = config.outbound_proxy.rpartition(":")
+    if not 0 < int(port) < 65536:
+        raise RouteError(f"dialout.outbound_proxy: bad port {port}")
+    return replace(route, host=host, port=int(port), proxy_route=f"<sip:{host}:{port};lr>")
+
+
+def _direct_route(dest: str, config: DialOutConfig) -> Route:
     if dest.startswith("+"):
         if not E164.match(dest):
             raise RouteError(f"dest: {dest!r} is not an E.164 number (+ and up to 15 digits)")
@@ -221,6 +234,8 @@ class DialOuts:
 
     def _headers(self, call: CallOut, route: Route, private: bool) -> tuple[tuple[str, str], ...]:
         headers: list[tuple[str, str]] = []
+        if route.proxy_route:
+            headers.append(("Route", route.proxy_route))
         if private:
             headers.append(("Privacy", "id"))
         if route.via_trunk and self.config.trunk_pai and not private:
