@@ -89,7 +89,7 @@ class VectorTick:
             n = len(people)
             room_rows.append((first, n))
             tones: list[bool] | None = None
-            if any(p.inband_dtmf for p in people):
+            if any(p.telephone_event_pt is None for p in people):  # someone keys in-band
                 states = [p.inband for p in people]
                 found = room.detector.process(frames[first : first + n], states)
                 for participant, digit in zip(people, found, strict=True):
