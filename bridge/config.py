@@ -343,6 +343,8 @@ class MediaConfig:
 
     # "auto": one per core (none on a 1-core machine); 0: in-process
     workers: int | str = key("auto", _workers_rule)
+    # "vector": every G.711 room of a process in one tick; "reference": room by room (Room.tick)
+    tick: str = key("vector", _choice_rule(("vector", "reference")))
 
     @property
     def worker_count(self) -> int:

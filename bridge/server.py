@@ -62,11 +62,15 @@ class BridgeServer:
         if self.config.media.worker_count:
             log_config = self.config.log
             media = WorkerMedia(
-                rtp, self.config.media.worker_count, log_config.level, log_config.format
+                rtp,
+                self.config.media.worker_count,
+                log_config.level,
+                log_config.format,
+                vector=self.config.media.tick == "vector",
             )
             media.on_lost = self._on_media_lost
         else:
-            media = LocalMedia(rtp)
+            media = LocalMedia(rtp, vector=self.config.media.tick == "vector")
         await media.start()  # before SIP listens: no call arrives to a bridge half started
         self.media = media
         await self.transports.start(sip.bind, sip.udp_port, sip.tcp_port)

@@ -18,6 +18,7 @@ from bridge.mixing.backend import (
     RemoveParticipant,
 )
 from bridge.mixing.engine import MediaEngine, new_participant
+from bridge.mixing.vector.tick import VectorTick
 from bridge.net.mixer_clock import LatenessHistogram
 from bridge.net.rtp_port import PortRangeExhausted, RtpPortPool, RtpSocket
 
@@ -63,9 +64,9 @@ class LegSockets:
 class LocalMedia:
     """`MediaBackend` mixing in this process."""
 
-    def __init__(self, rtp: RtpConfig) -> None:
+    def __init__(self, rtp: RtpConfig, vector: bool = True) -> None:
         self.rtp = rtp
-        self.engine = MediaEngine()
+        self.engine = MediaEngine(vector=VectorTick() if vector else None)
         self.sockets = LegSockets(rtp)
 
     async def start(self) -> None:

@@ -361,3 +361,12 @@ def test_auto_media_workers_is_one_per_core(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert MediaConfig().worker_count == 0  # one core: mixing in the main process is cheaper
     assert MediaConfig(workers=2).worker_count == 2
+
+
+def test_media_tick_is_vector_or_reference(tmp_path: Path) -> None:
+    assert load_config(None, env={}).media.tick == "vector"
+    assert load_config(None, env={"CONFBRIDGE_MEDIA_TICK": "reference"}).media.tick == "reference"
+    path = tmp_path / "bridge.toml"
+    path.write_text('[media]\ntick = "fast"\n')
+    with pytest.raises(ConfigError, match=r"media\.tick: must be one of vector, reference"):
+        load_config(path, env={})

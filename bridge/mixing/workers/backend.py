@@ -60,10 +60,16 @@ class WorkerMedia:
     """`MediaBackend` over `count` media worker processes."""
 
     def __init__(
-        self, rtp: RtpConfig, count: int, log_level: str = "info", log_format: str = "console"
+        self,
+        rtp: RtpConfig,
+        count: int,
+        log_level: str = "info",
+        log_format: str = "console",
+        vector: bool = True,
     ) -> None:
-        self.local = LocalMedia(rtp)  # the lobby, and every socket until it is handed over
-        self.pool = WorkerPool(count, self._on_death, log_level, log_format)
+        # the lobby, and every socket until it is handed over
+        self.local = LocalMedia(rtp, vector)
+        self.pool = WorkerPool(count, self._on_death, log_level, log_format, vector)
         self.room_workers: dict[str, int] = {}  # rooms on a worker, while they have people
         self.room_legs: dict[str, set[str]] = {}
         self.placed: dict[str, Placed] = {}

@@ -72,11 +72,13 @@ class WorkerPool:
         on_death: Callable[[int], None],
         log_level: str = "info",
         log_format: str = "console",
+        vector: bool = True,
     ) -> None:
         self.count = count
         self.on_death = on_death
         self.log_level = log_level
         self.log_format = log_format
+        self.vector = vector  # False: the workers tick room by room (the reference)
         self.workers: list[WorkerHandle] = []
         self.inbox: list[Report] = []
         self.lateness = LatenessHistogram()  # every worker's ticks since start
@@ -100,6 +102,7 @@ class WorkerPool:
                 sys.executable, "-m", "bridge.mixing.workers.process",
                 str(theirs.fileno()), str(index),
                 "--log-level", self.log_level, "--log-format", self.log_format,
+                *([] if self.vector else ["--reference-tick"]),
             ],
             pass_fds=(theirs.fileno(),),
         )

@@ -23,6 +23,7 @@ import uvloop
 from bridge.logs import configure_logging
 from bridge.mixing.engine import MediaEngine
 from bridge.mixing.participant import Participant
+from bridge.mixing.vector.tick import VectorTick
 from bridge.mixing.workers.handoff import unpack
 from bridge.mixing.workers.protocol import (
     HandOver,
@@ -55,10 +56,10 @@ def stats_of(participant: Participant) -> ParticipantStats:
 
 
 class Worker:
-    def __init__(self, channel: socket.socket, index: int) -> None:
+    def __init__(self, channel: socket.socket, index: int, vector: bool = True) -> None:
         self.channel = channel
         self.index = index
-        self.engine = MediaEngine()
+        self.engine = MediaEngine(vector=VectorTick() if vector else None)
         self.sockets: dict[str, RtpSocket] = {}
         self.reports: list[Report] = []  # removals, sent with the next tick's
         self.clock = MixerClock()
@@ -149,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("index", type=int)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="console")
+    parser.add_argument("--reference-tick", action="store_true", help="tick room by room")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
     channel = socket.socket(fileno=args.fd)
-    uvloop.run(Worker(channel, args.index).run())
+    uvloop.run(Worker(channel, args.index, vector=not args.reference_tick).run())
     return 0
 
 
