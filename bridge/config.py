@@ -381,6 +381,15 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    """Room recordings (API and confctl): where the files go and what they are."""
+
+    # relative to the working directory; made when the first recording starts
+    dir: str = key("recordings", _text_rule(allow_empty=False))
+    format: str = key("wav", _choice_rule(("wav", "ogg")))  # ogg: Opus in Ogg
+
+
+@dataclass(frozen=True)
 class DataConfig:
     dir: str = key("data", _text_rule(allow_empty=False))
     database_url: str = key(
@@ -408,6 +417,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     room: tuple[RoomDefinition, ...] = tables(RoomDefinition)
     application: tuple[ApplicationDefinition, ...] = tables(ApplicationDefinition)
 

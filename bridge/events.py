@@ -119,6 +119,22 @@ class DialOutEnded(BridgeEvent):
 Subscriber = Callable[[BridgeEvent], None]
 
 
+@dataclass(frozen=True)
+class RecordingStarted(BridgeEvent):
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
+class RecordingStopped(BridgeEvent):
+    """`reason`: "stopped", "room_closed", "media_worker_died" or "error: ..." (disk)."""
+
+    path: str
+    duration_s: float
+    size_bytes: int
+    reason: str
+
+
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []

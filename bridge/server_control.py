@@ -76,6 +76,19 @@ class ServerControl:
         self.core.set_mixing(room, mixing)
         self._run()
 
+    def start_recording(self, room: str, path: str, fmt: str) -> bool:
+        started = self.core.start_recording(room, path, fmt)
+        self._run()
+        return started
+
+    def stop_recording(self, room: str) -> bool:
+        stopping = self.core.stop_recording(room)
+        self._run()
+        return stopping
+
+    def recording(self, room: str) -> str | None:
+        return self.core.recordings.get(room)
+
     def play_to_room(self, room: str, prompt: str) -> None:
         self.core.play_to_room(room, prompt)
         self._run()

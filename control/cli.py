@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
@@ -406,6 +407,52 @@ def lock(ctx: typer.Context, room: str) -> None:
 def unlock(ctx: typer.Context, room: str) -> None:
     """Unlock a conference."""
     set_locked(ctx, room, False)
+
+
+# --- recordings --------------------------------------------------------------------------------
+
+FormatOption = Annotated[
+    str | None, typer.Option("--format", help="wav or ogg (Opus); default: the bridge's config.")
+]
+
+
+@app.command()
+def record(ctx: typer.Context, room: str, fmt: FormatOption = None) -> None:
+    """Start recording a conference's mix."""
+    started = api(ctx).json(
+        "POST", f"/v1/conferences/{segment(room)}/recording", json=without_none(format=fmt)
+    )
+    out.print(f"recording {escape(room)} to {escape(started['file'])}")
+
+
+@app.command("stop-recording")
+def stop_recording(ctx: typer.Context, room: str) -> None:
+    """Stop a conference's recording (the file is finished a moment later)."""
+    api(ctx).call("DELETE", f"/v1/conferences/{segment(room)}/recording")
+    out.print(f"stopped recording {escape(room)}")
+
+
+@app.command()
+def recordings(ctx: typer.Context, room: str, as_json: JsonFlag = False) -> None:
+    """List a conference's recordings."""
+    files = api(ctx).json("GET", f"/v1/conferences/{segment(room)}/recordings")
+    if as_json:
+        print_json(files)
+        return
+    table = Table("file", "bytes", "state")
+    for item in files:
+        state = "recording" if item["recording"] else "done"
+        table.add_row(escape(item["file"]), str(item["size_bytes"]), state)
+    out.print(table)
+
+
+@app.command()
+def download(ctx: typer.Context, room: str, file: str, to: Path = Path(".")) -> None:
+    """Save one recording of a conference into the directory TO."""
+    response = api(ctx).call("GET", f"/v1/conferences/{segment(room)}/recordings/{segment(file)}")
+    target = to / Path(file).name
+    target.write_bytes(response.content)
+    out.print(f"saved {escape(str(target))} ({len(response.content)} bytes)")
 
 
 # --- participants ------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from bridge.events import (
     ParticipantLeft,
     ParticipantMuted,
     ParticipantTalking,
+    RecordingStarted,
+    RecordingStopped,
 )
 
 EVENT_TYPES = (
@@ -38,6 +40,8 @@ EVENT_TYPES = (
     "conference.state_changed",
     "call.outcome",
     "call.ended",
+    "recording.started",
+    "recording.stopped",
 )
 
 
@@ -68,6 +72,16 @@ def describe(event: BridgeEvent) -> tuple[str, dict[str, Any]] | None:
             return f"participant.talking_{kind}", base
         case ParticipantChanged(option=option, value=value):
             return "participant.updated", {**base, "option": option, "value": value}
+        case RecordingStarted(path=path, format=fmt):
+            return "recording.started", {**base, "path": path, "format": fmt}
+        case RecordingStopped(path=path, duration_s=duration, size_bytes=size, reason=reason):
+            return "recording.stopped", {
+                **base,
+                "path": path,
+                "duration_s": duration,
+                "size_bytes": size,
+                "reason": reason,
+            }
         case DtmfReceived(digit=digit, method=method):
             return "dtmf", {**base, "digit": digit, "method": method}
         case CallAlerting(call_id=call_id, caller=caller, manual=manual):

@@ -59,6 +59,8 @@ from bridge.events import (
     ParticipantLeft,
     ParticipantMuted,
     ParticipantTalking,
+    RecordingStarted,
+    RecordingStopped,
 )
 from bridge.mixing.backend import (
     AddParticipant,
@@ -71,8 +73,11 @@ from bridge.mixing.backend import (
     ParticipantLost,
     PlayPrompt,
     PromptsIdle,
+    RecordingEnded,
     RemoveParticipant,
     SetRoomMixing,
+    StartRecording,
+    StopRecording,
     TalkingChanged,
     UpdateControls,
     UpdateMedia,
@@ -134,6 +139,7 @@ class ConferenceCore:
         self.wall_clock = wall_clock
         self.gate = gate
         self.rooms = Rooms(config)
+        self.recordings: dict[str, str] = {}  # room -> the file its recording writes
         self.legs: dict[str, Leg] = {}
         self.ringing: set[str] = set()  # legs left ringing for the control plane
         self.attention: set[str] = set()  # legs in an IVR dialogue or hanging up
@@ -545,6 +551,9 @@ class ConferenceCore:
     # --- media reports ----------------------------------------------------------------------
 
     def handle_media_report(self, report: MediaReport, now: float) -> None:
+        if isinstance(report, RecordingEnded):
+            self._recording_ended(report)
+            return
         leg = self.legs.get(report.leg)
         if leg is None:
             return  # the call ended meanwhile
@@ -747,6 +756,29 @@ class ConferenceCore:
 
     def ringing_legs(self, name: str) -> list[Leg]:
         return [leg for key in self.ringing if (leg := self.legs[key]).plan.room == name]
+
+    def start_recording(self, name: str, path: str, fmt: str) -> bool:
+        """Record the room's mix to `path`; False when it has no members or records already."""
+        if not self.members(name) or name in self.recordings:
+            return False
+        self.recordings[name] = path
+        self._media.append(StartRecording(name, path, fmt))
+        self._events.append(RecordingStarted(self.wall_clock(), name, "", path, fmt))
+        return True
+
+    def stop_recording(self, name: str) -> bool:
+        if name not in self.recordings:
+            return False
+        self._media.append(StopRecording(name))
+        return True
+
+    def _recording_ended(self, report: RecordingEnded) -> None:
+        if self.recordings.get(report.room) == report.path:
+            del self.recordings[report.room]
+        self._events.append(
+            RecordingStopped(self.wall_clock(), report.room, "", report.path, report.duration_s,
+                             report.size_bytes, report.reason)
+        )
 
     def play_to_room(self, name: str, prompt: str) -> None:
         for leg in self.members(name):

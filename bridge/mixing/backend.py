@@ -114,6 +114,21 @@ class SetRoomMixing:
     mixing: bool
 
 
+@dataclass(frozen=True)
+class StartRecording:
+    """Write the room's mix to `path` ("wav" or "ogg": Opus in Ogg) until StopRecording, the
+    room closes or the disk fails; each ends in one RecordingEnded report."""
+
+    room: str
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    room: str
+
+
 MediaCommand = (
     AddParticipant
     | MoveParticipant
@@ -123,6 +138,8 @@ MediaCommand = (
     | PlayPrompt
     | ClearPrompts
     | SetRoomMixing
+    | StartRecording
+    | StopRecording
 )
 
 
@@ -159,7 +176,19 @@ class ParticipantLost:
     reason: str
 
 
-MediaReport = DigitPressed | TalkingChanged | PromptsIdle | ParticipantLost
+@dataclass(frozen=True)
+class RecordingEnded:
+    """A room's recording is over: `reason` is "stopped", "room_closed", "media_worker_died",
+    "not_mixed_here" (no such room) or "error: ..." (the disk refused)."""
+
+    room: str
+    path: str
+    duration_s: float
+    size_bytes: int
+    reason: str
+
+
+MediaReport = DigitPressed | TalkingChanged | PromptsIdle | ParticipantLost | RecordingEnded
 
 RTP_TIMEOUT = "rtp_timeout"
 WORKER_DIED = "media_worker_died"

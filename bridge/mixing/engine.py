@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
@@ -23,13 +24,17 @@ from bridge.mixing.backend import (
     NegotiatedMedia,
     PlayPrompt,
     PromptsIdle,
+    RecordingEnded,
     RemoveParticipant,
     SetRoomMixing,
+    StartRecording,
+    StopRecording,
     TalkingChanged,
     UpdateControls,
     UpdateMedia,
 )
 from bridge.mixing.participant import MediaCounters, Participant, SendFunction
+from bridge.mixing.recording import ROOM_CLOSED, STOPPED, RoomRecording
 from bridge.mixing.room import Digit, Room
 from bridge.mixing.vector.tick import VectorTick
 from bridge.net.mixer_clock import LatenessHistogram
@@ -107,6 +112,7 @@ class MediaEngine:
     lateness: LatenessHistogram = field(default_factory=LatenessHistogram)
     ended: EndedTotals = field(default_factory=EndedTotals)
     reports: list[MediaReport] = field(default_factory=list)
+    _recordings_ending: list[tuple[str, RoomRecording]] = field(default_factory=list)
     vector: VectorTick | None = field(default_factory=VectorTick)
 
     # --- commands ---------------------------------------------------------------------------
@@ -131,6 +137,9 @@ class MediaEngine:
             if command.room in self.rooms:
                 self.rooms[command.room].mixing = command.mixing
             return None
+        if isinstance(command, StartRecording | StopRecording):
+            self._record(command)
+            return None
         participant = self.members.get(command.leg)  # type: ignore[union-attr]
         if participant is None:
             return None  # already gone: commands and removals cross
@@ -150,6 +159,21 @@ class MediaEngine:
             participant.prompts.clear()
             self.prompt_sequence[command.leg] = command.sequence
         return None
+
+    def _record(self, command: StartRecording | StopRecording) -> None:
+        room = self.rooms.get(command.room)
+        if isinstance(command, StopRecording):
+            if room is not None and room.recording is not None:
+                room.recording.end(STOPPED)
+            return
+        if room is None:
+            ended = RecordingEnded(command.room, command.path, 0.0, 0, "not_mixed_here")
+            self.reports.append(ended)
+            return
+        if room.recording is not None:
+            room.recording.end(STOPPED)
+            self._recordings_ending.append((room.name, room.recording))
+        room.recording = RoomRecording(Path(command.path), command.format)
 
     def remove(self, leg: str) -> Participant | None:
         """Take a member out (for good, or to hand it to another process)."""
@@ -177,6 +201,9 @@ class MediaEngine:
         room.remove(participant)
         if not room.participants:
             del self.rooms[room.name]
+            if room.recording is not None:
+                room.recording.end(ROOM_CLOSED)
+                self._recordings_ending.append((room.name, room.recording))
             log.info("room.tick_stats", room=room.name, **dataclasses.asdict(room.stats))
 
     # --- the clock --------------------------------------------------------------------------
@@ -191,7 +218,11 @@ class MediaEngine:
         vector = self.vector
         mixed: dict[Room, list[Digit]] = {}
         if vector is not None:
-            taken = [room for room in rooms if room.participants and vector.takes(room)]
+            taken = [  # a room being recorded keeps the reference tick, which feeds the file
+                room
+                for room in rooms
+                if room.participants and room.recording is None and vector.takes(room)
+            ]
             mixed = dict(zip(taken, vector.tick(taken), strict=True))
         for room in rooms:
             if room is not self.lobby:
@@ -203,10 +234,30 @@ class MediaEngine:
                 for participant in room.talk_changes:
                     reports.append(TalkingChanged(participant.call_key, participant.voice.talking))
             room.talk_changes.clear()
+        self._report_recordings()
         for leg, sequence in list(self.prompt_sequence.items()):
             if not self.members[leg].prompts.busy:
                 reports.append(PromptsIdle(leg, sequence))
                 del self.prompt_sequence[leg]
+
+    def _report_recordings(self) -> None:
+        """Recordings whose writer finished (stopped, room closed, disk failed) are reported."""
+        for room in self.rooms.values():
+            recording = room.recording
+            if recording is not None and recording.finished:
+                recording.end(STOPPED)  # the writer failed: nothing more to queue
+                self._recordings_ending.append((room.name, recording))
+                room.recording = None
+        still: list[tuple[str, RoomRecording]] = []
+        for name, recording in self._recordings_ending:
+            if not recording.finished:
+                still.append((name, recording))
+                continue
+            self.reports.append(
+                RecordingEnded(name, str(recording.path), recording.duration_s,
+                               recording.size_bytes, recording.outcome)
+            )
+        self._recordings_ending = still
 
     def take_reports(self) -> list[MediaReport]:
         reports, self.reports = self.reports, []

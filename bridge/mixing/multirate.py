@@ -27,6 +27,7 @@ from bridge.media.prompt import overlay
 from bridge.media.resample import Resampler
 from bridge.media.tones import hold_music
 from bridge.mixing.participant import VOICE_POWER, Participant
+from bridge.mixing.recording import RoomRecording
 from bridge.mixing.stream_state import StreamState
 
 NARROW_SAMPLES = 160
@@ -77,6 +78,7 @@ class MultiRateMix:
         mixing: bool,
         detector: DtmfDetector,
         talk_changes: list[Participant],
+        recording: RoomRecording | None = None,
     ) -> list[Digit]:
         rate = max(mixing_rate(p.codec) for p in members)
         if rate != self.rate:
@@ -126,6 +128,8 @@ class MultiRateMix:
                 contributors.append(i)
         mixed = self.mixer.mix_contributors(frames, contributors)
         shared_row = len(contributors)
+        if recording is not None:
+            recording.push(mixed[shared_row], rate)
         row_of = [shared_row] * n
         for row, i in enumerate(contributors):
             row_of[i] = row

@@ -24,6 +24,7 @@ from bridge.media.prompt import overlay
 from bridge.media.tones import hold_music
 from bridge.mixing.multirate import MultiRateMix, is_wideband_room
 from bridge.mixing.participant import VOICE_POWER, Participant
+from bridge.mixing.recording import RoomRecording
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 FRAME_SAMPLES = 160
@@ -69,6 +70,7 @@ class Room:
     talk_changes: list[Participant] = field(default_factory=list)  # since the service looked
     hold_position: int = 0
     wideband: MultiRateMix | None = None  # made when a G.722 or Opus member first joins
+    recording: RoomRecording | None = None
 
     @property
     def full(self) -> bool:
@@ -97,7 +99,9 @@ class Room:
         if is_wideband_room(members):
             if self.wideband is None:
                 self.wideband = MultiRateMix()
-            return self.wideband.tick(members, self.mixing, self.detector, self.talk_changes)
+            return self.wideband.tick(
+                members, self.mixing, self.detector, self.talk_changes, self.recording
+            )
         frames = self.mixer.slots(n)
         digits, codecs = self._decode(members, frames)
         if any(p.inband_dtmf for p in members):  # someone keys in-band
@@ -131,6 +135,8 @@ class Room:
         # other member hears, so that row is encoded once per codec and its bytes shared.
         mixed = self.mixer.mix_contributors(frames, contributors)
         shared = len(contributors)
+        if self.recording is not None:
+            self.recording.push(mixed[shared], 8000)
         row_of = [shared] * n
         for row, i in enumerate(contributors):
             row_of[i] = row

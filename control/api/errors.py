@@ -18,6 +18,7 @@ from control.usecases.errors import (
     LimitExceeded,
     NotFound,
     Unauthorized,
+    Unavailable,
 )
 
 
@@ -46,6 +47,8 @@ def from_domain(error: DomainError) -> ApiError:
             return ApiError(409, "conflict", error.message)
         case LimitExceeded():
             return ApiError(429, "concurrent_call_limit", error.message)
+        case Unavailable():
+            return ApiError(503, "unavailable", error.message)
         case Expired():
             return ApiError(
                 401,

@@ -35,6 +35,10 @@ class ConferenceCreate(Strict):
     manual_answer: bool = False  # calls ring until answered through the API (Teaming ANSWER)
 
 
+class RecordingStart(Strict):
+    format: Literal["wav", "ogg"] | None = None  # default: the config's [recording] format
+
+
 class ConferenceUpdate(Strict):
     access: Access | None = None
     code: Code | None = None

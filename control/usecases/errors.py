@@ -48,6 +48,10 @@ class Invalid(DomainError):
         self.field, self.problem = field, problem
 
 
+class Unavailable(DomainError):
+    """The bridge cannot do it here and now (a directory it cannot write): names the problem."""
+
+
 class LimitExceeded(DomainError):
     """Too many calls queued or up at once for one application."""
 

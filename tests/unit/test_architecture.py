@@ -17,6 +17,7 @@ GLUE = {
     "bridge/server.py": "the bridge's glue: timers, the mixer clock task, the watchdog",
     "bridge/mixing/local.py": "the in-process media backend owns its calls' RTP sockets",
     "bridge/mixing/workers/": "the worker backend: processes, their socket pairs, RTP sockets",
+    "bridge/mixing/recording_writer.py": "a recording's writer thread: the tick never waits",
     "bridge/tools/": "the load generator and scripted phone, not the server",
     "control/runtime.py": "wires bridge and control plane: the HTTP listener and its task",
     "control/plane.py": "the control plane's event pump and conference scheduler tasks",

@@ -10,6 +10,7 @@ time of that report, never against now.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -25,8 +26,11 @@ from bridge.mixing.backend import (
     MediaTotals,
     MoveParticipant,
     ParticipantLost,
+    RecordingEnded,
     RemoveParticipant,
     SetRoomMixing,
+    StartRecording,
+    StopRecording,
     UpdateMedia,
 )
 from bridge.mixing.engine import EndedTotals
@@ -74,6 +78,7 @@ class WorkerMedia:
         self.room_legs: dict[str, set[str]] = {}
         self.placed: dict[str, Placed] = {}
         self.mixing: dict[str, bool] = {}
+        self.recordings: dict[str, tuple[int, str]] = {}  # room -> (worker, path) while on
         self.ended = EndedTotals()  # of legs removed from workers
         self.reports: list[MediaReport] = []
         self.on_lost: Callable[[], None] = lambda: None  # the glue takes reports at once
@@ -103,6 +108,14 @@ class WorkerMedia:
             worker = self.room_workers.get(command.room)
             if worker is not None:
                 self.pool.send(worker, command)
+        elif isinstance(command, StartRecording | StopRecording):
+            worker = self.room_workers.get(command.room)
+            if worker is None:  # no member handed over yet: the lobby's engine answers
+                self.local.apply(command)
+                return
+            if isinstance(command, StartRecording):
+                self.recordings[command.room] = (worker, command.path)
+            self.pool.send(worker, command)
         elif isinstance(command, RemoveParticipant):
             self._remove(command)
         else:
@@ -171,6 +184,9 @@ class WorkerMedia:
                     self._mirror(stats, report.at)
             elif isinstance(report, ParticipantRemoved):
                 self.ended.add(report.stats.counters, report.stats.lost)
+            elif isinstance(report, RecordingEnded):
+                self.recordings.pop(report.room, None)
+                self.reports.append(report)
             elif not isinstance(report, WorkerReady) and report.leg in self.placed:
                 self.reports.append(report)
 
@@ -194,6 +210,11 @@ class WorkerMedia:
             self._unplace(leg)
             self.local.sockets.close(leg)
             self.reports.append(ParticipantLost(leg, WORKER_DIED))
+        for room, (on, path) in list(self.recordings.items()):
+            if on == worker:  # its writer thread died with it: the file ends where it was
+                del self.recordings[room]
+                size = os.path.getsize(path) if os.path.exists(path) else 0
+                self.reports.append(RecordingEnded(room, path, 0.0, size, WORKER_DIED))
         log.error("worker.calls_lost", worker=worker, calls=len(legs))
         self.on_lost()
 

@@ -18,8 +18,11 @@ from bridge.mixing.backend import (
     DigitPressed,
     PlayPrompt,
     PromptsIdle,
+    RecordingEnded,
     RemoveParticipant,
     SetRoomMixing,
+    StartRecording,
+    StopRecording,
     TalkingChanged,
     UpdateControls,
     UpdateMedia,
@@ -58,6 +61,8 @@ Command = (
     | PlayPrompt
     | ClearPrompts
     | SetRoomMixing
+    | StartRecording
+    | StopRecording
 )
 
 
@@ -105,6 +110,7 @@ Report = (
     | DigitPressed
     | TalkingChanged
     | PromptsIdle
+    | RecordingEnded
     | ParticipantRemoved
     | WorkerStats
 )

@@ -1,0 +1,70 @@
+"""The thread that writes a room's recording to disk through PyAV, so the tick never waits on
+the disk: the tick hands frames over a bounded queue (`offer` never blocks; a full queue drops
+the frame and counts it) and the thread encodes and muxes them.
+
+A write error (the disk is full, the directory went away) ends the recording with that reason;
+the room and its calls carry on.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+from av.audio.frame import AudioFrame
+
+RATE = 48000
+QUEUE_FRAMES = 500  # 10 s of 20 ms frames waiting for a slow disk
+FORMATS = {"wav": ("wav", "pcm_s16le"), "ogg": ("ogg", "libopus")}
+
+
+class RecordingWriter:
+    def __init__(self, path: Path, fmt: str) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"recording format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        self.path, self.format = path, fmt
+        self.dropped = 0
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(QUEUE_FRAMES)
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"recording {path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def offer(self, samples: np.ndarray) -> None:
+        """Queue one 48 kHz int16 frame; never blocks."""
+        if self._closing:
+            return
+        try:
+            self._queue.put_nowait(samples)
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self) -> None:
+        """Finish the file once the queued frames are written (returns at once)."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put(None)  # the thread drains the queue: room for the end mark soon
+
+    def _run(self) -> None:
+        container_format, codec = FORMATS[self.format]
+        try:
+            with av.open(str(self.path), "w", format=container_format) as container:
+                stream = container.add_stream(codec, rate=RATE, layout="mono")
+                pts = 0
+                while (samples := self._queue.get()) is not None:
+                    frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16",
+                                                    layout="mono")
+                    frame.sample_rate, frame.pts = RATE, pts
+                    pts += samples.size
+                    container.mux(stream.encode(frame))
+                container.mux(stream.encode(None))
+        except (OSError, av.FFmpegError) as exc:
+            self.error = str(exc)
+            self._closing = True
+        finally:
+            self.done.set()
