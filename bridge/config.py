@@ -318,6 +318,10 @@ class DialOutConfig:
     trunk_username: str = key("", _text_rule(allow_empty=True))
     trunk_password: str = key("", _text_rule(allow_empty=True))
     trunk_pai: bool = key(False, _bool_rule)  # send P-Asserted-Identity with the caller id
+    # REGISTER with the trunk (its host as the domain, trunk_username as the user) and keep
+    # the binding refreshed; for carriers that only take calls from registered endpoints
+    trunk_register: bool = key(False, _bool_rule)
+    trunk_register_expires_s: int = key(600, _int_rule(60, 86_400))
     # default caller number; "" = the conference name
     caller_id: str = key(
         "", _text_rule(allow_empty=True, pattern=re.compile(r"^[+]?[0-9]{1,20}$"), hint="a number")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import socket
 import time
 
 import structlog
+from sipmessage import URI, Address
 
 from bridge.conference.actions import carry_out
 from bridge.conference.core import ConferenceCore
@@ -26,6 +28,8 @@ from bridge.mixing.workers.backend import WorkerMedia
 from bridge.net.mixer_clock import MixerClock
 from bridge.net.sip_transport import SipTransports
 from bridge.server_control import ServerControl
+from bridge.sip.auth import Credentials
+from bridge.sip.registration import RegistrationConfig
 from bridge.sip.session_timer import SessionTimerConfig
 from bridge.sip.timers import TimerConfig
 from bridge.sip.transaction import Peer
@@ -87,6 +91,7 @@ class BridgeServer:
         self.core = ConferenceCore(
             self.config, lambda leg: media.reserve(leg, sip.bind), wall_clock=time.time
         )
+        await self._register_with_trunk()
         self._tasks = [
             asyncio.create_task(self.clock.run(self._tick)),
             asyncio.create_task(self._watchdog()),
@@ -104,6 +109,9 @@ class BridgeServer:
     async def stop(self) -> None:
         """Hang up every call (BYE), give the BYEs a moment on the wire, close the sockets."""
         if self.core is not None and self.loop is not None:
+            assert self.ua is not None
+            for registration in list(self.ua.registrations):
+                self.ua.unregister(registration, self.loop.time())
             self.core.hang_up_all("shutdown")
             self.flush(self.loop.time())
             await asyncio.sleep(0.05)
@@ -125,6 +133,40 @@ class BridgeServer:
             cpu_user_s=round(usage.ru_utime, 3),
             cpu_system_s=round(usage.ru_stime, 3),
         )
+
+    async def _register_with_trunk(self) -> None:
+        """REGISTER with the trunk when configured; the UA keeps the binding refreshed. A trunk
+        name that does not resolve is logged and the bridge runs unregistered."""
+        dialout, sip = self.config.dialout, self.config.sip
+        if not dialout.trunk_register or not dialout.trunk:
+            return
+        assert self.loop is not None and self.ua is not None
+        host, _, port = dialout.trunk.rpartition(":")
+        try:
+            infos = await self.loop.getaddrinfo(
+                host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
+        except OSError as exc:
+            log.error("trunk.unresolved", trunk=dialout.trunk, error=str(exc))
+            return
+        user = dialout.trunk_username or "bridge"
+        contact = URI(
+            scheme="sip", user=user, host=self.config.advertise_address,
+            port=self.transports.udp_port,
+        )
+        credentials = (
+            Credentials(dialout.trunk_username, dialout.trunk_password)
+            if dialout.trunk_username else None
+        )
+        registrar = Peer(str(infos[0][4][0]), int(port), "udp")
+        self.ua.register(
+            RegistrationConfig(
+                registrar, URI(scheme="sip", user=user, host=host), Address(uri=contact),
+                credentials, dialout.trunk_register_expires_s, sip.user_agent,
+            ),
+            self.now(),
+        )
+        self.flush(self.now())
 
     def now(self) -> float:
         assert self.loop is not None

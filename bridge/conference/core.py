@@ -93,6 +93,7 @@ from bridge.sip.useragent import (
     CallProgress,
     IncomingCall,
     InfoReceived,
+    RegistrationChanged,
     ReInvite,
     TransferRequested,
     TransferResult,
@@ -174,6 +175,13 @@ class ConferenceCore:
     def handle_ua_event(self, event: UaEvent, now: float) -> None:
         if isinstance(event, IncomingCall):
             self._on_incoming(event.call, event.offer, now)
+            return
+        if isinstance(event, RegistrationChanged):
+            registration = event.registration
+            log.info(
+                "trunk.registration", state=registration.state.value, status=registration.status,
+                reason=registration.reason, aor=str(registration.config.aor),
+            )
             return
         leg = self.legs.get(event.call.key)  # type: ignore[attr-defined]
         if leg is None:

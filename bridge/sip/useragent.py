@@ -38,6 +38,7 @@ from bridge.sip.refer import (
     sipfrag,
     subscription_ended,
 )
+from bridge.sip.registration import Registration, RegistrationConfig, RegistrationState
 from bridge.sip.routing import LocalAddresses, consume_routes, first_hop, parse_record_route
 from bridge.sip.session_timer import (
     SessionExpires,
@@ -217,6 +218,13 @@ class TransferResult(UaEvent):
     reason: str
 
 
+@dataclass(frozen=True)
+class RegistrationChanged(UaEvent):
+    """A trunk registration was granted, refreshed, removed or failed (then retried)."""
+
+    registration: Registration
+
+
 @dataclass
 class UserAgentCounters:
     requests: int = 0
@@ -250,6 +258,8 @@ class UserAgent:
         self._session_order = 0
         self._refreshes: dict[str, Call] = {}  # our refresh transactions
         self._refers: dict[str, Call] = {}  # our REFER transactions
+        self.registrations: list[Registration] = []
+        self._registering: dict[str, tuple[Registration, Request]] = {}  # by transaction
         self.local = LocalAddresses(
             hosts=frozenset({self.host.strip("[]").lower()}),
             ports=frozenset({self.udp_port, self.tcp_port}),
@@ -274,9 +284,16 @@ class UserAgent:
         self.transactions.handle_timer(now)
         self._process_transaction_events(now)
         self._session_timers_due(now)
+        for registration in self.registrations:
+            if registration.next_at is not None and registration.next_at <= now:
+                self._send_register(registration, now)
 
     def get_timer(self) -> float | None:
-        deadlines = [self.transactions.get_timer(), self._next_session_deadline()]
+        deadlines = [
+            self.transactions.get_timer(),
+            self._next_session_deadline(),
+            *(r.next_at for r in self.registrations),
+        ]
         present = [deadline for deadline in deadlines if deadline is not None]
         return min(present) if present else None
 
@@ -403,6 +420,52 @@ class UserAgent:
         self.calls_by_txn[call.invite_txn] = call
         self.counters.calls_started += 1
         return call
+
+    # --- trunk registration (RFC 3261 §10) ------------------------------------------------
+
+    def register(self, config: RegistrationConfig, now: float) -> Registration:
+        """Register `config.aor` now and keep it registered (refreshes, retries)."""
+        registration = Registration(config)
+        self.registrations.append(registration)
+        self._send_register(registration, now)
+        return registration
+
+    def unregister(self, registration: Registration, now: float) -> None:
+        """Remove the binding (Expires: 0); nothing more is sent for it afterwards."""
+        if registration.state is RegistrationState.REGISTERED:
+            self._send_register(registration, now, expires=0)
+        else:
+            registration.state = RegistrationState.UNREGISTERED
+        registration.next_at = None
+        if registration in self.registrations:
+            self.registrations.remove(registration)
+
+    def _send_register(
+        self,
+        registration: Registration,
+        now: float,
+        expires: int | None = None,
+        header: tuple[str, str] | None = None,
+    ) -> None:
+        peer = registration.config.registrar
+        request = registration.request(self._via(peer.transport), expires, header)
+        if expires != 0:
+            registration.state = RegistrationState.REGISTERING
+        registration.next_at = None
+        txn = self.transactions.send_request(request, peer, now)
+        self._registering[txn] = (registration, request)
+
+    def _on_register_response(self, txn: str, response: Response, now: float) -> None:
+        if response.code < 200:
+            return
+        registration, request = self._registering.pop(txn)
+        if response.code in (401, 407) and not registration.removing:
+            header = registration.challenged(response, request)
+            if header is not None:
+                self._send_register(registration, now, header=header)
+                return
+        registration.answered(response, now)
+        self.events.append(RegistrationChanged(registration))
 
     # --- transfers (RFC 3515) ----------------------------------------------------------------
 
@@ -557,6 +620,11 @@ class UserAgent:
             elif isinstance(event, ResponseReceived):
                 self._on_response(event.txn_id, event.response, now)
             elif isinstance(event, TransactionTimeout):
+                registering = self._registering.pop(event.txn_id, None)
+                if registering is not None:
+                    registering[0].failed(408, "no answer from the registrar", now)
+                    self.events.append(RegistrationChanged(registering[0]))
+                    continue
                 referred = self._refers.pop(event.txn_id, None)
                 if referred is not None and referred.transferring:
                     referred.transferring = False
@@ -578,6 +646,9 @@ class UserAgent:
             return
         if txn is not None and txn in self._refers:
             self._on_refer_response(txn, response)
+            return
+        if txn is not None and txn in self._registering:
+            self._on_register_response(txn, response, now)
             return
         if response.cseq.method != "INVITE":
             return  # BYE and CANCEL answers: nothing more to do

@@ -3,13 +3,16 @@ REGISTER with digest (SIPp as registrar and callee)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from bridge.sip.auth import verify
+from bridge.sip.registration import RegistrationState
 from tests.integration.harness import LOOPBACK, eventually
 from tests.integration.kamailio import Kamailio
-from tests.integration.test_dialout import Api, callee, http, start
+from tests.integration.test_dialout import TRUNK_PASSWORD, TRUNK_USER, Api, callee, http, start
 
 pytestmark = pytest.mark.integration
 
@@ -38,3 +41,35 @@ async def test_call_out_through_the_outbound_proxy_and_its_bye_too(tmp_path: Pat
     finally:
         await running.stop()
         await proxy.stop()
+
+
+async def test_registers_with_the_trunk_refreshes_and_calls_through_it(tmp_path: Path) -> None:
+    sipp = await callee(tmp_path, "registrar_auth_401", "-m", "2")
+    running = await start(
+        tmp_path,
+        trunk=f"{LOOPBACK}:{sipp.port}",
+        trunk_username=TRUNK_USER,
+        trunk_password=TRUNK_PASSWORD,
+        trunk_register=True,
+        trunk_register_expires_s=60,
+    )
+    try:
+        assert running.bridge.ua is not None
+        (registration,) = running.bridge.ua.registrations
+        await eventually(lambda: registration.expires_at is not None and registration.cseq == 3, 10)
+        assert registration.state is RegistrationState.REGISTERED
+        async with http(running) as client:
+            api = await Api.open(running, client)
+            await api.conference("trunked")
+            (ref,) = await api.refs("trunked", dest="+15551234567", caller_id="+4930123456")
+            assert await api.wait_status(ref) == "answered"
+            await api.eject_all("trunked", "+15551234567")
+            result = await sipp.result()
+            # the registrar's call completes only with the refresh, inside the 4 s granted
+            assert (result.successful, result.failed) == (2, 0), result.stderr[-800:]
+        logs = "".join(p.read_text() for p in sipp.workdir.glob("*_logs.log"))
+        register = re.search(r"^Register-Authorization:\s*(Digest .+)$", logs, re.MULTILINE)
+        assert register, logs
+        assert verify(register.group(1).strip(), "REGISTER", TRUNK_PASSWORD)
+    finally:
+        await running.stop()
