@@ -36,9 +36,19 @@ class ManualAnswer:
     """Ring (180) and wait: the control plane answers (`answer_ringing`) or rejects."""
 
 
-Gate = Callable[[str, str], Refusal | ManualAnswer | None]
-"""(room, caller) -> a refusal, a manual answer, or None to let the room's own access rules
-decide. The control plane's hook for conference states, locks and reservations; no I/O."""
+@dataclass(frozen=True)
+class Announcement:
+    """Answer the call, play `prompt` to it, hang up: a service that only says something (the
+    "call back later" of callers diverted before a reservation's start)."""
+
+    prompt: str
+    reason: str
+
+
+Gate = Callable[[str, str], Refusal | ManualAnswer | Announcement | None]
+"""(room, caller) -> a refusal, a manual answer, an announcement, or None to let the room's own
+access rules decide. The control plane's hook for conference states, locks and reservations;
+no I/O."""
 
 PARTICIPANT_OPTIONS = ("deaf", "held", "dtmf_enabled", "volume_db")
 """What `set_option` sets (muting goes through `set_muted`, which says who muted)."""

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from bridge.config import Config, RoomDefinition
-from bridge.control_port import ConferenceControl, ManualAnswer, Refusal
+from bridge.control_port import Announcement, ConferenceControl, ManualAnswer, Refusal
 from bridge.events import BridgeEvent, CallFinished, ParticipantJoined, ParticipantLeft
 from control import calldetail
 from control.callout import CallOut, ended_payload, notification
@@ -115,9 +115,11 @@ class ControlPlane:
 
     # --- the SIP path's questions (synchronous, no I/O) -------------------------------------
 
-    def gate(self, room: str, caller: str) -> Refusal | ManualAnswer | None:
+    def gate(self, room: str, caller: str) -> Refusal | ManualAnswer | Announcement | None:
         conference = self.conferences.get(room)
         if conference is None:
+            if self._is_divert_service(room):
+                return Announcement("call_back_later", "diverted before the start")
             return None
         if conference.state == ConferenceState.RESERVED:
             if conference.divert_to:
@@ -129,6 +131,16 @@ class ControlPlane:
         if conference.manual_answer:
             return ManualAnswer()
         return None
+
+    def _is_divert_service(self, name: str) -> bool:
+        """`name` is the divert service (not a SIP URI) of a conference not started yet, and
+        no room of the configuration: the bridge itself says "call back later" there."""
+        if name in {r.name for r in self.config.room} or name in self.config.rooms.names:
+            return False
+        return any(
+            c.state == ConferenceState.RESERVED and c.divert_to == name
+            for c in self.conferences.values()
+        )
 
     def _divert_uri(self, target: str) -> str:
         if target.startswith(("sip:", "sips:")):

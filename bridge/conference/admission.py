@@ -11,7 +11,7 @@ from sipmessage import Request
 
 from bridge.conference.ivr import Admission, admission
 from bridge.config import Config, RoomDefinition
-from bridge.control_port import Gate, ManualAnswer, Refusal
+from bridge.control_port import Announcement, Gate, ManualAnswer, Refusal
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
@@ -40,6 +40,7 @@ class Plan:
     room: str = ""
     code_for: Callable[[str], str | None] | None = None
     manual: bool = False  # ring until the control plane answers
+    announcement: Announcement | None = None  # ANNOUNCE: what to play before hanging up
 
 
 def plan_incoming(
@@ -60,6 +61,8 @@ def plan_incoming(
     decided = gate(name, caller) if gate is not None else None
     if isinstance(decided, Refusal):
         return decided
+    if isinstance(decided, Announcement):
+        return Plan(Admission.ANNOUNCE, announcement=decided)
     manual = isinstance(decided, ManualAnswer)
     definition = definitions.get(name)
     if not room_exists(name) and not config.rooms.auto_create:

@@ -414,6 +414,11 @@ class ConferenceCore:
         if plan.admission is Admission.CONFIRM:
             timeout = float(self.config.dialout.confirm_timeout_s)
             self._dialogue(leg, PoundToJoin(plan.room, timeout), now)
+        elif plan.admission is Admission.ANNOUNCE:
+            assert plan.announcement is not None
+            self._play(leg, plan.announcement.prompt, replace_room_audio=True)
+            self._hang_up_after_prompts(leg, plan.announcement.reason)
+            log.info("call.announced", prompt=plan.announcement.prompt, caller=leg.caller)
         elif plan.admission is Admission.REFUSE:
             self._play(leg, "not_allowed", replace_room_audio=True)
             self._hang_up_after_prompts(leg, "caller not allowed")

@@ -21,6 +21,7 @@ class Admission(enum.Enum):
     ASK_CODE = "ask_code"
     REFUSE = "refuse"
     CONFIRM = "confirm"  # a callee we dialled: "press # to join"
+    ANNOUNCE = "announce"  # hear one prompt, then the bridge hangs up
 
 
 def admission(room: RoomDefinition | None, caller: str) -> Admission:

@@ -39,6 +39,7 @@ class Prompt(StrEnum):
     PRESS_POUND_TO_JOIN = "press_pound_to_join"
     CONFERENCE_ENDING = "conference_ending"
     CONFERENCE_LOCKED = "conference_locked"
+    CALL_BACK_LATER = "call_back_later"
     VOLUME_UP = "volume_up"
     VOLUME_DOWN = "volume_down"
     JOIN = "join"

@@ -44,6 +44,10 @@ Choices made where the document is silent:
   when reserving by the optional `leader` parameter (the document is silent): the caller's
   number or SIP user as the bridge sees it (P-Asserted-Identity or From), `[+]A-Za-z0-9._-`,
   1-64 characters; conference_list shows it as `leader` when set.
+- `divert`: callers before the start get a 302 whose Contact is the target: a SIP URI as
+  given, or for a service name `sip:<name>@<bridge>`, where the bridge answers, plays "this
+  conference has not started yet, please call back later" and hangs up (unless a room of the
+  configuration has that name). Without `divert`, early callers get 486 Busy Here.
 - Participants: participant_id is the bridge's participant id; set_options takes `muted`
   and/or `dtmf_enabled` ('true'/'false', any case; at least one of them); both it and eject
   need the conference ACTIVE. Looking a conference up by both name and token requires them to
