@@ -23,6 +23,7 @@ from control import calldetail
 from control.callout import CallOut, ended_payload, notification
 from control.dialout import DialOuts
 from control.events import Broker, Published, describe, iso
+from control.forwarding import Forwarding
 from control.outbox import FORM_NOTIFICATION, WebhookDeliverer
 from control.schedule import (
     ConferenceState,
@@ -68,6 +69,7 @@ class ControlPlane:
         self.deliverer = deliverer or WebhookDeliverer(store, clock=clock)
         self.broker = Broker()
         self.conferences: dict[str, Conference] = {}  # open ones, by room name
+        self.forwarding = Forwarding(config.dialout.trunk)
         self.dialouts = DialOuts(
             bridge, config, is_open=self.is_open, finished=self._call_out_finished
         )
@@ -85,6 +87,7 @@ class ControlPlane:
             await tenants.add_token(tenant.id, app.token)
         for conference in await self.store.conferences.open_conferences():
             self._install(conference)
+        self.forwarding.load(await self.store.forwarding.all_rules())
         self.bridge.set_gate(self.gate)
         self._unsubscribe = self.bridge.events.subscribe(self._on_bridge_event)
         self._tasks = [
@@ -121,6 +124,13 @@ class ControlPlane:
             if self._is_divert_service(room):
                 return Announcement("call_back_later", "diverted before the start")
             return None
+        forwarded = self.forwarding.decide(
+            conference.tenant_id,
+            full=self._is_full(conference),
+            unreachable=conference.state == ConferenceState.RESERVED or conference.locked,
+        )
+        if forwarded is not None:
+            return forwarded
         if conference.state == ConferenceState.RESERVED:
             if conference.divert_to:
                 contact = ("Contact", self._divert_uri(conference.divert_to))
@@ -131,6 +141,10 @@ class ControlPlane:
         if conference.manual_answer:
             return ManualAnswer()
         return None
+
+    def _is_full(self, conference: Conference) -> bool:
+        capacity = conference.max_participants or self.config.rooms.max_participants
+        return len(self.bridge.participants(conference.name)) >= capacity
 
     def _is_divert_service(self, name: str) -> bool:
         """`name` is the divert service (not a SIP URI) of a conference not started yet, and

@@ -8,7 +8,15 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from control.api import admin, calls, conferences, errors, recordings, subscriptions
-from control.api.dialects import aculab, hoiio, hoiio_voice, orange, teaming, teaming_signin
+from control.api.dialects import (
+    aculab,
+    hoiio,
+    hoiio_voice,
+    orange,
+    teaming,
+    teaming_services,
+    teaming_signin,
+)
 from control.api.metrics import Metrics
 from control.plane import ControlPlane
 
@@ -27,7 +35,8 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     app.include_router(calls.router)
     app.include_router(recordings.router)
     # the seed documents' APIs (issue 6), the Teaming sign-in (issue 16)
-    for dialect in (aculab, hoiio, hoiio_voice, orange, teaming, teaming_signin):
+    dialects = (aculab, hoiio, hoiio_voice, orange, teaming, teaming_services, teaming_signin)
+    for dialect in dialects:
         app.include_router(dialect.router)
 
     @app.middleware("http")

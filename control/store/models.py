@@ -252,3 +252,18 @@ class OAuthCodeRow(Base):
     redirect_uri: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list[str]] = mapped_column(JSON)
     expires_at: Mapped[datetime]
+
+
+class CallForwardingRow(Base):
+    """One of an application's call-forwarding services (Teaming's `services/{service}`)."""
+
+    __tablename__ = "call_forwarding"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    service: Mapped[str] = mapped_column(String(32), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    forward_to: Mapped[str | None] = mapped_column(String(255))
+    ring_splash: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime]

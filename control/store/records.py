@@ -132,3 +132,14 @@ class OAuthCode:
     redirect_uri: str
     scopes: tuple[str, ...]
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ForwardingRule:
+    """One call-forwarding service of an application: `service` is Teaming's name for it."""
+
+    tenant_id: str
+    service: str
+    active: bool
+    forward_to: str | None
+    ring_splash: bool

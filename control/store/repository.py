@@ -1,8 +1,8 @@
 """The Store: every persistence operation of the control plane, async, one transaction each.
 
 The operations are grouped by table (`store.tenants`, `store.conferences`,
-`store.subscriptions`, `store.calls`, `store.outbox`, `store.oauth`), one small module each,
-sharing one engine; this class only holds them together.
+`store.subscriptions`, `store.calls`, `store.outbox`, `store.oauth`, `store.forwarding`), one
+small module each, sharing one engine; this class only holds them together.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .calls import CallQueries
 from .conferences import ConferenceQueries
 from .errors import Conflict, NotFound, StoreError
+from .forwarding import ForwardingQueries
 from .oauth import OAuthQueries
 from .outbox import OutboxQueries
 from .subscriptions import SubscriptionQueries
@@ -31,6 +32,7 @@ class Store:
         self.calls = CallQueries(engine)
         self.outbox = OutboxQueries(engine)
         self.oauth = OAuthQueries(engine)
+        self.forwarding = ForwardingQueries(engine)
 
     async def close(self) -> None:
         """Close every pooled connection; the store cannot be used afterwards."""

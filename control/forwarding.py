@@ -1,0 +1,70 @@
+"""Call forwarding of an application's line (Teaming's `services/{service}`), sans-I/O: the
+rules in memory (loaded from and saved to the store by the use case) and what an incoming call
+to one of the application's conferences gets from them.
+
+The line of a Teaming user (an application) is every one of its conferences: a call to any of
+them is a call to the user. `doNotDisturb` refuses it (486 Busy Here);
+`callForwardingAlways` redirects it (302, Contact: the number); `callForwardingBusy` redirects
+it when the conference is full; `callForwardingNotReachable` when the conference cannot take
+calls (not started yet, or locked). A number is reached through `dialout.trunk`
+(`sip:<number>@<trunk>`), a SIP URI as it is. `callForwardingNoAnswer` is kept and shown but
+has no effect yet: the bridge answers calls itself, except in manual-answer rooms, which ring
+until the API answers (no ring timeout to forward on). `ringSplash` is kept and shown: there is
+no phone of the user's to ring.
+"""
+
+from __future__ import annotations
+
+from bridge.control_port import Refusal
+from control.store.records import ForwardingRule
+
+ALWAYS = "callForwardingAlways"
+BUSY = "callForwardingBusy"
+NO_ANSWER = "callForwardingNoAnswer"
+NOT_REACHABLE = "callForwardingNotReachable"
+DND = "doNotDisturb"
+FORWARDING = (ALWAYS, BUSY, NO_ANSWER, NOT_REACHABLE)
+SERVICES = (*FORWARDING, DND)
+
+
+def contact(number: str, trunk: str) -> str:
+    """The Contact of a redirect to `number`: a SIP URI as it is, a number at the trunk."""
+    if number.startswith(("sip:", "sips:")):
+        return f"<{number}>"
+    return f"<sip:{number}@{trunk}>"
+
+
+class Forwarding:
+    """Every application's rules, by (application id, service)."""
+
+    def __init__(self, trunk: str) -> None:
+        self.trunk = trunk
+        self.rules: dict[tuple[str, str], ForwardingRule] = {}
+
+    def load(self, rules: list[ForwardingRule]) -> None:
+        for rule in rules:
+            self.put(rule)
+
+    def put(self, rule: ForwardingRule) -> None:
+        self.rules[(rule.tenant_id, rule.service)] = rule
+
+    def rule(self, tenant_id: str, service: str) -> ForwardingRule:
+        """The rule as set, or the inactive default."""
+        return self.rules.get((tenant_id, service)) or ForwardingRule(
+            tenant_id, service, False, None, False
+        )
+
+    def _active(self, tenant_id: str, service: str) -> ForwardingRule | None:
+        rule = self.rules.get((tenant_id, service))
+        return rule if rule is not None and rule.active else None
+
+    def decide(self, tenant_id: str, *, full: bool, unreachable: bool) -> Refusal | None:
+        """What a call to the application's conference gets, or None to go on as usual."""
+        if self._active(tenant_id, DND):
+            return Refusal(486, "Do Not Disturb")
+        for service, applies in ((ALWAYS, True), (BUSY, full), (NOT_REACHABLE, unreachable)):
+            rule = self._active(tenant_id, service)
+            if applies and rule is not None and rule.forward_to:
+                where = ("Contact", contact(rule.forward_to, self.trunk))
+                return Refusal(302, "Moved Temporarily", (where,))
+        return None
