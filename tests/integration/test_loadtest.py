@@ -97,15 +97,19 @@ def test_capacity_benchmark_quick_prints_its_table(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if "tick p99 ms" in line)
-    rows = [line.split() for line in lines[header + 2 :] if line.strip()][:6]
-    # both scenarios with 1 media worker, then with 2 (the default --workers 1,2)
+    table = lines[header + 2 :]
+    rows = [line.split() for line in table[: table.index("")]]
+    # both scenarios with 1 media worker, then with 2 (the default --workers 1,2); a step that
+    # fails on a busy machine ends its scenario early, so steps per scenario may be 1 or 2
     scenarios = [(r[0], next(word for word in r if word in ("1w", "2w"))) for r in rows]
-    assert scenarios == [
-        ("rooms", "1w"), ("rooms", "1w"), ("one", "1w"), ("rooms", "2w"), ("rooms", "2w"),
-        ("one", "2w"),
-    ], done.stdout
+    assert scenarios[0] == ("rooms", "1w") and scenarios[-1] == ("one", "2w"), done.stdout
+    assert [s for s in scenarios if s[0] == "one"] == [("one", "1w"), ("one", "2w")], done.stdout
+    assert scenarios == sorted(scenarios, key=lambda s: s[1]), done.stdout
+    assert {s for s in scenarios if s[0] == "rooms"} == {("rooms", "1w"), ("rooms", "2w")}
+    assert len(rows) <= 6
     for workers in (1, 2):
         assert any(
             line.startswith(f"{workers} media worker(s): largest load held: ") for line in lines
         ), done.stdout
-    assert len(list(tmp_path.glob("*/loadtest.json"))) == 6
+    assert len(list(tmp_path.glob("*/loadtest.json"))) == len(rows)
+    assert "gen ms / part-s" in lines[header]  # the load generator's cost per participant
