@@ -295,13 +295,23 @@ class ControlConfig:
 class DialOutConfig:
     """Outgoing calls: E.164 numbers go to the trunk, SIP URIs are called directly."""
 
-    # host:port of the outbound proxy for numbers; "" = numbers unroutable
+    # host:port of the trunk for numbers, or a host name alone: located by NAPTR/SRV (RFC 3263)
+    # with failover to the next target; "" = numbers unroutable
     trunk: str = key(
         "",
         _text_rule(
             allow_empty=True,
-            pattern=re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"),
-            hint="empty or host:port",
+            pattern=re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"),
+            hint="empty, host or host:port",
+        ),
+    )
+    # ip:port of the DNS server for NAPTR/SRV/A look-ups of calls out; "" = the system's
+    dns_server: str = key(
+        "",
+        _text_rule(
+            allow_empty=True,
+            pattern=re.compile(r"^[0-9.]+:[0-9]{1,5}$"),
+            hint="empty or ip:port",
         ),
     )
     # host:port of a proxy every call out goes through (a pre-loaded Route, RFC 3261 §8.1.2);

@@ -105,6 +105,7 @@ class DialRequest:
     credentials: Credentials | None = None
     headers: tuple[tuple[str, str], ...] = ()
     max_duration_s: float | None = None  # this call's own limit, within dialout.max_call_s
+    alternatives: tuple[Peer, ...] = ()  # further targets (SRV), tried on 503 or no answer
 
 
 @dataclass(frozen=True)

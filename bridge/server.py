@@ -141,7 +141,7 @@ class BridgeServer:
         if not dialout.trunk_register or not dialout.trunk:
             return
         assert self.loop is not None and self.ua is not None
-        host, _, port = dialout.trunk.rpartition(":")
+        host, _, port = dialout.trunk.partition(":")  # no port: 5060 (SRV is for calls)
         try:
             infos = await self.loop.getaddrinfo(
                 host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM
@@ -158,7 +158,7 @@ class BridgeServer:
             Credentials(dialout.trunk_username, dialout.trunk_password)
             if dialout.trunk_username else None
         )
-        registrar = Peer(str(infos[0][4][0]), int(port), "udp")
+        registrar = Peer(str(infos[0][4][0]), int(port or 5060), "udp")
         self.ua.register(
             RegistrationConfig(
                 registrar, URI(scheme="sip", user=user, host=host), Address(uri=contact),

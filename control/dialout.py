@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import re
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -30,12 +29,12 @@ from bridge.events import BridgeEvent, DialOutEnded, DialOutRinging, DialOutSett
 from bridge.sip.auth import Credentials
 from bridge.sip.transaction import Peer
 from control.callout import DIALLING, FAILED, RINGING, CallOut, NotifyFormat
+from control.locate import LocateError, locate
 
 log = structlog.get_logger(__name__)
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CALLER_ID = re.compile(r"^[+]?[0-9]{1,20}$")
-RESOLVE_TIMEOUT_S = 2.0
 KEEP_FINISHED = 10_000  # finished calls kept for GET /v1/dialouts/{ref}; older ones are dropped
 
 
@@ -50,8 +49,8 @@ class LimitError(Exception):
 @dataclass(frozen=True)
 class Route:
     target: URI
-    host: str  # may be a name: resolve before calling
-    port: int
+    host: str  # may be a name: located (RFC 3263) before calling
+    port: int | None  # None: a name without a port, looked up by NAPTR/SRV
     credentials: Credentials | None
     via_trunk: bool
     proxy_route: str = ""  # the Route header for the outbound proxy, when one is configured
@@ -75,11 +74,12 @@ def _direct_route(dest: str, config: DialOutConfig) -> Route:
             raise RouteError(f"dest: {dest!r} is not an E.164 number (+ and up to 15 digits)")
         if not config.trunk:
             raise RouteError(f"dest: {dest!r}: no trunk is configured for numbers")
-        host, _, port = config.trunk.rpartition(":")
+        host, _, port = config.trunk.partition(":")
         credentials = None
         if config.trunk_username:
             credentials = Credentials(config.trunk_username, config.trunk_password)
-        return Route(URI(scheme="sip", user=dest, host=host), host, int(port), credentials, True)
+        target = URI(scheme="sip", user=dest, host=host)
+        return Route(target, host, int(port) if port else None, credentials, True)
     if dest.lower().startswith("sip:"):
         try:
             uri = URI.parse(dest)
@@ -90,24 +90,19 @@ def _direct_route(dest: str, config: DialOutConfig) -> Route:
         transport = (uri.parameters.get("transport") or "udp").lower()
         if transport != "udp":
             raise RouteError(f"dest: {dest!r}: only UDP is supported for calls out")
-        port = uri.port or 5060
-        if not 0 < port < 65536:
+        if uri.port is not None and not 0 < uri.port < 65536:
             raise RouteError(f"dest: {dest!r}: bad port")
-        return Route(uri, uri.host, port, None, False)
+        return Route(uri, uri.host, uri.port, None, False)
     raise RouteError(f"dest: {dest!r} must be an E.164 number (+ and digits) or a sip: URI")
 
 
-async def resolve(host: str) -> str:
-    """An IPv4 address for `host` (literal or name), or RouteError."""
-    loop = asyncio.get_running_loop()
+async def resolve(route: Route, dns_server: str) -> list[Peer]:
+    """Where to send the INVITE, in the order to try (RFC 3263), or RouteError."""
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM),
-            RESOLVE_TIMEOUT_S,
-        )
-    except (OSError, TimeoutError):
-        raise RouteError(f"dest: cannot resolve host {host!r}") from None
-    return str(infos[0][4][0])
+        targets = await locate(route.host, route.port, dns_server)
+    except LocateError:
+        raise RouteError(f"dest: cannot resolve host {route.host!r}") from None
+    return [Peer(address, port, "udp") for address, port in targets]
 
 
 @dataclass(frozen=True)
@@ -173,7 +168,7 @@ class DialOuts:
             raise RouteError(f"dest: at most {self.config.max_destinations} destinations")
         routes = [plan_route(dest, self.config) for dest in dests]
         for route in routes:
-            await resolve(route.host)
+            await resolve(route, self.config.dns_server)
         if self.active_count(tenant_id) + len(dests) > self.config.max_concurrent:
             raise LimitError(
                 f"concurrent call limit reached: {self.active_count(tenant_id)} calls up or "
@@ -209,7 +204,7 @@ class DialOuts:
                 self._give_up(call, "conference ended")
                 continue
             try:
-                address = await resolve(route.host)
+                peers = await resolve(route, self.config.dns_server)
             except RouteError as exc:
                 self._give_up(call, str(exc))
                 continue
@@ -224,7 +219,8 @@ class DialOuts:
                     caller_id=call.caller_id,
                     confirm=call.confirm,
                     target=route.target,
-                    peer=Peer(address, route.port, "udp"),
+                    peer=peers[0],
+                    alternatives=tuple(peers[1:]),
                     credentials=route.credentials,
                     headers=self._headers(call, route, order.private),
                     max_duration_s=call.max_duration_s,

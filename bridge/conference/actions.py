@@ -99,6 +99,7 @@ class PlaceCall(UaAction):
     sdp: bytes
     headers: tuple[tuple[str, str], ...] = ()
     credentials: Credentials | None = None
+    alternatives: tuple[Peer, ...] = ()  # where to try next on 503 or no answer
 
 
 def carry_out(ua: UserAgent, action: UaAction, now: float) -> None:
@@ -115,6 +116,7 @@ def carry_out(ua: UserAgent, action: UaAction, now: float) -> None:
             credentials=action.credentials,
             call_id=action.call_id,
             local_tag=action.local_tag,
+            alternatives=action.alternatives,
         )
         return
     call = ua.calls.get(action.leg)  # type: ignore[attr-defined]

@@ -648,7 +648,7 @@ class ConferenceCore:
         self._ua.append(
             PlaceCall(
                 call_id, local_tag, request.target, request.peer, request.room, request.caller_id,
-                leg.offer(), request.headers, request.credentials,
+                leg.offer(), request.headers, request.credentials, request.alternatives,
             )
         )
         self._at(now + float(self.config.dialout.ring_timeout_s), leg, Due.RING_TIMEOUT)

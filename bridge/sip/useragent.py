@@ -107,6 +107,7 @@ class Call:
     local_sdp: bytes = b""  # our last offer or answer: a re-INVITE refresh sends it again
     remote_allow: frozenset[str] = frozenset()  # the methods the peer said it allows
     session_retried: bool = False  # outgoing: our INVITE was sent again after a 422
+    alternatives: list[Peer] = field(default_factory=list)  # outgoing: next targets (RFC 3263)
     session: SessionTimer | None = None  # RFC 4028 timer of the dialog, when one runs
     pending_session: SessionExpires | None = None  # what our 2xx to the pending request says
     refer_in: tuple[str, Request] | None = None  # the peer's REFER awaiting our decision
@@ -378,6 +379,7 @@ class UserAgent:
         credentials: Credentials | None = None,
         call_id: str | None = None,
         local_tag: str | None = None,
+        alternatives: tuple[Peer, ...] = (),
     ) -> Call:
         """Call `target` through `peer` (the callee, or the trunk for numbers) from the room.
 
@@ -403,6 +405,7 @@ class UserAgent:
             outgoing=True,
             room_name=room,
             auth=DigestSession(credentials) if credentials else None,
+            alternatives=list(alternatives),
         )
         request.headers.add("Contact", format_address(self._contact(call)))
         request.headers.add("Allow", ALLOW_HEADER)
@@ -635,7 +638,9 @@ class UserAgent:
                     self._end_session(refreshed, "session_refresh_timeout", now)
                     continue
                 call = self.calls_by_txn.get(event.txn_id)
-                if call is not None and call.outgoing and call.dialog is None:
+                if call is None or not call.outgoing or call.dialog is not None:
+                    continue
+                if not self._try_next_target(call, now):
                     self._fail(call, 408, "no answer from the callee's side (Timer B)")
 
     # --- our INVITEs ------------------------------------------------------------------------
@@ -684,6 +689,8 @@ class UserAgent:
                 self._fail(call, code, "authentication failed")
             else:
                 self._resend_with(call, header, now=now)
+        elif code == 503 and self._try_next_target(call, now):
+            return
         elif code == 422 and call.dialog is None and not call.session_retried:
             call.session_retried = True  # once: a second 422 means we cannot agree
             min_se = max(parse_min_se(response) or 0, self.session_timers.min_se)
@@ -723,6 +730,15 @@ class UserAgent:
             call.session = start_session_timer(negotiated, "uac", now)
             self._schedule_session(call)
         self.events.append(CallAnswered(call, sdp_body(response)))
+
+    def _try_next_target(self, call: Call, now: float) -> bool:
+        """RFC 3263 §4.3: the target said 503 or did not answer; the INVITE goes to the next
+        one located for the name, if any (not once we are giving up on the call)."""
+        if not call.alternatives or call.cancel_wanted or call.dialog is not None:
+            return False
+        call.peer = call.alternatives.pop(0)
+        self._resend_with(call, now=now)
+        return True
 
     def _resend_with(self, call: Call, *headers: tuple[str, str], now: float) -> None:
         """The INVITE again with credentials or a longer Session-Expires: same Call-ID and

@@ -1,5 +1,6 @@
 """Check 4 of issue 17: calls out through an outbound proxy (Kamailio), to a trunk that wants
-REGISTER with digest (SIPp as registrar and callee)."""
+REGISTER with digest (SIPp as registrar and callee), and to a trunk named by NAPTR/SRV records
+(a DNS server of the test's own on loopback) whose first target answers 503."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from bridge.sip.auth import verify
 from bridge.sip.registration import RegistrationState
+from tests.integration.dns_server import DnsServer
 from tests.integration.harness import LOOPBACK, eventually
 from tests.integration.kamailio import Kamailio
 from tests.integration.test_dialout import TRUNK_PASSWORD, TRUNK_USER, Api, callee, http, start
@@ -56,8 +58,11 @@ async def test_registers_with_the_trunk_refreshes_and_calls_through_it(tmp_path:
     try:
         assert running.bridge.ua is not None
         (registration,) = running.bridge.ua.registrations
-        await eventually(lambda: registration.expires_at is not None and registration.cseq == 3, 10)
-        assert registration.state is RegistrationState.REGISTERED
+        # the binding of 4 s was refreshed (CSeq 3) and granted again
+        await eventually(
+            lambda: registration.cseq == 3 and registration.state is RegistrationState.REGISTERED,
+            10,
+        )
         async with http(running) as client:
             api = await Api.open(running, client)
             await api.conference("trunked")
@@ -73,3 +78,33 @@ async def test_registers_with_the_trunk_refreshes_and_calls_through_it(tmp_path:
         assert verify(register.group(1).strip(), "REGISTER", TRUNK_PASSWORD)
     finally:
         await running.stop()
+
+
+async def test_srv_located_trunk_fails_over_from_503_to_the_next_target(tmp_path: Path) -> None:
+    busy = await callee(tmp_path, "reject_503")
+    good = await callee(tmp_path, "answer")
+    dns_server = await DnsServer(
+        [
+            ("trunk.test", "NAPTR", '10 50 "s" "SIP+D2U" "" _sip._udp.trunk.test.'),
+            ("_sip._udp.trunk.test", "SRV", f"10 0 {busy.port} a.trunk.test."),
+            ("_sip._udp.trunk.test", "SRV", f"20 0 {good.port} b.trunk.test."),
+            ("a.trunk.test", "A", LOOPBACK),
+            ("b.trunk.test", "A", LOOPBACK),
+        ]
+    ).start()
+    running = await start(tmp_path, trunk="trunk.test", dns_server=dns_server.address)
+    try:
+        async with http(running) as client:
+            api = await Api.open(running, client)
+            await api.conference("srvtrunk")
+            (ref,) = await api.refs("srvtrunk", dest="+15551234567")
+            assert await api.wait_status(ref) == "answered"
+            await api.eject_all("srvtrunk", "+15551234567")
+            for sipp in (busy, good):  # the first got the INVITE and said 503
+                result = await sipp.result()
+                assert result.successful == 1, result.stderr[-800:]
+        assert ("trunk.test", "NAPTR") in dns_server.queries
+        assert ("_sip._udp.trunk.test", "SRV") in dns_server.queries
+    finally:
+        await running.stop()
+        dns_server.close()
