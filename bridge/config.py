@@ -247,6 +247,10 @@ class AnnouncementsConfig:
     join_leave_tones: bool = key(True, _bool_rule)
     # ...only in rooms this small: chiming a crowd costs and annoys
     tones_max_room: int = key(20, _int_rule(0, 1000))
+    # uploaded announcements (API), kept as 8 kHz WAV files; relative to the working directory
+    dir: str = key("announcements", _text_rule(allow_empty=False))
+    max_upload_mb: int = key(20, _int_rule(1, 1024))  # a larger upload is refused (413)
+    max_seconds: int = key(600, _int_rule(1, 3600))  # longer audio is refused
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,13 @@ class ConferenceControl(Protocol):
         """False while a conference is HOLDING: callers wait without hearing each other."""
         ...
 
-    def play_to_room(self, room: str, prompt: str) -> None: ...
+    def play_to_room(self, room: str, prompt: str) -> None:
+        """A packaged prompt's name, or an uploaded announcement's absolute path (8 kHz WAV)."""
+        ...
+
+    def play_to_participant(self, room: str, participant_id: str, prompt: str) -> bool:
+        """As play_to_room, to one participant only; False when not in the room."""
+        ...
 
     def start_recording(self, room: str, path: str, fmt: str) -> bool:
         """Record the room's mix ("wav" or "ogg"); False: nobody in it, or recording already."""

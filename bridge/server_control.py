@@ -89,6 +89,11 @@ class ServerControl:
     def recording(self, room: str) -> str | None:
         return self.core.recordings.get(room)
 
+    def play_to_participant(self, room: str, participant_id: str, prompt: str) -> bool:
+        played = self.core.play_to_participant(room, participant_id, prompt)
+        self._run()
+        return played
+
     def play_to_room(self, room: str, prompt: str) -> None:
         self.core.play_to_room(room, prompt)
         self._run()

@@ -447,12 +447,49 @@ def recordings(ctx: typer.Context, room: str, as_json: JsonFlag = False) -> None
 
 
 @app.command()
-def download(ctx: typer.Context, room: str, file: str, to: Path = Path(".")) -> None:
-    """Save one recording of a conference into the directory TO."""
+def download(
+    ctx: typer.Context,
+    room: str,
+    file: str,
+    to: Annotated[Path, typer.Option(help="The directory to save it in.")] = Path("."),
+) -> None:
+    """Save one recording of a conference."""
     response = api(ctx).call("GET", f"/v1/conferences/{segment(room)}/recordings/{segment(file)}")
     target = to / Path(file).name
     target.write_bytes(response.content)
     out.print(f"saved {escape(str(target))} ({len(response.content)} bytes)")
+
+
+# --- announcements -----------------------------------------------------------------------------
+
+
+@app.command()
+def upload(ctx: typer.Context, name: str, file: Path) -> None:
+    """Upload an audio file (WAV, Ogg, MP3, ...) as the announcement NAME."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    stored = api(ctx).json("PUT", f"/v1/announcements/{segment(name)}", content=data)
+    out.print(f"uploaded {escape(stored['name'])} ({stored['seconds']} s)")
+
+
+@app.command()
+def announce(
+    ctx: typer.Context,
+    room: str,
+    announcement: Annotated[str | None, typer.Option(help="An uploaded announcement.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="A packaged prompt instead.")] = None,
+    participant: Annotated[str | None, typer.Option(help="Only this participant hears it.")] = None,
+) -> None:
+    """Play an announcement or a prompt to a conference (or one participant in it)."""
+    body = without_none(
+        announcement=announcement,
+        prompt=prompt,
+        participant_id=resolve(ctx, room, participant)["id"] if participant else None,
+    )
+    api(ctx).call("POST", f"/v1/conferences/{segment(room)}/announcements", json=body)
+    out.print(f"playing to {escape(participant or room)}")
 
 
 # --- participants ------------------------------------------------------------------------------

@@ -797,6 +797,13 @@ class ConferenceCore:
         for leg in self.members(name):
             self._play(leg, prompt)
 
+    def play_to_participant(self, name: str, participant_id: str, prompt: str) -> bool:
+        leg = self.find(name, participant_id)
+        if leg is None:
+            return False
+        self._play(leg, prompt)
+        return True
+
     def set_muted(self, leg: Leg, muted: bool, by: str) -> None:
         self._set_muted(leg, muted, by)
 

@@ -85,6 +85,24 @@ def _load_cached(name: str) -> np.ndarray:
     return samples
 
 
+def load_file(path: str) -> np.ndarray:
+    """An uploaded announcement (an 8 kHz mono WAV the control plane wrote), read-only, read
+    once per version of the file."""
+    file = Path(path)
+    try:
+        version = file.stat().st_mtime_ns
+    except OSError as exc:
+        raise FileNotFoundError(f"no announcement file {path} ({exc.strerror})") from None
+    return _load_file_cached(str(file), version)
+
+
+@cache
+def _load_file_cached(path: str, version: int) -> np.ndarray:
+    samples = read_wav(Path(path))
+    samples.setflags(write=False)
+    return samples
+
+
 def available_prompts() -> list[str]:
     """Names of the packaged prompts, sorted."""
     return sorted(path.stem for path in PROMPT_DIR.glob("*.wav"))
@@ -121,12 +139,15 @@ class PromptPlayer:
         replace_room_audio: bool = False,
         label: str | None = None,
     ) -> None:
-        """Queue a packaged prompt by name, or int16 samples at 8 kHz, after any queued ones.
+        """Queue a packaged prompt by name, an uploaded announcement by its absolute path, or
+        int16 samples at 8 kHz, after any queued ones.
 
         `label` names raw samples in `take_finished` (default "samples"); a named prompt is
         reported by its name. Unknown names fail here, not halfway through a call.
         """
-        if isinstance(name_or_samples, str):
+        if isinstance(name_or_samples, str) and name_or_samples.startswith("/"):
+            name, samples = name_or_samples, load_file(name_or_samples)  # an announcement
+        elif isinstance(name_or_samples, str):
             name, samples = str(name_or_samples), load_prompt(name_or_samples)
         else:
             samples = np.asarray(name_or_samples)

@@ -153,7 +153,12 @@ class MediaEngine:
             participant.muted, participant.deaf = controls.muted, controls.deaf
             participant.held, participant.volume_db = controls.held, controls.volume_db
         elif isinstance(command, PlayPrompt):
-            participant.prompts.play(command.prompt, replace_room_audio=command.replace_room_audio)
+            try:
+                participant.prompts.play(
+                    command.prompt, replace_room_audio=command.replace_room_audio
+                )
+            except (OSError, ValueError) as exc:  # an announcement deleted meanwhile
+                log.warning("prompt.unplayable", prompt=command.prompt, error=str(exc))
             self.prompt_sequence[command.leg] = command.sequence
         elif isinstance(command, ClearPrompts):
             participant.prompts.clear()

@@ -7,7 +7,15 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from control.api import admin, calls, conferences, errors, recordings, subscriptions
+from control.api import (
+    admin,
+    announcements,
+    calls,
+    conferences,
+    errors,
+    recordings,
+    subscriptions,
+)
 from control.api.dialects import (
     aculab,
     hoiio,
@@ -34,6 +42,7 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(calls.router)
     app.include_router(recordings.router)
+    app.include_router(announcements.router)
     # the seed documents' APIs (issue 6), the Teaming sign-in (issue 16)
     dialects = (aculab, hoiio, hoiio_voice, orange, teaming, teaming_services, teaming_signin)
     for dialect in dialects:

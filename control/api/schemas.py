@@ -35,6 +35,12 @@ class ConferenceCreate(Strict):
     manual_answer: bool = False  # calls ring until answered through the API (Teaming ANSWER)
 
 
+class AnnouncementPlay(Strict):
+    announcement: str | None = None  # an uploaded one's name...
+    prompt: str | None = None  # ...or a packaged prompt's
+    participant_id: str | None = None  # only this participant hears it; default: the room
+
+
 class RecordingStart(Strict):
     format: Literal["wav", "ogg"] | None = None  # default: the config's [recording] format
 
