@@ -205,6 +205,8 @@ class SipConfig:
     answer_delay_ms: int = key(0, _int_rule(0, 10_000))
     session_expires_s: int = key(1800, _int_rule(90, 86_400))
     min_se_s: int = key(90, _int_rule(90, 86_400))
+    keepalive_options_s: int = key(0, _int_rule(0, 3600))  # OPTIONS in each dialog; 0 = off
+    keepalive_crlf_s: int = key(0, _int_rule(0, 3600))  # CRLFCRLF on each TCP connection
 
 
 @dataclass(frozen=True)

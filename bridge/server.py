@@ -87,6 +87,7 @@ class BridgeServer:
             user_agent=sip.user_agent,
             max_message_bytes=sip.max_message_bytes,
             session_timers=SessionTimerConfig(sip.session_expires_s, sip.min_se_s),
+            keepalive_s=float(sip.keepalive_options_s),
         )
         self.core = ConferenceCore(
             self.config, lambda leg: media.reserve(leg, sip.bind), wall_clock=time.time
@@ -96,6 +97,8 @@ class BridgeServer:
             asyncio.create_task(self.clock.run(self._tick)),
             asyncio.create_task(self._watchdog()),
         ]
+        if sip.keepalive_crlf_s:
+            self._tasks.append(asyncio.create_task(self._crlf_keepalives(sip.keepalive_crlf_s)))
         log.info(
             "bridge.started",
             sip_udp=self.transports.udp_port,
@@ -243,6 +246,12 @@ class BridgeServer:
         """A media worker died: hang its calls up now, not at the next tick."""
         if self.core is not None and self.loop is not None:
             self.flush(self.now())
+
+    async def _crlf_keepalives(self, interval_s: int) -> None:
+        """RFC 5626 §3.5.1 pings on every TCP connection, so NATs keep them open."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.transports.send_keepalives()
 
     async def _watchdog(self) -> None:
         assert self.media is not None

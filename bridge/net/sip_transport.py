@@ -95,6 +95,12 @@ class SipTransports:
         except (OSError, ValueError, OverflowError, TypeError):
             self.send_errors += 1
 
+    def send_keepalives(self) -> None:
+        """A double CRLF (RFC 5626 ping) on every open TCP connection."""
+        for writer in list(self.tcp_connections.values()):
+            if not writer.is_closing():
+                writer.write(b"\r\n\r\n")
+
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
         key = (addr[0], addr[1])

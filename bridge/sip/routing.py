@@ -44,13 +44,26 @@ def uri_peer(uri: URI, default_transport: str = "udp") -> Peer | None:
     return Peer(host, port, "tcp" if transport == "tcp" else "udp")
 
 
-def first_hop(route_set: list[Address], remote_target: URI, fallback: Peer) -> Peer:
+def behind_nat(request: Request, source: Peer) -> bool:
+    """True when the request asked for symmetric responses (RFC 3581 `rport`) and came from
+    another address than its Via names: its Contact is likely a private address."""
+    via = request.via[0]
+    if "rport" not in via.parameters:
+        return False
+    sent_by = (via.host.strip("[]").lower(), via.port or DEFAULT_SIP_PORT)
+    return sent_by != (source.host.lower(), source.port)
+
+
+def first_hop(
+    route_set: list[Address], remote_target: URI, fallback: Peer, nated: bool = False
+) -> Peer:
     """Where an in-dialog request goes (§12.2.1.1 then §8.1.2): the first route when there is
     a route set (loose or strict, the first hop is the same), else the remote target.
 
     A stream peer keeps its connection (`fallback`): TCP requests go back on the socket the
-    dialog came in on. Host names we cannot resolve without DNS also fall back."""
-    if fallback.reliable:
+    dialog came in on. Host names we cannot resolve without DNS also fall back, and so does a
+    peer behind NAT without a proxy (its Contact cannot be reached, its source can)."""
+    if fallback.reliable or (nated and not route_set):
         return fallback
     uri = route_set[0].uri if route_set else remote_target
     peer = uri_peer(uri)

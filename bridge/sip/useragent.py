@@ -39,7 +39,13 @@ from bridge.sip.refer import (
     subscription_ended,
 )
 from bridge.sip.registration import Registration, RegistrationConfig, RegistrationState
-from bridge.sip.routing import LocalAddresses, consume_routes, first_hop, parse_record_route
+from bridge.sip.routing import (
+    LocalAddresses,
+    behind_nat,
+    consume_routes,
+    first_hop,
+    parse_record_route,
+)
 from bridge.sip.session_timer import (
     SessionExpires,
     SessionTimer,
@@ -108,6 +114,7 @@ class Call:
     remote_allow: frozenset[str] = frozenset()  # the methods the peer said it allows
     session_retried: bool = False  # outgoing: our INVITE was sent again after a 422
     alternatives: list[Peer] = field(default_factory=list)  # outgoing: next targets (RFC 3263)
+    nated: bool = False  # incoming from behind NAT: in-dialog requests go to its source
     session: SessionTimer | None = None  # RFC 4028 timer of the dialog, when one runs
     pending_session: SessionExpires | None = None  # what our 2xx to the pending request says
     refer_in: tuple[str, Request] | None = None  # the peer's REFER awaiting our decision
@@ -246,6 +253,7 @@ class UserAgent:
     user_agent: str = "confbridge/0.1"
     max_message_bytes: int = 65535
     session_timers: SessionTimerConfig = field(default_factory=SessionTimerConfig)
+    keepalive_s: float = 0.0  # OPTIONS in each established dialog this often; 0 = never
 
     def __post_init__(self) -> None:
         self.transactions = TransactionLayer(self.timers)
@@ -260,6 +268,8 @@ class UserAgent:
         self._refreshes: dict[str, Call] = {}  # our refresh transactions
         self._refers: dict[str, Call] = {}  # our REFER transactions
         self.registrations: list[Registration] = []
+        self._next_keepalive: float | None = None
+        self._keepalives: dict[str, Call] = {}  # our OPTIONS keep-alives by transaction
         self._registering: dict[str, tuple[Registration, Request]] = {}  # by transaction
         self.local = LocalAddresses(
             hosts=frozenset({self.host.strip("[]").lower()}),
@@ -288,12 +298,15 @@ class UserAgent:
         for registration in self.registrations:
             if registration.next_at is not None and registration.next_at <= now:
                 self._send_register(registration, now)
+        if self._next_keepalive is not None and self._next_keepalive <= now:
+            self._send_keepalives(now)
 
     def get_timer(self) -> float | None:
         deadlines = [
             self.transactions.get_timer(),
             self._next_session_deadline(),
             *(r.next_at for r in self.registrations),
+            self._next_keepalive,
         ]
         present = [deadline for deadline in deadlines if deadline is not None]
         return min(present) if present else None
@@ -423,6 +436,36 @@ class UserAgent:
         self.calls_by_txn[call.invite_txn] = call
         self.counters.calls_started += 1
         return call
+
+    # --- keep-alives (NAT bindings, dead dialogs) -------------------------------------------
+
+    def _send_keepalives(self, now: float) -> None:
+        """OPTIONS in every established dialog: keeps the peer's NAT binding open and finds
+        dialogs the peer has forgotten (481 ends the call)."""
+        self._next_keepalive = now + self.keepalive_s if self.calls else None
+        for call in list(self.calls.values()):
+            if call.state is not CallState.CONFIRMED or call.dialog is None:
+                continue
+            request = call.dialog.create_request(
+                "OPTIONS",
+                via=self._via(call.peer.transport),
+                contact=self._contact(call),
+                extra_headers=(("User-Agent", self.user_agent),),
+            )
+            txn = self.transactions.send_request(request, self._dialog_peer(call), now)
+            self._keepalives[txn] = call
+
+    def _on_keepalive_response(self, txn: str, response: Response, now: float) -> None:
+        if response.code < 200:
+            return
+        call = self._keepalives.pop(txn)
+        if response.code == 481 and call.state is CallState.CONFIRMED:
+            self._forget(call)  # the peer has no such dialog: no BYE to send
+            self.events.append(CallEnded(call, "dialog_gone"))
+
+    def _arm_keepalive(self, now: float) -> None:
+        if self.keepalive_s > 0 and self._next_keepalive is None:
+            self._next_keepalive = now + self.keepalive_s
 
     # --- trunk registration (RFC 3261 §10) ------------------------------------------------
 
@@ -614,7 +657,7 @@ class UserAgent:
                 self.counters.requests += 1
                 self._on_request(event.txn_id, event.request, event.peer, now)
             elif isinstance(event, AckReceived):
-                self._on_ack(event.request)
+                self._on_ack(event.request, now)
             elif isinstance(event, AckTimeout):
                 call = self.calls_by_txn.get(event.txn_id)
                 if call is not None and call.state is CallState.ANSWERED:
@@ -623,6 +666,7 @@ class UserAgent:
             elif isinstance(event, ResponseReceived):
                 self._on_response(event.txn_id, event.response, now)
             elif isinstance(event, TransactionTimeout):
+                self._keepalives.pop(event.txn_id, None)  # unanswered: UDP may lose it
                 registering = self._registering.pop(event.txn_id, None)
                 if registering is not None:
                     registering[0].failed(408, "no answer from the registrar", now)
@@ -651,6 +695,9 @@ class UserAgent:
             return
         if txn is not None and txn in self._refers:
             self._on_refer_response(txn, response)
+            return
+        if txn is not None and txn in self._keepalives:
+            self._on_keepalive_response(txn, response, now)
             return
         if txn is not None and txn in self._registering:
             self._on_register_response(txn, response, now)
@@ -721,6 +768,7 @@ class UserAgent:
             self.events.append(CallFailed(call, 487, "cancelled"))
             return
         call.state = CallState.CONFIRMED
+        self._arm_keepalive(now)
         call.remote_allow = _allowed(response)
         try:
             negotiated = uac_outcome(response)
@@ -859,6 +907,7 @@ class UserAgent:
             peer=peer,
             local_tag=new_tag(),
             pending_session=session,
+            nated=behind_nat(request, peer),
         )
         self.calls[call.key] = call
         self.calls_by_txn[txn] = call
@@ -877,12 +926,13 @@ class UserAgent:
             self._forget(call)
             self.events.append(CallEnded(call, "cancelled"))
 
-    def _on_ack(self, ack: Request) -> None:
+    def _on_ack(self, ack: Request, now: float) -> None:
         call = self.calls_by_dialog.get(dialog_id_of(ack))
         if call is None or call.state is not CallState.ANSWERED:
             self.counters.stray_acks += 1
             return
         call.state = CallState.CONFIRMED
+        self._arm_keepalive(now)
         self.events.append(CallConfirmed(call, sdp_body(ack)))
 
     # --- helpers ----------------------------------------------------------------------------
@@ -1092,7 +1142,7 @@ class UserAgent:
         (a TCP connection, a host name)."""
         if call.dialog is None:
             return call.peer
-        return first_hop(call.dialog.route_set, call.dialog.remote_target, call.peer)
+        return first_hop(call.dialog.route_set, call.dialog.remote_target, call.peer, call.nated)
 
     def _reply_peer(self, data: bytes, peer: Peer) -> Peer:
         # Stateless error answers go back to the source: the Via of a broken message is not
