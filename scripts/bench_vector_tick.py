@@ -35,7 +35,7 @@ def _drop(data: bytes, address: tuple[str, int]) -> None:
     pass
 
 
-Feed = tuple[Participant, list[bytes]]
+Feed = tuple[Participant, RtpSender, list[bytes]]
 
 
 def build(rooms: int, size: int, talkers: int) -> tuple[list[Room], list[Feed]]:
@@ -52,11 +52,8 @@ def build(rooms: int, size: int, talkers: int) -> tuple[list[Room], list[Feed]]:
             tone = ToneSource(300.0 + 37.0 * i, 5000) if i < talkers else None
             sender = RtpSender(payload_type=0)
             silence = np.zeros(160, np.int16)
-            packets = [
-                sender.packet(PCMU.encode(tone.next_frame(160) if tone else silence))
-                for _ in range(LOOP)
-            ]
-            feeds.append((member, packets))
+            payloads = [PCMU.encode(tone.next_frame(160) if tone else silence) for _ in range(LOOP)]
+            feeds.append((member, sender, payloads))
         made.append(room)
     return made, feeds
 
@@ -69,8 +66,8 @@ def measure(layout: str, ticks: int, vectorised: bool) -> float:
     vector = VectorTick()
     used = 0.0
     for tick in range(ticks):
-        for member, packets in feeds:
-            member.receive_rtp(packets[tick % LOOP], member.remote, tick * 0.02)
+        for member, sender, payloads in feeds:  # sequence numbers run on, as a phone's do
+            member.receive_rtp(sender.packet(payloads[tick % LOOP]), member.remote, tick * 0.02)
         started = time.process_time()
         if vectorised:
             vector.tick(made)

@@ -23,6 +23,7 @@ another codec or sample rate are left to the reference tick (`takes`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +40,20 @@ _INT16_MAX = np.int32(32767)
 def _decode_table(codec: Codec) -> np.ndarray:
     """The codec's byte -> int16 table (G.711 only), taken from its decoder once."""
     return codec.decode(bytes(range(256)))
+
+
+@dataclass
+class _Plan:
+    """One tick's mix layout: contributors' rows of the frames (room after room), the room of
+    each, every member's row of the mix (its own, or -1 - k for room k's shared total), each
+    room's first member row and size, and the segment starts of rooms with contributors."""
+
+    row_of: list[int]
+    contributors: list[int] = field(default_factory=list)
+    contributor_room: list[int] = field(default_factory=list)
+    room_rows: list[tuple[int, int]] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    rooms_with: list[int] = field(default_factory=list)
 
 
 class VectorTick:
@@ -64,9 +79,8 @@ class VectorTick:
         )
 
     def tick(self, rooms: Sequence[Room]) -> list[list[Digit]]:
-        samples = self.samples
-        members = [p for room in rooms for p in room.participants]
-        count = len(members)
+        """Mix one 20 ms frame of every room in `rooms`; each room's digits, as `Room.tick`."""
+        count = sum(len(room.participants) for room in rooms)
         if count == 0:
             return [[] for _ in rooms]
         frames = self._slots(count)
@@ -74,20 +88,29 @@ class VectorTick:
         wide = frames.astype(np.float32)
         np.multiply(wide, wide, out=wide)
         energies = wide.sum(axis=1)  # what DtmfDetector computes per room, bit for bit
-        loud = (energies > VOICE_POWER * samples).tolist()
-        sounding = (energies > 0).tolist()
+        plan = self._plan(rooms, frames, energies, digits)
+        mixed = self._mix(frames, plan, len(rooms))
+        encoded = self._encode(mixed, codecs)
+        return self._send(rooms, plan, mixed, encoded, digits)
 
-        contributors: list[int] = []  # rows of `frames`, room after room
-        contributor_room: list[int] = []
-        row_of = [0] * count  # a member's row of the mix (a contributor's own, or its room's)
-        starts: list[int] = []  # each room's first contributor, for the segment sums
-        rooms_with: list[int] = []
+    def _plan(
+        self,
+        rooms: Sequence[Room],
+        frames: np.ndarray,
+        energies: np.ndarray,
+        digits: list[list[Digit]],
+    ) -> _Plan:
+        """Who talks (voice activity, talking changes), who contributes to its room's mix,
+        and which row of the mix each member hears; in-band keys where someone keys in-band."""
+        loud = (energies > VOICE_POWER * self.samples).tolist()
+        sounding = (energies > 0).tolist()
+        plan = _Plan(row_of=[0] * len(loud))
+        contributors, row_of = plan.contributors, plan.row_of
         first = 0
-        room_rows: list[tuple[int, int]] = []  # (first member row, member count) per room
         for k, room in enumerate(rooms):
             people = room.participants
             n = len(people)
-            room_rows.append((first, n))
+            plan.room_rows.append((first, n))
             tones: list[bool] | None = None
             if any(p.telephone_event_pt is None for p in people):  # someone keys in-band
                 states = [p.inband for p in people]
@@ -115,16 +138,14 @@ class VectorTick:
                 ):
                     row_of[i] = len(contributors)
                     contributors.append(i)
-                    contributor_room.append(k)
+                    plan.contributor_room.append(k)
                 else:
-                    row_of[i] = -1 - k  # the room's shared row, resolved below
+                    row_of[i] = -1 - k  # the room's shared row (after the contributors' rows)
             if len(contributors) > before:
-                starts.append(before)
-                rooms_with.append(k)
+                plan.starts.append(before)
+                plan.rooms_with.append(k)
             first += n
-        mixed = self._mix(frames, contributors, contributor_room, starts, rooms_with, len(rooms))
-        encoded = self._encode(mixed, codecs)
-        return self._send(rooms, room_rows, row_of, mixed, encoded, len(contributors), digits)
+        return plan
 
     def _slots(self, count: int) -> np.ndarray:
         if count > self._frames.shape[0]:
@@ -185,25 +206,17 @@ class VectorTick:
             table = self._tables[codec.name] = _decode_table(codec)
         return table
 
-    def _mix(
-        self,
-        frames: np.ndarray,
-        contributors: list[int],
-        contributor_room: list[int],
-        starts: list[int],
-        rooms_with: list[int],
-        room_count: int,
-    ) -> np.ndarray:
+    def _mix(self, frames: np.ndarray, plan: _Plan, room_count: int) -> np.ndarray:
         """(contributors + rooms, samples) int16: each contributor's mix-minus row, then each
         room's saturated total (what its other members hear)."""
-        count = len(contributors)
+        count = len(plan.contributors)
         wide = np.zeros((count + room_count, self.samples), np.int32)
         if count:
-            own = frames[contributors]
-            sums = np.add.reduceat(own, starts, axis=0, dtype=np.int32)
+            own = frames[plan.contributors]
+            sums = np.add.reduceat(own, plan.starts, axis=0, dtype=np.int32)
             totals = wide[count:]
-            totals[rooms_with] = sums
-            np.subtract(totals[contributor_room], own, out=wide[:count])
+            totals[plan.rooms_with] = sums
+            np.subtract(totals[plan.contributor_room], own, out=wide[:count])
         np.maximum(wide, _INT16_MIN, out=wide)
         np.minimum(wide, _INT16_MAX, out=wide)
         return wide.astype(np.int16)
@@ -216,17 +229,16 @@ class VectorTick:
     def _send(
         self,
         rooms: Sequence[Room],
-        room_rows: list[tuple[int, int]],
-        row_of: list[int],
+        plan: _Plan,
         mixed: np.ndarray,
         encoded: dict[str, bytes],
-        shared_base: int,
         digits: list[list[Digit]],
     ) -> list[list[Digit]]:
         """Each member's payload, as `Room.tick` sends it."""
         samples = self.samples
+        row_of, shared_base = plan.row_of, len(plan.contributors)
         for k, room in enumerate(rooms):
-            first, n = room_rows[k]
+            first, n = plan.room_rows[k]
             people = room.participants
             shared = shared_base + k
             totals: dict[str, bytes] = {}
