@@ -9,6 +9,9 @@ one room of 350 (the Aculab maximum) with 3 talkers. Both run once per media wor
 machine's cores with the bridge: its CPU is in the table too.
 
     .venv/bin/python scripts/bench.py [--quick] [--workers 1,2] [--max-participants 400]
+
+`--codecs` measures instead the CPU per participant of G.711, G.722 and Opus rooms' tick
+(`bench_codecs.py`: all talking and 2 of 10, no sockets).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bench_codecs
 from bench_common import print_table
 
 from bridge.tools.loadtest import LoadOptions, run_loadtest
@@ -199,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="media worker counts to run each scenario with, comma-separated (0: in-process)",
     )
     add("--out", help="directory for each step's JSON and plots (default: a temporary one)")
+    add("--codecs", action="store_true", help="CPU per participant of G.711/G.722/Opus rooms")
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -223,7 +228,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(run(parse_args(argv)))
+    args = parse_args(argv)
+    if args.codecs:
+        return bench_codecs.main(args.seconds)
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -113,3 +113,13 @@ def test_capacity_benchmark_quick_prints_its_table(tmp_path: Path) -> None:
         ), done.stdout
     assert len(list(tmp_path.glob("*/loadtest.json"))) == len(rows)
     assert "gen ms / part-s" in lines[header]  # the load generator's cost per participant
+
+
+def test_codec_rooms_benchmark_prints_a_figure_per_codec_and_scenario() -> None:
+    done = run_script("scripts/bench.py", "--codecs", "--seconds", "0.2", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:] if line.strip()]
+    assert [(r[0], r[1]) for r in rows] == [
+        (room, first) for room in ("PCMU", "G722", "OPUS", "mixed") for first in ("all", "2")
+    ], done.stdout
+    assert all(float(r[-2]) > 0 for r in rows), done.stdout

@@ -180,3 +180,22 @@ def test_g722_packet_of_the_wrong_size_is_counted_and_the_room_carries_on():
     run(engine, [talker, listener], 30, start=11)
     assert engine.stats("talker").counters.bad_packets == 1  # type: ignore[union-attr]
     assert listener.levels([1000])[1000] > HEARD_DB
+
+
+def test_opus_dtx_silence_is_no_loss_and_no_talk():
+    """A DTX sender stops sending in silence (sequence numbers carry on, timestamps jump): no
+    packet counts as lost, the codec conceals a few frames then gives silence, no talking."""
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", opus(), [])  # silence, as DTX would stop on
+    listener = Phone(engine, "listener", codec_for("PCMU"), [])
+    run(engine, [talker, listener], 20)
+    for tick in range(20, 70):  # one second without packets
+        listener.speak(tick * 0.02)
+        engine.tick(tick * 0.02 + 0.001, tick * 0.02)
+    talker.sender.timestamp = (talker.sender.timestamp + 50 * 960) & 0xFFFFFFFF
+    reports = run(engine, [talker, listener], 20, start=70) + engine.take_reports()
+    stats = engine.stats("talker")
+    assert stats is not None and stats.lost == 0
+    decoder = talker.member.stream.decoder  # type: ignore[union-attr]
+    assert 0 < decoder.concealed <= 5
+    assert not any(isinstance(r, TalkingChanged) for r in reports)
