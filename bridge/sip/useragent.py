@@ -10,6 +10,7 @@ socket: the asyncio layer feeds `receive_data(data, peer, now)` and `handle_time
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import heapq
 from collections import deque
@@ -1081,12 +1082,13 @@ class UserAgent:
         if call.state is CallState.ENDED or session is None or dialog is None:
             return
         session.refreshing = False
-        if response.cseq.method == "INVITE" and code < 300:
-            ack = dialog.create_ack(response.cseq.sequence, via=self._via(call.peer.transport))
-            call.ack = Outgoing(encode(ack), self._dialog_peer(call))
-            self._stateless.append(call.ack)
         if code < 300:
-            dialog.receive_response(response)
+            with contextlib.suppress(SipError):  # a garbled Contact: the old target stays
+                dialog.receive_response(response)  # a new Contact is the new remote target
+            if response.cseq.method == "INVITE":
+                ack = dialog.create_ack(response.cseq.sequence, via=self._via(call.peer.transport))
+                call.ack = Outgoing(encode(ack), self._dialog_peer(call))
+                self._stateless.append(call.ack)
             try:
                 negotiated = uac_outcome(response)
             except SipError:

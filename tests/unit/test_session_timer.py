@@ -47,9 +47,12 @@ def test_uas_refresher_without_update_in_allow_refreshes_by_reinvite_and_acks() 
     (invite,) = requests(sent(ua))
     assert invite.method == "INVITE" and invite.body == SDP  # our SDP again: no media change
     assert invite.headers["Session-Expires"] == "120;refresher=uac"
-    ua.receive_data(reply(invite, 200, "Session-Expires: 120;refresher=uac", body=SDP), PHONE, 60.1)
+    moved = "Contact: <sip:alice@127.0.0.1:5072>"  # the 2xx refreshes the remote target
+    ok = reply(invite, 200, "Session-Expires: 120;refresher=uac", moved, body=SDP)
+    ua.receive_data(ok, PHONE, 60.1)
     (ack,) = requests(sent(ua))
     assert ack.method == "ACK" and ack.cseq.sequence == invite.cseq.sequence
+    assert str(ack.uri) == "sip:alice@127.0.0.1:5072"
     assert drain(ua) == []
     assert abs(session_deadline(ua) - 120.1) < 1e-9
 
