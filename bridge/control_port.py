@@ -45,7 +45,14 @@ class Announcement:
     reason: str
 
 
-Gate = Callable[[str, str], Refusal | ManualAnswer | Announcement | None]
+@dataclass(frozen=True)
+class Reroute:
+    """Answer the call into another room instead (a voice-mail room of its own)."""
+
+    room: str
+
+
+Gate = Callable[[str, str], Refusal | ManualAnswer | Announcement | Reroute | None]
 """(room, caller) -> a refusal, a manual answer, an announcement, or None to let the room's own
 access rules decide. The control plane's hook for conference states, locks and reservations;
 no I/O."""

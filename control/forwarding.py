@@ -3,7 +3,7 @@ rules in memory (loaded from and saved to the store by the use case) and what an
 to one of the application's conferences gets from them.
 
 The line of a Teaming user (an application) is every one of its conferences: a call to any of
-them is a call to the user. `doNotDisturb` refuses it (486 Busy Here);
+them is a call to the user. `doNotDisturb` sends it to voice mail (`control.voicemail`);
 `callForwardingAlways` redirects it (302, Contact: the number); `callForwardingBusy` redirects
 it when the conference is full; `callForwardingNotReachable` when the conference cannot take
 calls (not started yet, or locked). A number is reached through `dialout.trunk`
@@ -58,10 +58,11 @@ class Forwarding:
         rule = self.rules.get((tenant_id, service))
         return rule if rule is not None and rule.active else None
 
+    def do_not_disturb(self, tenant_id: str) -> bool:
+        return self._active(tenant_id, DND) is not None
+
     def decide(self, tenant_id: str, *, full: bool, unreachable: bool) -> Refusal | None:
         """What a call to the application's conference gets, or None to go on as usual."""
-        if self._active(tenant_id, DND):
-            return Refusal(486, "Do Not Disturb")
         for service, applies in ((ALWAYS, True), (BUSY, full), (NOT_REACHABLE, unreachable)):
             rule = self._active(tenant_id, service)
             if applies and rule is not None and rule.forward_to:

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from bridge.config import Config, RoomDefinition
-from bridge.control_port import Announcement, ConferenceControl, ManualAnswer, Refusal
+from bridge.control_port import Announcement, ConferenceControl, ManualAnswer, Refusal, Reroute
 from bridge.events import BridgeEvent, CallFinished, ParticipantJoined, ParticipantLeft
 from control import calldetail
 from control.callout import CallOut, ended_payload, notification
@@ -38,6 +39,7 @@ from control.schedule import (
 )
 from control.store import Store
 from control.store.records import Conference
+from control.voicemail import VoiceMail
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +72,9 @@ class ControlPlane:
         self.broker = Broker()
         self.conferences: dict[str, Conference] = {}  # open ones, by room name
         self.forwarding = Forwarding(config.dialout.trunk)
+        voicemail_dir = Path(config.recording.dir).resolve() / "voicemail"
+        self.voicemail = VoiceMail(bridge, store, voicemail_dir, clock)
+        self._unsubscribe_voicemail: Callable[[], None] | None = None
         self.dialouts = DialOuts(
             bridge, config, is_open=self.is_open, finished=self._call_out_finished
         )
@@ -90,6 +95,7 @@ class ControlPlane:
         self.forwarding.load(await self.store.forwarding.all_rules())
         self.bridge.set_gate(self.gate)
         self._unsubscribe = self.bridge.events.subscribe(self._on_bridge_event)
+        self._unsubscribe_voicemail = self.bridge.events.subscribe(self.voicemail.on_event)
         self._tasks = [
             asyncio.create_task(self._pump(), name="control-events"),
             asyncio.create_task(self._scheduler(), name="control-scheduler"),
@@ -102,6 +108,9 @@ class ControlPlane:
         await self.dialouts.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._unsubscribe_voicemail is not None:
+            self._unsubscribe_voicemail()
+        await self.voicemail.stop()
         self.bridge.set_gate(None)
         await self._drain()
         for task in self._tasks:
@@ -118,12 +127,16 @@ class ControlPlane:
 
     # --- the SIP path's questions (synchronous, no I/O) -------------------------------------
 
-    def gate(self, room: str, caller: str) -> Refusal | ManualAnswer | Announcement | None:
+    def gate(
+        self, room: str, caller: str
+    ) -> Refusal | ManualAnswer | Announcement | Reroute | None:
         conference = self.conferences.get(room)
         if conference is None:
             if self._is_divert_service(room):
                 return Announcement("call_back_later", "diverted before the start")
             return None
+        if self.forwarding.do_not_disturb(conference.tenant_id):
+            return Reroute(self.voicemail.room_for(conference.tenant_id, caller))
         forwarded = self.forwarding.decide(
             conference.tenant_id,
             full=self._is_full(conference),

@@ -96,6 +96,7 @@ PROMPTS: dict[str, str | Recipe] = {
     "press_pound_to_join": "You are invited to a conference. Press the pound key to join.",
     "conference_ending": "The conference will end in one minute.",
     "conference_locked": "This conference is locked.",
+    "leave_message": "Please leave your message after the tone. Press pound when you are done.",
     "call_back_later": "This conference has not started yet. Please call back later. Goodbye.",
     "volume_up": lambda: _beeps([660.0, 990.0], 0.08, 0.04, TONE_DBFS),
     "volume_down": lambda: _beeps([990.0, 660.0], 0.08, 0.04, TONE_DBFS),

@@ -11,7 +11,7 @@ from sipmessage import Request
 
 from bridge.conference.ivr import Admission, admission
 from bridge.config import Config, RoomDefinition
-from bridge.control_port import Announcement, Gate, ManualAnswer, Refusal
+from bridge.control_port import Announcement, Gate, ManualAnswer, Refusal, Reroute
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
@@ -63,6 +63,8 @@ def plan_incoming(
         return decided
     if isinstance(decided, Announcement):
         return Plan(Admission.ANNOUNCE, announcement=decided)
+    if isinstance(decided, Reroute):
+        return Plan(Admission.JOIN, decided.room)
     manual = isinstance(decided, ManualAnswer)
     definition = definitions.get(name)
     if not room_exists(name) and not config.rooms.auto_create:

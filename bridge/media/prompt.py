@@ -40,6 +40,7 @@ class Prompt(StrEnum):
     CONFERENCE_ENDING = "conference_ending"
     CONFERENCE_LOCKED = "conference_locked"
     CALL_BACK_LATER = "call_back_later"
+    LEAVE_MESSAGE = "leave_message"
     VOLUME_UP = "volume_up"
     VOLUME_DOWN = "volume_down"
     JOIN = "join"

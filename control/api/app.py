@@ -24,6 +24,7 @@ from control.api.dialects import (
     teaming,
     teaming_services,
     teaming_signin,
+    teaming_voicemail,
 )
 from control.api.metrics import Metrics
 from control.plane import ControlPlane
@@ -44,7 +45,10 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     app.include_router(recordings.router)
     app.include_router(announcements.router)
     # the seed documents' APIs (issue 6), the Teaming sign-in (issue 16)
-    dialects = (aculab, hoiio, hoiio_voice, orange, teaming, teaming_services, teaming_signin)
+    dialects = (
+        aculab, hoiio, hoiio_voice, orange,
+        teaming, teaming_services, teaming_signin, teaming_voicemail,
+    )  # fmt: skip
     for dialect in dialects:
         app.include_router(dialect.router)
 

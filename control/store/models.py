@@ -267,3 +267,19 @@ class CallForwardingRow(Base):
     forward_to: Mapped[str | None] = mapped_column(String(255))
     ring_splash: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime]
+
+
+class VoiceMessageRow(Base):
+    """A message a caller left on an application's line (Teaming's voice mail)."""
+
+    __tablename__ = "voice_messages"
+    __table_args__ = (Index("ix_voice_messages_tenant_id_created_at", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(32), ForeignKey("tenants.id", ondelete="CASCADE"))
+    caller: Mapped[str] = mapped_column(String(255))
+    caller_name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    read: Mapped[bool] = mapped_column(Boolean, default=False)

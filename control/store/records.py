@@ -143,3 +143,15 @@ class ForwardingRule:
     active: bool
     forward_to: str | None
     ring_splash: bool
+
+
+@dataclass(frozen=True)
+class VoiceMessage:
+    id: str
+    tenant_id: str
+    caller: str
+    caller_name: str
+    created_at: datetime
+    duration_ms: int
+    path: str
+    read: bool

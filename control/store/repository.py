@@ -1,8 +1,8 @@
 """The Store: every persistence operation of the control plane, async, one transaction each.
 
 The operations are grouped by table (`store.tenants`, `store.conferences`,
-`store.subscriptions`, `store.calls`, `store.outbox`, `store.oauth`, `store.forwarding`), one
-small module each, sharing one engine; this class only holds them together.
+`store.subscriptions`, `store.calls`, `store.outbox`, `store.oauth`, `store.forwarding`,
+`store.voicemail`), one small module each, sharing one engine; this class only holds them together.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .oauth import OAuthQueries
 from .outbox import OutboxQueries
 from .subscriptions import SubscriptionQueries
 from .tenants import TenantQueries
+from .voicemail import VoiceMessageQueries
 
 __all__ = ["Conflict", "NotFound", "Store", "StoreError"]
 
@@ -33,6 +34,7 @@ class Store:
         self.outbox = OutboxQueries(engine)
         self.oauth = OAuthQueries(engine)
         self.forwarding = ForwardingQueries(engine)
+        self.voicemail = VoiceMessageQueries(engine)
 
     async def close(self) -> None:
         """Close every pooled connection; the store cannot be used afterwards."""

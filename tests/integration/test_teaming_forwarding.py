@@ -1,7 +1,8 @@
 """Teaming's call forward (seed 002) through the dialect's own routes with a real HTTP client,
 and its effect on real calls: the document's example replayed, forwarding always to a SIPp
 callee reached by following the bridge's redirect (check 3), busy, not reachable and do not
-disturb, the settings kept across a restart, and every bad input in Teaming's error shape."""
+disturb (voice mail), the settings kept across a restart, and every bad input in Teaming's
+error shape."""
 
 from __future__ import annotations
 
@@ -193,8 +194,10 @@ async def test_busy_not_reachable_and_do_not_disturb(tmp_path: Path) -> None:
             assert locked.final_status == 302 and contact_of(locked)[0] == "+492222"
 
             assert (await user.put("doNotDisturb", {"active": True})).status_code == 204
-            assert (await call("closed")).final_status == 486  # DND refuses before anything
-            assert (await call("small", "d")).final_status == 486
+            to_voicemail = await call("closed")  # DND comes before anything: voice mail
+            assert to_voicemail.final_status == 200
+            assert runtime.bridge.control.participants("closed") == []
+            await to_voicemail.hangup()
             assert (await user.put("doNotDisturb", {"active": False})).status_code == 204
     finally:
         for phone in phones:

@@ -23,6 +23,7 @@ GLUE = {
     "control/plane.py": "the control plane's event pump and conference scheduler tasks",
     "control/outbox.py": "the webhook deliverer task (persistent outbox)",
     "control/dialout.py": "a dial-out list is dialled in order by one task per request",
+    "control/voicemail.py": "a voice-mail caller's prompt and length timer, the message's save",
 }
 # Calls that open a socket or start a task or process: by qualified name, or by method name
 # on anything (loop.create_task, task_group.create_task, loop.create_datagram_endpoint, ...).
