@@ -193,8 +193,16 @@ class BatchSocket:
         self.sock.close()
 
 
-def set_buffers(sock: socket.socket, size: int = 8 << 20) -> None:
-    """Ask for large kernel buffers (the kernel caps them at net.core.[rw]mem_max)."""
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
+
+
+def set_buffers(sock: socket.socket, size: int = 32 << 20) -> None:
+    """Ask for large kernel buffers: one socket carrying thousands of calls must ride out a
+    stall of its reader. Past net.core.[rw]mem_max only with CAP_NET_ADMIN (the *FORCE
+    options); else the kernel caps the plain request at that maximum."""
+    for forced, option in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, size)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
