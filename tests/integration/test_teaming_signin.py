@@ -181,6 +181,8 @@ async def test_client_credentials_token_with_its_scopes(runtime: Runtime) -> Non
         notify = bearer(await client.post(TOKEN, data=form))
         assert (await client.post(calls, json=subscribe, headers=notify)).status_code == 201
         teaming_error(await client.get(calls, headers=notify), 403, 50)
+        perform = {"calledNumber": "+33612345678"}  # performing a call is call management
+        teaming_error(await client.post(calls, json=perform, headers=notify), 403, 50)
 
         # the application's plain API token keeps every user scope
         api = {"Authorization": f"Bearer {acme['token']}"}

@@ -29,6 +29,16 @@ Choices where the document is silent:
   user (`rooms.ivr_users[0]`, which asks for a room code; the bare bridge URI when there is
   none); `shortNumber` that URI's user part. `firstName`/`lastName`: the application name
   split at its first `-`, `_`, `.` or space (no separator: all of it is the first name).
+- Perform a call (the document shows only `GET /users/{id}/calls` under that heading):
+  `POST /users/{id}/calls` with `{"calledNumber": ..., "conference": ...}` (a body with
+  `calledNumber` is a call, any other a subscription, so one path serves both as in the
+  document's examples). The user's line calls the number (E.164 through `dialout.trunk`, or a
+  SIP URI) out of `conference` (default: the user's oldest open conference) and the callee
+  joins it on answer; scope `callManagement`; 201 `{callId, externalTrackingId}`, both the
+  dial-out reference at that point (no SIP dialog exists yet). The call keeps that `callId` in
+  the calls list once answered (its `externalTrackingId` there is the SIP Call-ID), and ANSWER
+  / HOLD / DELETE take it. Refusals are the native ones with numeric codes (bad number 400
+  code 22, no conference 400, unknown conference 404 code 60, too many calls 429 code 53).
 - Calls list items: `callId`, `externalTrackingId` (the document's two fields) plus `state`
   (`ALERTING`, `ACTIVE`, `HELD`), `caller`, `conference` and `startTime`, oldest first.
   `PUT .../calls/{callId}?action=` takes ANSWER, HOLD or UNHOLD, case-insensitive; HOLD on a
@@ -79,7 +89,7 @@ from control.events import iso
 from control.plane import ControlPlane
 from control.store.errors import NotFound
 from control.store.records import Subscription, Tenant
-from control.usecases import legs
+from control.usecases import calls, legs
 from control.usecases.auth import is_admin
 from control.usecases.legs import Leg
 
@@ -134,8 +144,8 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-async def parse_body(request: Request, model: type[M]) -> M:
-    """The JSON body whatever its Content-Type (curl -d sends form-urlencoded)."""
+async def json_object(request: Request) -> dict[str, Any]:
+    """The JSON object of the body whatever its Content-Type (curl -d sends form-urlencoded)."""
     raw = await request.body()
     try:
         data = json.loads(raw) if raw.strip() else {}
@@ -143,6 +153,13 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise invalid("body", "not valid JSON") from None
     if not isinstance(data, dict):
         raise invalid("body", "must be a JSON object")
+    return data
+
+
+async def parse_body(request: Request, model: type[M], data: dict[str, Any] | None = None) -> M:
+    """The body (or `data`, already read from it) as `model`."""
+    if data is None:
+        data = await json_object(request)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -249,10 +266,27 @@ async def telephony_profile(request: Request, userId: str) -> dict[str, str]:
 # --- calls ----------------------------------------------------------------------------------
 
 
-def call_view(leg: Leg) -> dict[str, Any]:
+def performed(plane: ControlPlane, tenant: Tenant) -> dict[str, str]:
+    """Participant id -> reference of the calls this user performed that were answered."""
+    return {
+        c.participant: c.ref
+        for c in plane.dialouts.records.values()
+        if c.tenant_id == tenant.id and c.participant
+    }
+
+
+def find_leg(plane: ControlPlane, tenant: Tenant, call_id: str) -> Leg:
+    """A leg by its callId: a participant or ringing call's id, or a performed call's ref."""
+    call = plane.dialouts.records.get(call_id)
+    if call is not None and call.tenant_id == tenant.id and call.participant:
+        call_id = call.participant
+    return legs.find(plane, tenant, call_id)
+
+
+def call_view(leg: Leg, refs: dict[str, str] | None = None) -> dict[str, Any]:
     state = "ALERTING" if leg.ringing else "HELD" if leg.held else "ACTIVE"
     return {
-        "callId": leg.id,
+        "callId": (refs or {}).get(leg.id, leg.id),
         "externalTrackingId": leg.call_id,
         "state": state,
         "caller": leg.caller,
@@ -280,7 +314,8 @@ async def list_calls(
     """The user's calls: ringing ones and answered ones."""
     plane, tenant = await authorize(request, CALLS, userId)
     page = page_of(plane, offset, limit)
-    return [call_view(leg) for leg in paged(response, legs.legs_of(plane, tenant), page)]
+    refs = performed(plane, tenant)
+    return [call_view(leg, refs) for leg in paged(response, legs.legs_of(plane, tenant), page)]
 
 
 @_routes.put("/users/{userId}/calls/{callId}", status_code=204)
@@ -294,7 +329,7 @@ async def control_call(
     """ANSWER a ringing call; HOLD or UNHOLD an answered one."""
     plane, tenant = await authorize(request, CALLS, userId)
     verb = parse_action(action)
-    leg = legs.find(plane, tenant, callId)
+    leg = find_leg(plane, tenant, callId)
     if verb == "ANSWER":
         legs.answer(plane, leg)
     else:
@@ -307,7 +342,7 @@ async def control_call(
 async def release_call(request: Request, userId: str, callId: str) -> Response:
     """Release: decline a ringing call (603), hang up an answered one (BYE)."""
     plane, tenant = await authorize(request, CALLS, userId)
-    legs.release(plane, legs.find(plane, tenant, callId))
+    legs.release(plane, find_leg(plane, tenant, callId))
     return Response(status_code=204)
 
 
@@ -362,9 +397,13 @@ async def renew(
 @_routes.post("/users/{userId}/calls", status_code=201, openapi_extra=body_schema(Subscribe))
 @teaming_errors
 async def subscribe(request: Request, userId: str) -> dict[str, Any]:
-    """Subscribe to the user's call events (alerting, answered, released)."""
+    """Subscribe to the user's call events (alerting, answered, released); or, with a
+    `calledNumber`, perform a call."""
+    data = await json_object(request)
+    if "calledNumber" in data:
+        return await perform_call(request, userId, data)
     plane, tenant = await authorize(request, NOTIFICATIONS, userId)
-    body = await parse_body(request, Subscribe)
+    body = await parse_body(request, Subscribe, data)
     if body.targetId is not None and not is_user(tenant, body.targetId):
         raise invalid("targetId", f"must be the user of the path ({userId!r})")
     now = plane.clock()
@@ -377,6 +416,33 @@ async def subscribe(request: Request, userId: str) -> dict[str, Any]:
         label=body.applicationId or tenant.name,
     )
     return {"subscriptionId": subscription.id, "expires": body.expires}
+
+
+class MakeCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calledNumber: str = Field(min_length=1, max_length=255)
+    conference: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+async def perform_call(request: Request, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The user's line calls `calledNumber`: a call out of `conference` (default: the user's
+    oldest open conference) that joins it when answered."""
+    plane, tenant = await authorize(request, CALLS, user_id)
+    body = await parse_body(request, MakeCall, data)
+    room = body.conference or line_of(plane, tenant)
+    (call,) = await calls.place(plane, tenant, room, [body.calledNumber], tag="teaming")
+    return {"callId": call.ref, "externalTrackingId": call.ref}
+
+
+def line_of(plane: ControlPlane, tenant: Tenant) -> str:
+    rooms = sorted(
+        (c for c in plane.conferences.values() if c.tenant_id == tenant.id),
+        key=lambda c: (c.created_at, c.name),
+    )
+    if not rooms:
+        raise invalid("conference", "the user has no open conference to call from")
+    return rooms[0].name
 
 
 @_routes.put("/users/{userId}/calls", status_code=204, openapi_extra=body_schema(Renew))
