@@ -135,8 +135,8 @@ async def authorization_request(
     scope: str | None,
     state: str | None,
 ) -> AuthorizationRequest:
-    """Check an authorization request. Errors about the client or the redirect URI are not
-    redirectable (`redirectable` False); the others go back to the client's redirect URI."""
+    """Check an authorization request. Errors about the client or the redirect URI are
+    Unredirectable (the page answers them); the others are Redirected to the client."""
     client = await plane.store.oauth.get_client(client_id) if client_id else None
     if client is None:
         raise Unredirectable("client_id: unknown client")

@@ -31,6 +31,7 @@ from tests.integration.harness import (
     run_sipp,
     with_control,
 )
+from tests.integration.test_compat_orange import eventually as eventually_until
 from tests.integration.test_softphone import write_tone_file
 
 pytestmark = pytest.mark.integration
@@ -122,7 +123,7 @@ async def test_sipp_caller_leaves_a_message_on_a_dnd_line(tmp_path: Path) -> Non
                 timeout=60,
             )
             assert result.successful == 1, result.stderr[-800:]
-            await eventually_async(lambda: _count(user, 1), timeout=15)
+            await eventually_until(lambda: _count(user, 1), timeout=15)
             (listed,) = await user.messages()
             assert set(listed) == MESSAGE_FIELDS
             assert listed["callingPartyInfo"] == {"name": "Unavailable", "phoneNumber": "sipp"}
@@ -146,14 +147,6 @@ async def test_sipp_caller_leaves_a_message_on_a_dnd_line(tmp_path: Path) -> Non
 
 async def _count(user: User, expected: int) -> bool:
     return len(await user.messages()) == expected
-
-
-async def eventually_async(check: Any, timeout: float) -> None:
-    for _ in range(int(timeout / 0.1)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 async def test_pound_ends_hangup_before_the_tone_leaves_none_and_management(
@@ -184,7 +177,7 @@ async def test_pound_ends_hangup_before_the_tone_leaves_none_and_management(
             await asyncio.sleep(greeting_s() + 1.5)
             pound.send_rfc4733("#")
             await eventually(lambda: pound.ended_by_bridge, timeout=10)
-            await eventually_async(lambda: _count(user, 1), timeout=15)
+            await eventually_until(lambda: _count(user, 1), timeout=15)
             (message,) = await user.messages()
             assert message["callingPartyInfo"]["phoneNumber"] == "+4930222"
             assert 1000 <= int(message["duration"]) <= 2500, message
@@ -193,7 +186,7 @@ async def test_pound_ends_hangup_before_the_tone_leaves_none_and_management(
             assert await second.call() == 200
             await asyncio.sleep(greeting_s() + 1.0)
             await second.hangup()
-            await eventually_async(lambda: _count(user, 2), timeout=15)
+            await eventually_until(lambda: _count(user, 2), timeout=15)
             newest, oldest = await user.messages()
             assert newest["callingPartyInfo"]["phoneNumber"] == "+4930333"  # newest first
 

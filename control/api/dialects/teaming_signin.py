@@ -42,6 +42,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from control.api.auth import PlaneDep, require_admin
 from control.api.errors import invalid, not_found
+from control.plane import ControlPlane
 from control.usecases import signin
 from control.usecases.signin import AuthorizationRequest, IssuedToken, OAuthError
 
@@ -175,7 +176,7 @@ def redirect(uri: str, **params: str | None) -> RedirectResponse:
     return RedirectResponse(f"{uri}{joiner}{query}", status_code=302)
 
 
-async def checked(plane: Any, params: dict[str, str]) -> AuthorizationRequest:
+async def checked(plane: ControlPlane, params: dict[str, str]) -> AuthorizationRequest:
     return await signin.authorization_request(
         plane,
         params.get("client_id"),
