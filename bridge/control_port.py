@@ -33,7 +33,11 @@ class Refusal:
 
 @dataclass(frozen=True)
 class ManualAnswer:
-    """Ring (180) and wait: the control plane answers (`answer_ringing`) or rejects."""
+    """Ring (180) and wait: the control plane answers (`answer_ringing`) or rejects. With
+    `after_s`, a call still ringing then gets `then` (a 302 forwarding it, say)."""
+
+    after_s: float | None = None
+    then: Refusal | None = None
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,16 @@ The line of a Teaming user (an application) is every one of its conferences: a c
 them is a call to the user. `doNotDisturb` sends it to voice mail (`control.voicemail`);
 `callForwardingAlways` redirects it (302, Contact: the number); `callForwardingBusy` redirects
 it when the conference is full; `callForwardingNotReachable` when the conference cannot take
-calls (not started yet, or locked). A number is reached through `dialout.trunk`
-(`sip:<number>@<trunk>`), a SIP URI as it is. `callForwardingNoAnswer` is kept and shown but
-has no effect yet: the bridge answers calls itself, except in manual-answer rooms, which ring
-until the API answers (no ring timeout to forward on). `ringSplash` is kept and shown: there is
-no phone of the user's to ring.
+calls (not started yet, or locked); `callForwardingNoAnswer` when a call to a manual-answer
+conference is still ringing after `numberOfRings` rings of RING_S seconds (default
+DEFAULT_RINGS). A number is reached through `dialout.trunk`
+(`sip:<number>@<trunk>`), a SIP URI as it is. `ringSplash` is kept and shown: there is no
+phone of the user's to ring.
 """
 
 from __future__ import annotations
 
-from bridge.control_port import Refusal
+from bridge.control_port import ManualAnswer, Refusal
 from control.store.records import ForwardingRule
 
 ALWAYS = "callForwardingAlways"
@@ -25,6 +25,8 @@ NOT_REACHABLE = "callForwardingNotReachable"
 DND = "doNotDisturb"
 FORWARDING = (ALWAYS, BUSY, NO_ANSWER, NOT_REACHABLE)
 SERVICES = (*FORWARDING, DND)
+RING_S = 6.0  # one ring cycle
+DEFAULT_RINGS = 3
 
 
 def contact(number: str, trunk: str) -> str:
@@ -57,6 +59,16 @@ class Forwarding:
     def _active(self, tenant_id: str, service: str) -> ForwardingRule | None:
         rule = self.rules.get((tenant_id, service))
         return rule if rule is not None and rule.active else None
+
+    def manual_answer(self, tenant_id: str) -> ManualAnswer:
+        """How a call to a manual-answer conference rings: until answered, or with
+        callForwardingNoAnswer until its rings are over, then forwarded."""
+        rule = self._active(tenant_id, NO_ANSWER)
+        if rule is None or not rule.forward_to:
+            return ManualAnswer()
+        where = ("Contact", contact(rule.forward_to, self.trunk))
+        rings = rule.rings or DEFAULT_RINGS
+        return ManualAnswer(rings * RING_S, Refusal(302, "Moved Temporarily", (where,)))
 
     def do_not_disturb(self, tenant_id: str) -> bool:
         return self._active(tenant_id, DND) is not None

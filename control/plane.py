@@ -152,7 +152,7 @@ class ControlPlane:
         if conference.locked:
             return Refusal(403, "Conference locked")
         if conference.manual_answer:
-            return ManualAnswer()
+            return self.forwarding.manual_answer(conference.tenant_id)
         return None
 
     def _is_full(self, conference: Conference) -> bool:

@@ -40,6 +40,7 @@ class Plan:
     room: str = ""
     code_for: Callable[[str], str | None] | None = None
     manual: bool = False  # ring until the control plane answers
+    unanswered: ManualAnswer | None = None  # manual: what a call ringing too long gets
     announcement: Announcement | None = None  # ANNOUNCE: what to play before hanging up
 
 
@@ -81,7 +82,8 @@ def plan_incoming(
         )
     if decision is Admission.JOIN and room_full(name):
         return Refusal(486, "Room full")
-    return Plan(decision, name, manual=manual)
+    unanswered = decided if isinstance(decided, ManualAnswer) else None
+    return Plan(decision, name, manual=manual, unanswered=unanswered)
 
 
 def room_for_code(definitions: Mapping[str, RoomDefinition], code: str) -> str | None:

@@ -114,6 +114,7 @@ class Due(enum.Enum):
     ANSWER = "answer"  # the answer delay is over
     RING_TIMEOUT = "ring_timeout"  # our INVITE rang too long: CANCEL
     MAX_DURATION = "max_duration"  # a placed call lasted its maximum: BYE
+    NO_ANSWER = "no_answer"  # a call left ringing for the control plane rang too long
 
 
 @dataclass(order=True, frozen=True)
@@ -299,6 +300,8 @@ class ConferenceCore:
         if plan.manual:
             self._ua.append(Ringing(leg.key))
             self.ringing.add(leg.key)
+            if plan.unanswered is not None and plan.unanswered.after_s is not None:
+                self._at(now + plan.unanswered.after_s, leg, Due.NO_ANSWER)
         elif delay > 0:
             self._ua.append(Ringing(leg.key))
             self._at(now + delay, leg, Due.ANSWER)
@@ -622,6 +625,12 @@ class ConferenceCore:
                 self._ua.append(Cancel(leg.key))
         elif due is Due.MAX_DURATION:
             self._hang_up(leg, "maximum call duration")
+        elif due is Due.NO_ANSWER and leg.key in self.ringing:
+            then = leg.plan.unanswered.then if leg.plan.unanswered else None
+            if then is not None:
+                self.ringing.discard(leg.key)
+                self._ua.append(Reject(leg.key, then.status, then.reason, then.headers))
+                self._end(leg, "no answer")
 
     # --- dial-out ---------------------------------------------------------------------------
 

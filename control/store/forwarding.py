@@ -14,7 +14,9 @@ from .records import ForwardingRule
 
 
 def rule_record(row: CallForwardingRow) -> ForwardingRule:
-    return ForwardingRule(row.tenant_id, row.service, row.active, row.forward_to, row.ring_splash)
+    return ForwardingRule(
+        row.tenant_id, row.service, row.active, row.forward_to, row.ring_splash, row.rings
+    )
 
 
 class ForwardingQueries(StoreBase):
@@ -32,4 +34,4 @@ class ForwardingQueries(StoreBase):
                 row = CallForwardingRow(tenant_id=rule.tenant_id, service=rule.service)
                 session.add(row)
             row.active, row.forward_to = rule.active, rule.forward_to
-            row.ring_splash, row.updated_at = rule.ring_splash, now
+            row.ring_splash, row.updated_at, row.rings = rule.ring_splash, now, rule.rings

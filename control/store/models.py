@@ -267,6 +267,7 @@ class CallForwardingRow(Base):
     forward_to: Mapped[str | None] = mapped_column(String(255))
     ring_splash: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime]
+    rings: Mapped[int | None] = mapped_column(Integer)  # callForwardingNoAnswer's numberOfRings
 
 
 class VoiceMessageRow(Base):

@@ -143,6 +143,7 @@ class ForwardingRule:
     active: bool
     forward_to: str | None
     ring_splash: bool
+    rings: int | None = None  # callForwardingNoAnswer: rings before forwarding
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from control.forwarding import DND, SERVICES
+from control.forwarding import DND, NO_ANSWER, SERVICES
 from control.plane import ControlPlane
 from control.store.records import ForwardingRule, Tenant
 from control.usecases.errors import Invalid, NotFound
@@ -32,6 +32,7 @@ async def put(
     active: bool,
     forward_to: str | None,
     ring_splash: bool,
+    rings: int | None = None,
 ) -> ForwardingRule:
     """Replace one service's settings; the next incoming call follows them."""
     check_service(service)
@@ -46,7 +47,9 @@ async def put(
             raise Invalid(field, "numbers need a trunk (dialout.trunk) and none is configured")
     elif active:
         raise Invalid(field, "required to activate forwarding")
-    rule = ForwardingRule(tenant.id, service, active, forward_to, ring_splash)
+    if rings is not None and service != NO_ANSWER:
+        raise Invalid("numberOfRings", "only callForwardingNoAnswer rings")
+    rule = ForwardingRule(tenant.id, service, active, forward_to, ring_splash, rings)
     await plane.store.forwarding.put_rule(rule, plane.clock())
     plane.forwarding.put(rule)
     return rule

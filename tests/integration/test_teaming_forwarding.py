@@ -285,3 +285,47 @@ async def test_credentials_and_other_users(tmp_path: Path) -> None:
             assert (await user.get("doNotDisturb"))["active"] is False
     finally:
         await runtime.stop()
+
+
+async def test_no_answer_forwards_a_call_left_ringing(tmp_path: Path) -> None:
+    runtime = await start(tmp_path, free_port())
+    loop = asyncio.get_running_loop()
+    caller = dial(runtime, "desk")
+    try:
+        async with http(runtime) as client:
+            user = await User.open(client, "acme")
+            assert (await user.get("callForwardingNoAnswer"))["numberOfRings"] == 3  # default
+            await user.conference("desk", manual_answer=True)
+            body = {"active": True, "forwardToPhoneNumber": "+49333", "numberOfRings": 1}
+            assert (await user.put("callForwardingNoAnswer", body)).status_code == 204
+            assert await user.get("callForwardingNoAnswer") == {**body, "ringSplash": False}
+            began = loop.time()
+            assert await caller.call(timeout=15) == 302  # nobody answered within one ring
+            assert loop.time() - began >= 5.5  # a ring is 6 s
+            assert contact_of(caller)[0] == "+49333"
+            calls = await client.get(f"/teaming/users/{user.id}/calls", headers=user.headers)
+            assert calls.json() == []  # no longer ringing
+    finally:
+        await caller.close()
+        await runtime.stop()
+
+
+@pytest.mark.parametrize(
+    ("service", "rings"),
+    [
+        ("callForwardingNoAnswer", 0),
+        ("callForwardingNoAnswer", 21),
+        ("callForwardingNoAnswer", "3"),
+        ("callForwardingBusy", 3),
+    ],
+)
+async def test_bad_number_of_rings(tmp_path: Path, service: str, rings: Any) -> None:
+    runtime = await start(tmp_path, free_port())
+    try:
+        async with http(runtime) as client:
+            user = await User.open(client, "acme")
+            reply = await user.put(service, {"numberOfRings": rings})
+            assert reply.status_code == 400 and reply.json()["code"] == 22, reply.text
+            assert reply.json()["message"].startswith("numberOfRings"), reply.text
+    finally:
+        await runtime.stop()

@@ -10,8 +10,11 @@ whatever its Content-Type, and replaces the service's settings (a field left out
 default: false, none, false), answering 204. `forwardToPhoneNumber` is a number (digits,
 optional leading +, routed through `dialout.trunk`; the document's `0123456789` is one) or a
 SIP URI, required to activate a forwarding service; `doNotDisturb` has no number (GET shows
-`active` and `ringSplash` only). What each service does to incoming calls is in
-`control/forwarding.py`. An unknown service is 404 code 60; a bad field 400 code 22.
+`active` and `ringSplash` only). `callForwardingNoAnswer` also takes and shows
+`numberOfRings` (1..20, default 3, a ring being 6 s; BroadWorks' name for it): a call to a
+manual-answer conference still ringing then is forwarded. What each service does to incoming
+calls is in `control/forwarding.py`. An unknown service is 404 code 60; a bad field 400
+code 22.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from control.api.dialects.teaming import CONFIGURATION, body_schema, parse_body
 from control.api.dialects.teaming_auth import authorize, teaming_errors
-from control.forwarding import DND
+from control.forwarding import DEFAULT_RINGS, DND, NO_ANSWER
 from control.store.records import ForwardingRule
 from control.usecases import forwarding
 
@@ -36,6 +39,7 @@ class ServiceSettings(BaseModel):
     active: StrictBool = False
     forwardToPhoneNumber: str | None = Field(default=None, min_length=1, max_length=255)
     ringSplash: StrictBool = False
+    numberOfRings: int | None = Field(default=None, ge=1, le=20, strict=True)
 
 
 def settings_view(rule: ForwardingRule) -> dict[str, Any]:
@@ -43,6 +47,8 @@ def settings_view(rule: ForwardingRule) -> dict[str, Any]:
     if rule.service != DND:
         view["forwardToPhoneNumber"] = rule.forward_to
     view["ringSplash"] = rule.ring_splash
+    if rule.service == NO_ANSWER:
+        view["numberOfRings"] = rule.rings or DEFAULT_RINGS
     return view
 
 
@@ -72,6 +78,7 @@ async def put_service(request: Request, userId: str, service: str) -> Response:
         active=body.active,
         forward_to=body.forwardToPhoneNumber,
         ring_splash=body.ringSplash,
+        rings=body.numberOfRings,
     )
     return Response(status_code=204)
 
