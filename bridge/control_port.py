@@ -120,6 +120,17 @@ class DialRequest:
 
 
 @dataclass(frozen=True)
+class RoomView:
+    """A room the bridge has now. `managed`: it has rules (a `[[room]]` or the control plane's
+    conference); a room made by a caller's dialling has none."""
+
+    name: str
+    participants: int
+    ringing: int
+    managed: bool
+
+
+@dataclass(frozen=True)
 class WorkerView:
     index: int
     pid: int
@@ -186,6 +197,10 @@ class ConferenceControl(Protocol):
 
     def recording(self, room: str) -> str | None:
         """The file the room's recording writes, while it records."""
+        ...
+
+    def live_rooms(self) -> list[RoomView]:
+        """Every room the bridge has now, including rooms made by dialling."""
         ...
 
     def participants(self, room: str) -> list[ParticipantView]: ...

@@ -18,6 +18,7 @@ from bridge.control_port import (
     Gate,
     ParticipantView,
     RingingCall,
+    RoomView,
     WorkerView,
 )
 from bridge.events import EventBus
@@ -97,6 +98,18 @@ class ServerControl:
     def play_to_room(self, room: str, prompt: str) -> None:
         self.core.play_to_room(room, prompt)
         self._run()
+
+    def live_rooms(self) -> list[RoomView]:
+        core = self.core
+        return [
+            RoomView(
+                room.name,
+                len(room.members),
+                len(core.ringing_legs(room.name)),
+                room.name in core.rooms.definitions,
+            )
+            for room in core.rooms.values()
+        ]
 
     def participants(self, room: str) -> list[ParticipantView]:
         return [self._view(leg) for leg in self.core.members(room)]

@@ -75,6 +75,7 @@ class ControlPlane:
         voicemail_dir = Path(config.recording.dir).resolve() / "voicemail"
         self.voicemail = VoiceMail(bridge, store, voicemail_dir, clock)
         self._unsubscribe_voicemail: Callable[[], None] | None = None
+        self.owners: dict[str, str] = {}  # every name on record (ended ones too) -> tenant id
         self.dialouts = DialOuts(
             bridge, config, is_open=self.is_open, finished=self._call_out_finished
         )
@@ -90,6 +91,7 @@ class ControlPlane:
             tenants = self.store.tenants
             tenant = await tenants.get_tenant(app.name) or await tenants.create_tenant(app.name)
             await tenants.add_token(tenant.id, app.token)
+        self.owners = await self.store.conferences.name_owners()
         for conference in await self.store.conferences.open_conferences():
             self._install(conference)
         self.forwarding.load(await self.store.forwarding.all_rules())
@@ -134,6 +136,8 @@ class ControlPlane:
         if conference is None:
             if self._is_divert_service(room):
                 return Announcement("call_back_later", "diverted before the start")
+            if room in self.owners:  # ended: never reopened as an open room by dialling
+                return Refusal(404, "Conference has ended")
             return None
         if self.forwarding.do_not_disturb(conference.tenant_id):
             return Reroute(self.voicemail.room_for(conference.tenant_id, caller))
@@ -187,6 +191,7 @@ class ControlPlane:
     def _install(self, conference: Conference) -> None:
         """Put a conference into the cache and its rules into the bridge."""
         self.conferences[conference.name] = conference
+        self.owners[conference.name] = conference.tenant_id
         self.bridge.define_room(
             RoomDefinition(
                 conference.name,

@@ -148,6 +148,15 @@ class ConferenceQueries(StoreBase):
         )
         return await self._conference_where(query)
 
+    async def name_owners(self) -> dict[str, str]:
+        """Every conference name still on record (any state) and the tenant that holds it: a
+        name stays its tenant's until the rows are deleted."""
+        query = select(ConferenceRow.name, ConferenceRow.tenant_id).order_by(
+            ConferenceRow.created_at
+        )
+        async with self._session() as session:
+            return {name: tenant for name, tenant in (await session.execute(query)).all()}
+
     async def list_conferences(
         self, tenant_id: str, offset: int = 0, limit: int = 100
     ) -> tuple[list[Conference], int]:

@@ -1,6 +1,11 @@
 """Conferences: create, look up, list, change, end. Every API (native or dialect) goes
-through these, so a rule (names of the configuration file are taken, a start is not in the
-past, `caller` rooms need callers, codes are generated) holds whichever document is spoken."""
+through these, so a rule (a name is its tenant's, a start is not in the past, `caller` rooms
+need callers, codes are generated) holds whichever document is spoken.
+
+Names are SIP addresses (`sip:{name}@bridge`), so there is one name space: a name belongs to
+the tenant whose conference first had it, open or ended, for as long as its records are kept;
+only that tenant may reuse it (after the old one ended, with the new one's rules). Another
+tenant gets the same `NameUnavailable` as for a room of the configuration file."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from control.plane import ControlPlane
 from control.schedule import ConferenceState
 from control.store import errors as store_errors
 from control.store.records import Conference, Tenant
-from control.usecases.errors import ConfigRoom, Conflict, Invalid, NameTaken, NotFound
+from control.usecases.errors import Conflict, Invalid, NameTaken, NameUnavailable, NotFound
 
 START_SLACK = timedelta(seconds=60)  # a start "now" computed on a slow client is not the past
 CODED = ("room", "room+caller")  # access modes that need a room code
@@ -42,6 +47,19 @@ class NewConference:
 def is_config_room(config: Config, name: str) -> bool:
     """A room of the configuration file (`[[room]]` or `rooms.names`): never an API's."""
     return name in {r.name for r in config.room} or name in config.rooms.names
+
+
+def check_name_free(plane: ControlPlane, tenant: Tenant, name: str) -> None:
+    """NameUnavailable unless the name is new or already the tenant's."""
+    owner = plane.owners.get(name)
+    dialled = any(room.name == name and not room.managed for room in plane.bridge.live_rooms())
+    if (
+        (owner is not None and owner != tenant.id)
+        or is_config_room(plane.config, name)
+        or name in plane.config.rooms.ivr_users
+        or dialled
+    ):
+        raise NameUnavailable(name)
 
 
 def new_code() -> str:
@@ -107,8 +125,7 @@ async def create(plane: ControlPlane, tenant: Tenant, spec: NewConference) -> Co
     if spec.access in CODED and code is None:
         code = new_code()
     name = spec.name or new_name()
-    if is_config_room(plane.config, name):
-        raise ConfigRoom(name)
+    check_name_free(plane, tenant, name)
     try:
         conference = await plane.store.conferences.create_conference(
             tenant.id,
@@ -126,6 +143,9 @@ async def create(plane: ControlPlane, tenant: Tenant, spec: NewConference) -> Co
             now=plane.clock(),
         )
     except store_errors.Conflict:
+        mine = await plane.store.conferences.get_conference(tenant.id, name)
+        if mine is None or mine.state == ConferenceState.COMPLETED:
+            raise NameUnavailable(name) from None  # another tenant's create won the race
         raise NameTaken(name) from None
     if spec.locked:
         conference = await plane.store.conferences.update_conference(conference.id, locked=True)

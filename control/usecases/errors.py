@@ -32,11 +32,13 @@ class NameTaken(Conflict):
         self.name = name
 
 
-class ConfigRoom(Conflict):
-    """The name belongs to a room of the configuration file."""
+class NameUnavailable(NameTaken):
+    """The name is not this tenant's to take: another tenant holds it (open or ended), it is a
+    room of the configuration file or an IVR user, or callers are in a room of that name made
+    by dialling. One message for every reason, so it never tells whose the name is."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"name: {name!r} is a room of the configuration file")
+        DomainError.__init__(self, f"name: {name!r} is not available, choose another")
         self.name = name
 
 

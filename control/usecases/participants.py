@@ -32,7 +32,11 @@ def count(plane: ControlPlane, conference: Conference) -> int:
 
 
 def find(plane: ControlPlane, conference: Conference, participant_id: str) -> ParticipantView:
-    found = plane.bridge.find_participant(conference.name, participant_id)
+    return find_in(plane, conference.name, participant_id)
+
+
+def find_in(plane: ControlPlane, room: str, participant_id: str) -> ParticipantView:
+    found = plane.bridge.find_participant(room, participant_id)
     if found is None:
         raise NotFound(f"participant {participant_id!r}")
     return found
@@ -43,11 +47,17 @@ def update(
 ) -> ParticipantView:
     """Set `muted` (by the API) and any of `on_hold`, `deaf`, `dtmf_enabled`, `volume_db`;
     the participant as it is afterwards."""
-    find(plane, conference, participant_id)
+    return update_in(plane, conference.name, participant_id, options)
+
+
+def update_in(
+    plane: ControlPlane, room: str, participant_id: str, options: Mapping[str, Any]
+) -> ParticipantView:
+    """As `update`, for any room by name (the operator's rooms, dialled ones too)."""
+    find_in(plane, room, participant_id)
     unknown = sorted(set(options) - set(SETTABLE))
     if unknown:
         raise Invalid(unknown[0], "unknown participant option")
-    room = conference.name
     first = [o for o in ("muted", "on_hold") if o in options]  # the order events come out in
     for option in [*first, *(o for o in options if o not in first)]:
         value = options[option]
@@ -57,14 +67,20 @@ def update(
             done = plane.bridge.set_option(room, participant_id, ALIASES.get(option, option), value)
         if not done:
             raise NotFound(f"participant {participant_id!r}")
-    return find(plane, conference, participant_id)
+    return find_in(plane, room, participant_id)
 
 
 def eject(
     plane: ControlPlane, conference: Conference, participant_id: str, reason: str = "ejected"
 ) -> None:
     """Hang the participant up (BYE)."""
-    if not plane.bridge.eject(conference.name, participant_id, reason):
+    eject_from(plane, conference.name, participant_id, reason)
+
+
+def eject_from(
+    plane: ControlPlane, room: str, participant_id: str, reason: str = "ejected"
+) -> None:
+    if not plane.bridge.eject(room, participant_id, reason):
         raise NotFound(f"participant {participant_id!r}")
 
 

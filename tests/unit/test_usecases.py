@@ -19,21 +19,22 @@ from bridge.control_port import (
     Gate,
     ParticipantView,
     RingingCall,
+    RoomView,
 )
 from bridge.events import EventBus
 from control.plane import ControlPlane
 from control.store import Store, open_store
 from control.store.records import Tenant
-from control.usecases import callers, calls, conferences, legs, participants
+from control.usecases import callers, calls, conferences, legs, participants, rooms
 from control.usecases.auth import authenticate
 from control.usecases.conferences import NewConference
 from control.usecases.errors import (
-    ConfigRoom,
     Conflict,
     Expired,
     Invalid,
     LimitExceeded,
     NameTaken,
+    NameUnavailable,
     NotFound,
     Unauthorized,
 )
@@ -80,6 +81,14 @@ class FakeBridge:
 
     def play_to_room(self, room: str, prompt: str) -> None:
         self.played.append((room, prompt))
+
+    def live_rooms(self) -> list[RoomView]:
+        names = {*self.rooms, *(room for room, people in self.people.items() if people)}
+        return [
+            RoomView(name, len(self.people.get(name, [])), len(self.ringing.get(name, [])),
+                     name in self.rooms)
+            for name in sorted(names)
+        ]  # fmt: skip
 
     def participants(self, room: str) -> list[ParticipantView]:
         return list(self.people.get(room, []))
@@ -193,14 +202,63 @@ async def test_create_installs_the_room_and_generates_a_code(world: World) -> No
     assert await conferences.find(world.plane, world.acme, "standup") == made
 
 
-async def test_duplicate_and_config_file_names_conflict(world: World) -> None:
+async def test_duplicate_and_unavailable_names_conflict(world: World) -> None:
     await conferences.create(world.plane, world.acme, NewConference(name="standup"))
-    with pytest.raises(NameTaken):
-        await conferences.create(world.plane, world.other, NewConference(name="standup"))
-    for name in ("board", "lobby"):
-        with pytest.raises(ConfigRoom) as refused:
-            await conferences.create(world.plane, world.acme, NewConference(name=name))
-        assert refused.value.message.startswith("name: ")
+    with pytest.raises(NameTaken) as own:
+        await conferences.create(world.plane, world.acme, NewConference(name="standup"))
+    assert not isinstance(own.value, NameUnavailable)
+    world.bridge.people["dialled"] = [person("dialled", "p1")]  # a room made by dialling
+    messages = set()
+    for name in ("standup", "board", "lobby", "conference", "dialled"):
+        with pytest.raises(NameUnavailable) as refused:
+            await conferences.create(world.plane, world.other, NewConference(name=name))
+        messages.add(refused.value.message.replace(name, "X"))
+    assert messages == {"name: 'X' is not available, choose another"}  # never says whose
+
+
+async def test_a_name_stays_its_tenants_after_the_conference_ends(world: World) -> None:
+    made = await conferences.create(
+        world.plane, world.acme, NewConference(name="weekly", access="room", code="4321")
+    )
+    await conferences.end(world.plane, made)
+    with pytest.raises(NameUnavailable):
+        await conferences.create(world.plane, world.other, NewConference(name="weekly"))
+    again = await conferences.create(
+        world.plane, world.acme, NewConference(name="weekly", access="caller", callers=["+1"])
+    )
+    assert again.id != made.id and world.bridge.rooms["weekly"].access == "caller"
+    # the owners survive a restart: a new plane reads them from the database
+    fresh = ControlPlane(config(), FakeBridge(), world.store, clock=world.clock)
+    fresh.owners = await world.store.conferences.name_owners()
+    assert fresh.owners["weekly"] == world.acme.id
+
+
+async def test_the_gate_refuses_an_ended_conference(world: World) -> None:
+    """Dialling an ended conference's name never reaches an open room made by dialling."""
+    made = await conferences.create(world.plane, world.acme, NewConference(name="retro"))
+    assert world.plane.gate("retro", "+1") is None
+    await conferences.end(world.plane, made)
+    refusal = world.plane.gate("retro", "+1")
+    assert refusal is not None and getattr(refusal, "status", None) == 404
+    assert world.plane.gate("never-made", "+1") is None  # rooms.auto_create decides
+
+
+async def test_the_operator_sees_every_live_room(world: World) -> None:
+    await conferences.create(world.plane, world.acme, NewConference(name="standup"))
+    world.bridge.people["standup"] = [person("standup", "p1")]
+    world.bridge.people["walkin"] = [person("walkin", "p2"), person("walkin", "p3")]
+    found = {r.name: r for r in rooms.live(world.plane)}
+    assert found["standup"].origin == "conference"
+    assert found["standup"].tenant_id == world.acme.id
+    assert (found["walkin"].origin, found["walkin"].participants) == ("dialled", 2)
+    assert [p.id for p in rooms.members(world.plane, "walkin")] == ["p2", "p3"]
+    participants.update_in(world.plane, "walkin", "p2", {"muted": True})
+    assert world.bridge.find_participant("walkin", "p2").muted  # type: ignore[union-attr]
+    participants.eject_from(world.plane, "walkin", "p3")
+    with pytest.raises(NotFound):
+        rooms.members(world.plane, "nowhere")
+    with pytest.raises(NotFound):
+        participants.eject_from(world.plane, "walkin", "p3")
 
 
 @pytest.mark.parametrize(
