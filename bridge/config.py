@@ -138,6 +138,16 @@ def _list_rule(item: Rule, *, allow_empty: bool) -> Rule:
     return check
 
 
+def _network_rule(value: Any) -> str:
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        problem = f"each must be an address or network like 10.0.0.0/8, got {value!r}"
+        raise _Invalid(problem) from None
+
+
 def _keys_rule(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9*#A-D]{0,3}", value):
         raise _Invalid(f"must be up to 3 keys of 0-9, *, #, A-D (or empty), got {value!r}")
@@ -287,7 +297,7 @@ class ControlConfig:
     enabled: bool = key(True, _bool_rule)
     http_bind: str = key("127.0.0.1", _ip_rule(allow_empty=False))
     http_port: int = key(8080, _int_rule(0, 65535))  # 0 = pick a free port (tests)
-    # bearer token for /v1/admin (tenants, tokens); "" = admin API off
+    # bearer token for /v1/admin (tenants, tokens); "" = generated under data.dir (first_run.py)
     admin_token: str = key(
         "",
         _text_rule(
@@ -423,6 +433,23 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Limits against guessing and flooding (`bridge.conference.lockout`)."""
+
+    code_lockout_attempts: int = key(10, _int_rule(1, 1000))
+    code_lockout_window_s: int = key(600, _int_rule(1, 86_400))
+    code_lockout_s: int = key(900, _int_rule(1, 86_400))
+    code_alarm_attempts: int = key(30, _int_rule(0, 100_000))
+    new_dialogs_per_s: int = key(10, _int_rule(0, 100_000))  # per source; 0 = no limit
+    new_dialogs_burst: int = key(50, _int_rule(1, 100_000))
+    flood_action: str = key("503", _choice_rule(("503", "drop")))
+    retry_after_s: int = key(5, _int_rule(1, 3600))
+    allow: tuple[str, ...] = key(
+        ("127.0.0.0/8", "::1/128"), _list_rule(_network_rule, allow_empty=True)
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: each field with a default_factory is a [section] of that
     dataclass, each `tables` field an array of [[tables]]. Errors list them in this order."""
@@ -438,6 +465,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     room: tuple[RoomDefinition, ...] = tables(RoomDefinition)
     application: tuple[ApplicationDefinition, ...] = tables(ApplicationDefinition)
 

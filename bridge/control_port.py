@@ -155,6 +155,12 @@ class BridgeStats:
     lateness_counts: tuple[int, ...]
     lateness_total_s: float
     workers: tuple[WorkerView, ...] | None = None  # None: rooms are mixed in-process
+    wrong_codes: int = 0  # room codes entered wrong (or timed out), since start
+    code_lockouts: int = 0  # sources locked out for guessing codes
+    code_alarms: int = 0  # rooms whose wrong codes crossed the alarm threshold
+    refused_locked: int = 0  # calls refused with 403 because their source was locked out
+    flood_limited: int = 0  # new-dialog requests over a source's limit (503 or dropped)
+    flood_sources: int = 0  # times a source went over its limit
 
 
 class ConferenceControl(Protocol):

@@ -116,6 +116,17 @@ class DialOutEnded(BridgeEvent):
     ended_at: float
 
 
+@dataclass(frozen=True)
+class CodeLockout(BridgeEvent):
+    """Room-code guessing crossed a limit (`bridge.conference.lockout`): `scope` "source" (that
+    address is refused until `until`, epoch seconds) or "room" (an alarm for `room`)."""
+
+    scope: str
+    source: str
+    attempts: int
+    until: float
+
+
 Subscriber = Callable[[BridgeEvent], None]
 
 

@@ -29,15 +29,27 @@ from bridge.net.mixer_clock import MixerClock
 from bridge.net.sip_transport import SipTransports
 from bridge.server_control import ServerControl
 from bridge.sip.auth import Credentials
+from bridge.sip.flood import FloodGuard, FloodRules
 from bridge.sip.registration import RegistrationConfig
 from bridge.sip.session_timer import SessionTimerConfig
 from bridge.sip.timers import TimerConfig
-from bridge.sip.transaction import Peer
+from bridge.sip.transaction import Outgoing, Peer
 from bridge.sip.useragent import UserAgent
 
 log = structlog.get_logger()
 
 WATCHDOG_SECONDS = 1.0
+
+
+def flood_rules(config: Config) -> FloodRules:
+    security = config.security
+    return FloodRules(
+        security.new_dialogs_per_s,
+        security.new_dialogs_burst,
+        security.flood_action,
+        security.retry_after_s,
+        security.allow,
+    )
 
 
 class BridgeServer:
@@ -57,6 +69,7 @@ class BridgeServer:
         self._timer_deadline: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.flood = FloodGuard(flood_rules(config))
         self.control = ServerControl(self)
 
     async def start(self) -> BridgeServer:
@@ -180,6 +193,11 @@ class BridgeServer:
     def _on_sip_message(self, data: bytes, peer: Peer) -> None:
         assert self.ua is not None
         now = self.now()
+        shed = self.flood.check(data, peer.host, now)  # before parsing: a flood stays cheap
+        if shed is not None:
+            if shed:
+                self.transports.send(Outgoing(shed, peer))
+            return
         self.ua.receive_data(data, peer, now)
         self.flush(now)
 

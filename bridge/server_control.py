@@ -27,6 +27,7 @@ from bridge.mixing.workers.backend import WorkerMedia
 
 if TYPE_CHECKING:
     from bridge.net.sip_transport import SipTransports
+    from bridge.sip.flood import FloodGuard
 
 
 class Host(Protocol):
@@ -37,6 +38,7 @@ class Host(Protocol):
     core: ConferenceCore | None
     media: MediaBackend | None
     transports: SipTransports
+    flood: FloodGuard
 
     def now(self) -> float: ...
 
@@ -192,6 +194,7 @@ class ServerControl:
         core, media = self.core, self.host.media
         assert media is not None
         totals = media.totals()
+        guard = core.guard.counters
         workers = None
         if isinstance(media, WorkerMedia):
             workers = tuple(
@@ -215,6 +218,12 @@ class ServerControl:
             lateness_counts=totals.lateness_counts,
             lateness_total_s=totals.lateness_total_s,
             workers=workers,
+            wrong_codes=guard.wrong_codes,
+            code_lockouts=guard.source_lockouts,
+            code_alarms=guard.room_alarms,
+            refused_locked=guard.refused_locked,
+            flood_limited=self.host.flood.counters.limited,
+            flood_sources=self.host.flood.counters.sources_limited,
         )
 
     def _view(self, leg: Leg) -> ParticipantView:

@@ -16,6 +16,7 @@ from bridge.events import (
     BridgeEvent,
     CallAlerting,
     CallFinished,
+    CodeLockout,
     DialOutSettled,
     DtmfReceived,
     ParticipantChanged,
@@ -42,6 +43,7 @@ EVENT_TYPES = (
     "call.ended",
     "recording.started",
     "recording.stopped",
+    "security.code_lockout",
 )
 
 
@@ -84,6 +86,14 @@ def describe(event: BridgeEvent) -> tuple[str, dict[str, Any]] | None:
             }
         case DtmfReceived(digit=digit, method=method):
             return "dtmf", {**base, "digit": digit, "method": method}
+        case CodeLockout(scope=scope, source=source, attempts=attempts, until=until):
+            return "security.code_lockout", {
+                **base,
+                "scope": scope,
+                "source": source,
+                "attempts": attempts,
+                "until": iso(until),
+            }
         case CallAlerting(call_id=call_id, caller=caller, manual=manual):
             return "call.alerting", {
                 **base,

@@ -43,9 +43,19 @@ from bridge.conference.dialout import (
     ringing_event,
     settled_event,
 )
-from bridge.conference.ivr import Admission, Admit, CodeEntry, IvrAction, Play, PoundToJoin, Refuse
+from bridge.conference.ivr import (
+    Admission,
+    Admit,
+    CodeEntry,
+    IvrAction,
+    Play,
+    PoundToJoin,
+    Refuse,
+    WrongCode,
+)
 from bridge.conference.keypad import Keypad, MenuAction, bindings_from_config
 from bridge.conference.legs import Leg, negotiated, reason_phrase
+from bridge.conference.lockout import CodeGuard, Lockout, LockoutRules
 from bridge.conference.rooms import Rooms, RoomState
 from bridge.config import Config, RoomDefinition
 from bridge.control_port import PARTICIPANT_OPTIONS, DialRequest, Gate, Refusal
@@ -53,6 +63,7 @@ from bridge.events import (
     BridgeEvent,
     CallAlerting,
     CallFinished,
+    CodeLockout,
     DtmfReceived,
     ParticipantChanged,
     ParticipantJoined,
@@ -146,6 +157,15 @@ class ConferenceCore:
         self.ringing: set[str] = set()  # legs left ringing for the control plane
         self.attention: set[str] = set()  # legs in an IVR dialogue or hanging up
         self.bindings = bindings_from_config(config.keypad)
+        security = config.security
+        self.guard = CodeGuard(
+            LockoutRules(
+                security.code_lockout_attempts,
+                security.code_lockout_window_s,
+                security.code_lockout_s,
+                security.code_alarm_attempts,
+            )
+        )
         self._timers: list[_Timer] = []
         self._timer_order = 0
         self._ua: list[UaAction] = []
@@ -267,6 +287,9 @@ class ConferenceCore:
             room_full=self.rooms.full,
             gate=self.gate,
         )
+        asks_code = isinstance(plan, Plan) and plan.admission is Admission.ASK_CODE
+        if asks_code and self.guard.refuse(call.peer.host, now):
+            plan = Refusal(403, "Too many wrong codes")
         if isinstance(plan, Refusal):
             self._refuse(call, caller, started_at, plan)
             return
@@ -507,7 +530,10 @@ class ConferenceCore:
 
     def _ivr_actions(self, leg: Leg, actions: list[IvrAction], now: float) -> None:
         for action in actions:
-            if isinstance(action, Play):
+            if isinstance(action, WrongCode):
+                if self._count_wrong_code(leg, now):
+                    return  # its source is locked out: the dialogue is over
+            elif isinstance(action, Play):
                 self._play(leg, action.prompt, replace_room_audio=True)
             elif isinstance(action, Admit):
                 leg.code_entry = None
@@ -521,6 +547,38 @@ class ConferenceCore:
                 self._hang_up_after_prompts(leg, action.reason)
                 log.info("call.refused", room=leg.plan.room, caller=leg.caller,
                          reason=action.reason)
+
+    def _count_wrong_code(self, leg: Leg, now: float) -> bool:
+        """Count a wrong code; True when its source is now locked out, and then every call of
+        that source still entering a code is told so and hung up."""
+        source = leg.peer_host
+        crossed = self.guard.wrong(source, leg.plan.room, now)
+        for lockout in crossed:
+            self._announce_lockout(lockout, now)
+        if not self.guard.locked(source, now):
+            return False
+        for other in list(self.legs.values()):
+            entry = other.code_entry
+            if other.peer_host == source and isinstance(entry, CodeEntry) and not entry.done:
+                other.code_entry = None
+                self._clear_prompts(other)
+                self._play(other, "too_many_attempts", replace_room_audio=True)
+                self._hang_up_after_prompts(other, "code lockout")
+        return True
+
+    def _announce_lockout(self, lockout: Lockout, now: float) -> None:
+        until = self.wall_clock() + (lockout.until - now)
+        log.warning(
+            "security.code_lockout",
+            scope=lockout.scope,
+            source=lockout.source,
+            room=lockout.room,
+            attempts=lockout.attempts,
+        )
+        self._events.append(
+            CodeLockout(self.wall_clock(), lockout.room, "", lockout.scope, lockout.source,
+                        lockout.attempts, until)
+        )
 
     def _on_digit(self, leg: Leg, digit: str, method: str, now: float) -> None:
         self._events.append(

@@ -51,6 +51,13 @@ class Admit(IvrAction):
 
 
 @dataclass(frozen=True)
+class WrongCode(IvrAction):
+    """A wrong (or timed-out) code: counted against the caller's source and the room."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Refuse(IvrAction):
     """Hang up once the prompts queued before it have played."""
 
@@ -103,8 +110,8 @@ class CodeEntry:
         self.attempts_left -= 1
         if self.attempts_left <= 0:
             self.done = True
-            return [Play("too_many_attempts"), Refuse(reason)]
-        return [Play("wrong_code"), Play("enter_code")]
+            return [WrongCode(reason), Play("too_many_attempts"), Refuse(reason)]
+        return [WrongCode(reason), Play("wrong_code"), Play("enter_code")]
 
 
 class PoundToJoin:

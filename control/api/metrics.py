@@ -41,6 +41,20 @@ class BridgeCollector(Collector):
             # since start: the calls that ended plus the calls up now (workers' figures are
             # at most a second old)
             yield CounterMetricFamily(name, help_text, value=value)
+        for name, help_text, value in (
+            ("confbridge_code_wrong", "Room codes entered wrong or timed out", stats.wrong_codes),
+            ("confbridge_code_lockouts", "Sources locked out for guessing room codes",
+             stats.code_lockouts),
+            ("confbridge_code_alarms", "Rooms past the wrong-code alarm threshold",
+             stats.code_alarms),
+            ("confbridge_code_lockout_refusals", "Calls refused (403): source locked out",
+             stats.refused_locked),
+            ("confbridge_sip_flood_limited", "New-dialog requests over their source's limit "
+             "(503 or dropped)", stats.flood_limited),
+            ("confbridge_sip_flood_sources", "Times a source went over its new-dialog limit",
+             stats.flood_sources),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, help_text, value=value)
         yield _histogram(
             "confbridge_tick_lateness_seconds",
             "How late each mixer tick started against its absolute 20 ms deadline "

@@ -89,6 +89,7 @@ async def run_sipp(
     workdir: Path,
     timeout: float = 120.0,
     port: int | None = None,
+    local_ip: str = LOOPBACK,
 ) -> SippResult:
     """Run SIPp on loopback, against the bridge (`bridge_port`) or as a callee the bridge
     dials (None: SIPp listens on `port`); counts come from its statistics file."""
@@ -99,7 +100,7 @@ async def run_sipp(
         sipp,
         *([f"{LOOPBACK}:{bridge_port}"] if bridge_port is not None else []),
         "-i",
-        LOOPBACK,
+        local_ip,
         "-p",
         str(port or free_port()),
         "-mp",

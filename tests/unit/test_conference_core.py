@@ -238,9 +238,15 @@ class Phone:
     """A phone calling `sip:<room>@bridge` as `user`: the requests of its one dialog."""
 
     def __init__(
-        self, bridge: Bridge, user: str, room: str = "r", headers: tuple[tuple[str, str], ...] = ()
+        self,
+        bridge: Bridge,
+        user: str,
+        room: str = "r",
+        headers: tuple[tuple[str, str], ...] = (),
+        peer: Peer = PHONE,
     ) -> None:
         self.bridge, self.user, self.room, self.headers = bridge, user, room, headers
+        self.peer = peer
         self.call_id = f"{user}-{next(_branches)}@{HOST}"
         self.cseq = 0
 
@@ -266,7 +272,7 @@ class Phone:
             sip_request(
                 method,
                 f"sip:{self.room}@{HOST}:5060",
-                peer=PHONE,
+                peer=self.peer,
                 from_=f"<sip:{self.user}@{HOST}>;tag={self.user}-tag",
                 to=to,
                 call_id=self.call_id,
@@ -275,7 +281,7 @@ class Phone:
                 content_type=content_type,
                 headers=self.headers if method == "INVITE" and not in_dialog else (),
             ),
-            PHONE,
+            self.peer,
         )
 
     def invite(self, sdp: bytes = phone_sdp()) -> None:

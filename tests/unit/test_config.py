@@ -156,6 +156,18 @@ def test_explicit_database_url_wins(tmp_path: Path) -> None:
     ("toml", "message"),
     [
         ('[sip]\nudp_port = "abc"', "sip.udp_port: must be an integer in 0..65535, got 'abc'"),
+        (
+            '[security]\nallow = ["10.0.0.0/33"]',
+            "security.allow: each must be an address or network like 10.0.0.0/8, got '10.0.0.0/33'",
+        ),
+        (
+            '[security]\nflood_action = "ignore"',
+            "security.flood_action: must be one of 503, drop, got 'ignore'",
+        ),
+        (
+            "[security]\ncode_lockout_attempts = 0",
+            "security.code_lockout_attempts: must be an integer in 1..1000, got 0",
+        ),
         ("[sip]\nudp_port = 70000", "sip.udp_port: must be an integer in 0..65535, got 70000"),
         ("[sip]\ntcp_port = -1", "sip.tcp_port: must be an integer in 0..65535, got -1"),
         ("[sip]\nudp_port = true", "sip.udp_port: must be an integer in 0..65535, got True"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.conference.ivr import Admission, Admit, CodeEntry, Play, Refuse, admission
+from bridge.conference.ivr import Admission, Admit, CodeEntry, Play, Refuse, WrongCode, admission
 from bridge.conference.keypad import Keypad, MenuAction
 from bridge.config import RoomDefinition
 
@@ -26,7 +26,7 @@ def test_code_entry_right_code_after_a_wrong_one() -> None:
     assert entry.start(0.0) == [Play("enter_code")]
     for digit in "99#":
         actions = entry.press(digit, 1.0)
-    assert actions == [Play("wrong_code"), Play("enter_code")]
+    assert actions == [WrongCode("wrong code"), Play("wrong_code"), Play("enter_code")]
     assert [entry.press(d, 2.0) for d in "12*"] == [[], [], []]  # * starts the code again
     assert [a for d in "4711#" for a in entry.press(d, 3.0)] == [Admit("sales")]
     assert entry.press("1", 4.0) == []  # done: later digits are the menu's
@@ -35,10 +35,13 @@ def test_code_entry_right_code_after_a_wrong_one() -> None:
 def test_three_wrong_codes_or_timeouts_refuse() -> None:
     entry = CodeEntry(lambda code: None, attempts=3, timeout=10)
     entry.start(0.0)
-    assert entry.press("#", 1.0) == [Play("wrong_code"), Play("enter_code")]
+    wrong = [WrongCode("wrong code"), Play("wrong_code"), Play("enter_code")]
+    assert entry.press("#", 1.0) == wrong
     assert entry.tick(5.0) == []
-    assert entry.tick(11.5) == [Play("wrong_code"), Play("enter_code")]  # timed out
+    timed_out = [WrongCode("code timeout"), Play("wrong_code"), Play("enter_code")]
+    assert entry.tick(11.5) == timed_out
     assert [a for d in "1#" for a in entry.press(d, 12.0)] == [
+        WrongCode("wrong code"),
         Play("too_many_attempts"),
         Refuse("wrong code"),
     ]
