@@ -38,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration OK")
         return 0
     configure_logging(config.log.level, config.log.format)
+    if config.control.enabled:
+        from control.first_run import ensure_admin_token
+
+        try:
+            config = ensure_admin_token(config)
+        except ConfigError as exc:
+            print(f"confbridge: configuration error: {exc}", file=sys.stderr)
+            return 2
     from control.runtime import serve_forever
 
     uvloop.run(serve_forever(config))

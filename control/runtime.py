@@ -16,6 +16,7 @@ from bridge.config import Config
 from bridge.server import BridgeServer
 from control.api.app import create_app
 from control.api.metrics import Metrics
+from control.first_run import ensure_admin_token
 from control.plane import Clock, ControlPlane, utcnow
 from control.store import Store, open_store
 
@@ -45,6 +46,7 @@ class Runtime:
         await self.bridge.start()
         if not self.config.control.enabled:
             return self
+        self.config = ensure_admin_token(self.config)  # a no-op when one is configured
         self.store = await open_store(database_url(self.config))
         port = self.bridge.control
         self.plane = ControlPlane(self.config, port, self.store, clock=self.clock or utcnow)
