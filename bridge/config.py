@@ -148,6 +148,12 @@ def _network_rule(value: Any) -> str:
         raise _Invalid(problem) from None
 
 
+def _number_rule(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[+]?[0-9]{1,20}", value):
+        raise _Invalid(f"each must be a number (+ and up to 20 digits), got {value!r}")
+    return value
+
+
 def _keys_rule(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9*#A-D]{0,3}", value):
         raise _Invalid(f"must be up to 3 keys of 0-9, *, #, A-D (or empty), got {value!r}")
@@ -352,6 +358,9 @@ class DialOutConfig:
     caller_id: str = key(
         "", _text_rule(allow_empty=True, pattern=re.compile(r"^[+]?[0-9]{1,20}$"), hint="a number")
     )
+    # "owned": a caller id a request names must be one of its application's `caller_ids`;
+    # "any": whatever number it names (a trunk that checks for itself)
+    caller_id_policy: str = key("owned", _choice_rule(("owned", "any")))
     ring_timeout_s: int = key(30, _int_rule(5, 300))  # CANCEL an unanswered call after this long
     # "press # to join": hang up when no # within this
     confirm_timeout_s: int = key(15, _int_rule(3, 120))
@@ -402,6 +411,8 @@ class ApplicationDefinition:
             allow_empty=False, pattern=re.compile(r"^\S{16,}$"), hint="16+ characters, no spaces"
         ),
     )
+    # numbers the application owns: the caller ids its calls out may show
+    caller_ids: tuple[str, ...] = key((), _list_rule(_number_rule, allow_empty=True))
 
 
 @dataclass(frozen=True)

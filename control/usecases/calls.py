@@ -41,6 +41,8 @@ async def place(
         raise Conflict(f"conference {room!r} is {state}: no calls out")
     if not dests:
         raise Invalid("dest", "give at least one destination")
+    if caller_id is not None and not private:
+        check_caller_id(plane, tenant, caller_id)
     try:
         return await plane.dialouts.start_request(
             tenant.id,
@@ -59,6 +61,23 @@ async def place(
         raise Invalid(field, problem) from None
     except LimitError as exc:
         raise LimitExceeded(str(exc)) from None
+
+
+def owned_numbers(plane: ControlPlane, tenant: Tenant) -> set[str]:
+    """The numbers the configuration gives the tenant's application."""
+    apps = plane.config.application
+    return {n for app in apps if app.name == tenant.name for n in app.caller_ids}
+
+
+def check_caller_id(plane: ControlPlane, tenant: Tenant, caller_id: str) -> None:
+    """A caller id a request names must be the application's own (`dialout.caller_id_policy`);
+    the default (none named) and "private" always may be used."""
+    if plane.config.dialout.caller_id_policy == "any":
+        return
+    if caller_id not in owned_numbers(plane, tenant):
+        raise Invalid(
+            "caller_id", f"{caller_id!r} is not a number of this application (its caller_ids)"
+        )
 
 
 async def into(plane: ControlPlane, tenant: Tenant, room: str) -> list[CallOut]:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from bridge.config import ApplicationDefinition
 from bridge.tools.phone import Phone
 from control.api.dialects.hoiio import RATE_BURST, RATE_PER_S
 from control.runtime import Runtime
@@ -76,6 +77,9 @@ class Trunk:
         return "".join(p.read_text() for p in self.workdir.glob("*_messages.log"))
 
 
+OWNED = "+6560000000"  # acme's number (its [[application]] caller_ids)
+
+
 async def start(
     tmp_path: Path,
     trunk: Trunk | None,
@@ -86,6 +90,8 @@ async def start(
     config = with_control(loopback_config(rooms=rooms), tmp_path / "data")
     settings = {"trunk": trunk.address if trunk else "", "ring_timeout_s": 10, **dialout}
     config = dataclasses.replace(config, dialout=dataclasses.replace(config.dialout, **settings))
+    acme = ApplicationDefinition("acme", token="acme-config-token-0123", caller_ids=(OWNED,))
+    config = dataclasses.replace(config, application=(acme,))  # the caller id it may show
     return await Runtime(config, clock).start()
 
 
@@ -258,7 +264,7 @@ async def test_three_destinations_end_to_end_with_notifications(tmp_path: Path) 
             body = await app.call(
                 "GET",
                 dest=",".join(EXAMPLE_DESTS),
-                caller_id="+6560000000",
+                caller_id=OWNED,
                 tag="order-42",
                 notify_url=receiver.url(),
             )
@@ -412,6 +418,7 @@ BAD = {
     "notify-unresolvable": Bad("error_unable_to_resolve_notify_url",
                                {"notify_url": "http://no-such-host.invalid/hook"}),
     "caller-id-name": Bad("error_caller_id_invalid", {"caller_id": "bob"}),
+    "caller-id-not-owned": Bad("error_caller_id_invalid", {"caller_id": "+6599999999"}),
     "no-trunk": Bad("error_dest_not_supported", trunk=False),
 }  # fmt: skip
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge.config import ApplicationDefinition
 from bridge.media.g711 import ulaw_decode
 from bridge.media.tones import tone_levels
 from bridge.sip.auth import verify
@@ -68,10 +69,15 @@ async def callee(tmp_path: Path, scenario: str, *extra: str) -> Callee:
     return Callee(port, task, workdir)
 
 
+OWNED = "+4930123456"  # acme's number (its [[application]] caller_ids)
+
+
 async def start(tmp_path: Path, **dialout: Any) -> Runtime:
     config = with_control(loopback_config(), tmp_path / "data")
     settings = {"ring_timeout_s": 5, "confirm_timeout_s": 3, **dialout}
     config = dataclasses.replace(config, dialout=dataclasses.replace(config.dialout, **settings))
+    acme = ApplicationDefinition("acme", token="acme-config-token-0123", caller_ids=(OWNED,))
+    config = dataclasses.replace(config, application=(acme,))  # the caller id it may show
     return await Runtime(config).start()
 
 
@@ -344,6 +350,7 @@ async def test_calls_out_complete_with_ten_percent_loss(runtime: Runtime, tmp_pa
         ({"dest": "sip:a@127.0.0.1:5060", "tag": "x" * 257}, "tag"),
         ({"dest": "sip:a@127.0.0.1:5060", "notify_url": "ftp://example.org/n"}, "notify_url"),
         ({"dest": "sip:a@127.0.0.1:5060", "caller_id": "bob smith"}, "caller_id"),
+        ({"dest": "sip:a@127.0.0.1:5060", "caller_id": "+4930999999"}, "caller_id"),  # not acme's
         ({"dest": "sip:a@127.0.0.1:5060", "ring": 5}, "ring"),
     ],
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config import Config, RoomDefinition
+from bridge.config import ApplicationDefinition, Config, RoomDefinition
 from bridge.control_port import (
     PARTICIPANT_OPTIONS,
     BridgeStats,
@@ -394,6 +394,36 @@ async def test_calls_out_are_refused_before_anything_is_dialled(world: World) ->
     with pytest.raises(LimitExceeded):
         await calls.place(world.plane, world.acme, "now", many)
     assert world.plane.dialouts.records == {}
+
+
+async def test_a_caller_id_must_be_the_applications_own(world: World) -> None:
+    await conferences.create(world.plane, world.acme, NewConference(name="now"))
+    world.plane.config = dataclasses.replace(
+        world.plane.config,
+        application=(ApplicationDefinition("acme", token="t" * 16, caller_ids=("+4930123",)),),
+    )
+    for caller_id in ("+4930999", "+4930123X"):
+        with pytest.raises(Invalid) as refused:
+            await calls.place(
+                world.plane, world.acme, "now", ["sip:a@127.0.0.1"], caller_id=caller_id
+            )
+        assert refused.value.field == "caller_id"
+    with pytest.raises(Invalid):  # another application does not own acme's number
+        await conferences.create(world.plane, world.other, NewConference(name="theirs"))
+        await calls.place(
+            world.plane, world.other, "theirs", ["sip:a@127.0.0.1"], caller_id="+4930123"
+        )
+    assert world.plane.dialouts.records == {}
+    (own,) = await calls.place(
+        world.plane, world.acme, "now", ["sip:a@127.0.0.1"], caller_id="+4930123"
+    )
+    (default,) = await calls.place(world.plane, world.acme, "now", ["sip:b@127.0.0.1"])
+    assert (own.caller_id, default.caller_id) == ("+4930123", "now")
+    world.plane.config = dataclasses.replace(
+        world.plane.config,
+        dialout=dataclasses.replace(world.plane.config.dialout, caller_id_policy="any"),
+    )
+    calls.check_caller_id(world.plane, world.other, "+1999")  # "any": the trunk checks
 
 
 async def test_a_call_out_is_the_planes_record(world: World) -> None:

@@ -358,7 +358,9 @@ async def place(plane: ControlPlane, order: CallOrder) -> dict[str, Any]:
             notify_url=order.notify_url,
             notify_format=notification_fields,
         )
-    except Invalid:
+    except Invalid as exc:
+        if exc.field == "caller_id":  # not a number the application owns
+            fail("error_caller_id_invalid")
         fail("error_dest_not_supported")  # our own checks passed: the trunk does not resolve
     except LimitExceeded:
         fail("error_concurrent_call_limit_reached")
