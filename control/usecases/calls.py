@@ -41,7 +41,7 @@ async def place(
         raise Conflict(f"conference {room!r} is {state}: no calls out")
     if not dests:
         raise Invalid("dest", "give at least one destination")
-    if caller_id is not None and not private:
+    if caller_id and not private:  # "" or None: the default
         check_caller_id(plane, tenant, caller_id)
     try:
         return await plane.dialouts.start_request(

@@ -189,7 +189,7 @@ async def test_document_example_replayed(tmp_path: Path) -> None:
         async with http(runtime) as client:
             app = await App.create(client)
             body = await app.call(dest=",".join(EXAMPLE_DESTS), room="R123")
-            assert set(body) == {"txn_refs", "room", "status"}
+            assert set(body) == {"txn_refs", "room", "status"}, body
             assert body["status"] == "success_ok"
             assert body["room"] == "R123"
             refs = body["txn_refs"]

@@ -332,6 +332,11 @@ async def check(plane: ControlPlane, request: Request, params: dict[str, str]) -
     dests = destinations(params, plane.config.dialout.max_destinations)
     room = room_param(params)
     caller_id, private = caller_param(params)
+    if caller_id:
+        try:
+            calls.check_caller_id(plane, tenant, caller_id)  # before a room is made for it
+        except Invalid:
+            fail("error_caller_id_invalid")
     tag = tag_param(params)
     notify_url = await notify_url_param(params)
     if not plane.config.dialout.trunk:
@@ -358,9 +363,7 @@ async def place(plane: ControlPlane, order: CallOrder) -> dict[str, Any]:
             notify_url=order.notify_url,
             notify_format=notification_fields,
         )
-    except Invalid as exc:
-        if exc.field == "caller_id":  # not a number the application owns
-            fail("error_caller_id_invalid")
+    except Invalid:
         fail("error_dest_not_supported")  # our own checks passed: the trunk does not resolve
     except LimitExceeded:
         fail("error_concurrent_call_limit_reached")
