@@ -311,6 +311,11 @@ class ControlConfig:
         ),
     )
     max_page: int = key(500, _int_rule(1, 10_000))  # largest `limit` a list accepts
+    max_body_bytes: int = key(1_048_576, _int_rule(1024, 67_108_864))  # larger bodies: 413
+    # failed authentications from one address within the window block it (429) for a while
+    auth_failure_limit: int = key(20, _int_rule(1, 100_000))
+    auth_failure_window_s: int = key(60, _int_rule(1, 86_400))
+    auth_block_s: int = key(300, _int_rule(1, 86_400))
 
 
 @dataclass(frozen=True)

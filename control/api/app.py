@@ -26,6 +26,7 @@ from control.api.dialects import (
     teaming_signin,
     teaming_voicemail,
 )
+from control.api.guard import FailureLimiter, HttpGuard
 from control.api.metrics import Metrics
 from control.plane import ControlPlane
 
@@ -51,6 +52,12 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     )  # fmt: skip
     for dialect in dialects:
         app.include_router(dialect.router)
+
+    control = plane.config.control
+    limiter = FailureLimiter(
+        control.auth_failure_limit, control.auth_failure_window_s, control.auth_block_s
+    )
+    app.add_middleware(HttpGuard, max_body_bytes=control.max_body_bytes, limiter=limiter)
 
     @app.middleware("http")
     async def count_requests(

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from control.api.errors import ApiError
 from control.plane import ControlPlane
 from control.store.records import Tenant
-from control.usecases.auth import authenticate, is_admin
+from control.usecases.auth import authenticate, check_admin, is_admin
 
 
 def plane_of(request: Request) -> ControlPlane:
@@ -36,7 +36,7 @@ async def current_tenant(request: Request) -> Tenant:
 
 
 async def require_admin(request: Request) -> None:
-    if not is_admin(plane_of(request), bearer(request)):
+    if not check_admin(plane_of(request), bearer(request)):
         raise ApiError(401, "unauthorized", "admin token required")
 
 
