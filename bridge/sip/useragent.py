@@ -25,6 +25,7 @@ from bridge.sip.message import (
     SipError,
     encode,
     error_response,
+    header_tag,
     make_response,
     new_branch,
     new_call_id,
@@ -711,8 +712,8 @@ class UserAgent:
             call = self.calls_by_dialog.get(
                 (
                     response.call_id,
-                    response.from_address.parameters.get("tag") or "",
-                    response.to_address.parameters.get("tag") or "",
+                    header_tag(response, "From") or "",  # tolerant: URIs of any scheme
+                    header_tag(response, "To") or "",
                 )
             )
             if call is not None and call.ack is not None:
@@ -858,7 +859,7 @@ class UserAgent:
         if method == "CANCEL":
             self._on_cancel(txn, request, now)
             return
-        to_tag = request.to_address.parameters.get("tag")
+        to_tag = header_tag(request, "To")  # tolerant: a To of another scheme is valid SIP
         if method == "INVITE" and not to_tag:
             try:
                 negotiated = uas_negotiate(request, self.session_timers)
