@@ -327,6 +327,9 @@ def create(
         list[str] | None, typer.Option(help="Admitted caller number (repeatable).")
     ] = None,
     locked: Annotated[bool, typer.Option("--locked", help="Create it locked.")] = False,
+    end_on_exit: Annotated[
+        bool, typer.Option("--end-on-exit", help="End it when the leader leaves.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a conference."""
@@ -341,6 +344,7 @@ def create(
         leader=leader,
         callers=caller or None,
         locked=locked or None,
+        end_on_leader_exit=end_on_exit or None,
     )
     conference = api(ctx).json("POST", "/v1/conferences", json=body)
     if as_json:

@@ -51,7 +51,12 @@ def utcnow() -> datetime:
 
 
 def timing_of(conference: Conference) -> Timing:
-    return Timing(conference.start_at, conference.end_at, has_leader=bool(conference.leader))
+    return Timing(
+        conference.start_at,
+        conference.end_at,
+        has_leader=bool(conference.leader),
+        end_on_leader_exit=conference.end_on_leader_exit,
+    )
 
 
 class ControlPlane:

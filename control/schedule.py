@@ -35,6 +35,7 @@ class Timing:
     start_at: datetime | None = None
     end_at: datetime | None = None
     has_leader: bool = False
+    end_on_leader_exit: bool = False  # the leader leaving an ACTIVE conference ends it
 
     @property
     def reserved(self) -> bool:
@@ -82,6 +83,8 @@ def next_state(
     if timing.start_at is not None and now < timing.start_at:
         return ConferenceState.RESERVED, "" if state is ConferenceState.RESERVED else "rescheduled"
     leader_ok = not timing.has_leader or occupancy.leader_present
+    if timing.end_on_leader_exit and state is ConferenceState.ACTIVE and not leader_ok:
+        return ConferenceState.COMPLETED, "leader left (end on exit)"
     needed = 2 if timing.reserved else 1
     if leader_ok and occupancy.participants >= needed:
         wanted = ConferenceState.ACTIVE

@@ -33,6 +33,7 @@ class ConferenceCreate(Strict):
     callers: list[CallerNumber] = Field(default_factory=list, max_length=1000)
     locked: bool = False
     manual_answer: bool = False  # calls ring until answered through the API (Teaming ANSWER)
+    end_on_leader_exit: bool = False  # the conference ends when the leader leaves
 
 
 class AnnouncementPlay(Strict):
@@ -56,6 +57,7 @@ class ConferenceUpdate(Strict):
     leader: CallerNumber | None = None
     locked: bool | None = None
     manual_answer: bool | None = None
+    end_on_leader_exit: bool | None = None
 
 
 class CallerAdd(Strict):

@@ -28,6 +28,7 @@ def conference_view(plane: ControlPlane, conference: Conference) -> dict[str, An
         "leader": conference.leader,
         "locked": conference.locked,
         "manual_answer": conference.manual_answer,
+        "end_on_leader_exit": conference.end_on_leader_exit,
         "callers": list(conference.callers),
         "participants": participants.count(plane, conference),
         "dial_in": dial_in(plane, conference.name),

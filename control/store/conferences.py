@@ -24,7 +24,8 @@ COMPLETED = "COMPLETED"
 UPDATABLE = frozenset(
     {
         "name", "access", "code", "start_at", "duration_s", "max_participants", "divert_to",
-        "leader", "locked", "manual_answer", "state", "ended_at", "end_reason", "warned",
+        "leader", "locked", "manual_answer", "end_on_leader_exit", "state", "ended_at",
+        "end_reason", "warned",
     }
 )  # fmt: skip
 
@@ -54,6 +55,7 @@ def conference_record(row: ConferenceRow, callers: Sequence[str]) -> Conference:
         leader=row.leader,
         locked=row.locked,
         manual_answer=row.manual_answer,
+        end_on_leader_exit=row.end_on_leader_exit,
         state=row.state,
         created_at=row.created_at,
         ended_at=row.ended_at,
@@ -91,6 +93,7 @@ class ConferenceQueries(StoreBase):
         divert_to: str | None,
         leader: str | None,
         manual_answer: bool = False,
+        end_on_leader_exit: bool = False,
         callers: Iterable[str] = (),
         state: str,
         now: datetime,
@@ -110,6 +113,7 @@ class ConferenceQueries(StoreBase):
             leader=leader,
             locked=False,
             manual_answer=manual_answer,
+            end_on_leader_exit=end_on_leader_exit,
             created_at=now,
             warned=False,
             **fields,

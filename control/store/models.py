@@ -116,6 +116,7 @@ class ConferenceRow(Base):
     leader: Mapped[str | None] = mapped_column(String(64))
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     manual_answer: Mapped[bool] = mapped_column(Boolean, default=False)
+    end_on_leader_exit: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]

@@ -32,6 +32,7 @@ class Conference:
     leader: str | None
     locked: bool
     manual_answer: bool
+    end_on_leader_exit: bool
     state: str
     created_at: datetime
     ended_at: datetime | None

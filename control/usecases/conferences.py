@@ -24,7 +24,9 @@ from control.usecases.errors import Conflict, Invalid, NameTaken, NameUnavailabl
 
 START_SLACK = timedelta(seconds=60)  # a start "now" computed on a slow client is not the past
 CODED = ("room", "room+caller")  # access modes that need a room code
-CHANGEABLE = ("access", "code", "max_participants", "divert_to", "leader", "locked")
+CHANGEABLE = (
+    "access", "code", "max_participants", "divert_to", "leader", "locked", "end_on_leader_exit"
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class NewConference:
     callers: list[str] = field(default_factory=list)
     locked: bool = False
     manual_answer: bool = False
+    end_on_leader_exit: bool = False  # the conference ends when its leader leaves
 
 
 def is_config_room(config: Config, name: str) -> bool:
@@ -138,6 +141,7 @@ async def create(plane: ControlPlane, tenant: Tenant, spec: NewConference) -> Co
             divert_to=spec.divert_to,
             leader=spec.leader,
             manual_answer=spec.manual_answer,
+            end_on_leader_exit=spec.end_on_leader_exit,
             callers=spec.callers,
             state=str(plane.initial_state(start)),
             now=plane.clock(),

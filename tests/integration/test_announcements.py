@@ -1,8 +1,8 @@
-"""Check 5 and the upload half of check 6 of the wideband issue, through the HTTP API against
-the running bridge: uploaded announcements (a 44.1 kHz stereo WAV, an MP3) decoded and
-resampled by PyAV; one played to one participant is heard by that participant only (FFT), one
-played to the room by all. A non-audio upload is a 400 naming the problem, a 1 GiB one a 413
-answered from its headers, and the calls in the room carry on meanwhile.
+"""Check 5 and the upload half of check 6 of the wideband issue, and end-on-exit, through the
+HTTP API against the running bridge: uploaded announcements (a 44.1 kHz stereo WAV, an MP3)
+decoded and resampled by PyAV; one played to one participant is heard by that participant only
+(FFT), one played to the room by all. A non-audio upload is a 400 naming the problem, a 1 GiB
+one a 413 answered from its headers, and the calls in the room carry on meanwhile.
 """
 
 from __future__ import annotations
@@ -196,5 +196,44 @@ async def test_bad_uploads_get_clear_errors_and_the_calls_carry_on(tmp_path: Pat
                 assert all(v > HEARD_DB for v in heard.values()), (phone.user, heard)
     finally:
         for phone in phones:
+            await phone.hangup()
+        await runtime.stop()
+
+
+async def test_end_on_exit_the_leader_leaving_ends_the_conference(tmp_path: Path) -> None:
+    """A conference with `end_on_leader_exit` ends, hanging everyone up, when its leader leaves
+    (without it, the room goes back to HOLDING and the others stay)."""
+    runtime = await start(tmp_path)
+    port = runtime.bridge.transports.udp_port
+    boss = Phone(LOOPBACK, port, "bossroom", tone_hz=500.0, user="boss")
+    guest = Phone(LOOPBACK, port, "bossroom", tone_hz=900.0, user="guest")
+    try:
+        async with http(runtime) as client:
+            headers = await token_for(client, "app")
+            reply = await client.post(
+                "/v1/conferences",
+                json={"name": "bossroom", "leader": "boss", "end_on_leader_exit": True},
+                headers=headers,
+            )
+            assert reply.status_code == 201 and reply.json()["end_on_leader_exit"], reply.text
+            for phone in (boss, guest):
+                assert await phone.call() == 200
+
+            async def state() -> str:
+                got = await client.get("/v1/conferences/bossroom", headers=headers)
+                return got.json()["state"]
+
+            for _ in range(100):
+                if await state() == "ACTIVE":
+                    break
+                await asyncio.sleep(0.05)
+            assert await state() == "ACTIVE"
+            await boss.hangup()
+            await eventually(lambda: guest.ended_by_bridge)
+            assert await state() == "COMPLETED"
+            got = (await client.get("/v1/conferences/bossroom", headers=headers)).json()
+            assert got["end_reason"] == "leader left (end on exit)", got
+    finally:
+        for phone in (boss, guest):
             await phone.hangup()
         await runtime.stop()

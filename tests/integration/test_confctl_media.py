@@ -41,6 +41,9 @@ async def test_record_and_announce_with_confctl(tmp_path: Path) -> None:
             return result
 
         await run("create", "cli")
+        created = json.loads((await run("create", "led", "--leader", "boss", "--end-on-exit",
+                                        "--json")).stdout)
+        assert created["end_on_leader_exit"] and created["leader"] == "boss"
         assert await phone.call() == 200
         await wait_for(lambda: len(runtime.bridge.control.participants("cli")) == 1)
 

@@ -67,6 +67,17 @@ def test_leader_gates_active_and_leaving_puts_the_room_back_on_hold() -> None:
     assert (state, actions) == (S.HOLDING, [StateChanged(S.ACTIVE, S.HOLDING, "leader left")])
 
 
+def test_end_on_leader_exit_completes_the_conference_when_the_leader_leaves() -> None:
+    timing = Timing(has_leader=True, end_on_leader_exit=True)
+    now = T0 + MINUTE
+    assert step(S.HOLDING, timing, Occupancy(3, leader_present=False), now, False)[0] is S.HOLDING
+    assert step(S.HOLDING, timing, Occupancy(2, leader_present=True), now, False)[0] is S.ACTIVE
+    state, actions = step(S.ACTIVE, timing, Occupancy(2, leader_present=False), now, False)
+    reason = "leader left (end on exit)"
+    assert state is S.COMPLETED
+    assert actions == [StateChanged(S.ACTIVE, S.COMPLETED, reason), HangUpEveryone(reason)]
+
+
 def test_unreserved_room_is_active_while_occupied() -> None:
     timing = Timing()
     assert step(S.HOLDING, timing, ONE, T0, False)[0] is S.ACTIVE
