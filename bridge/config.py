@@ -253,6 +253,9 @@ class KeypadConfig:
     volume_down: str = key("4", _keys_rule)
     volume_up: str = key("6", _keys_rule)
     leave: str = key("8", _keys_rule)
+    toggle_recording: str = key("", _keys_rule)  # start/stop recording the room; "" = no key
+    # who may: anyone, or only callers on the room's caller list ([[room]] callers, the API's)
+    recording_by: str = key("listed", _choice_rule(("anyone", "listed")))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import enum
 import heapq
+import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -603,6 +605,8 @@ class ConferenceCore:
         elif action is MenuAction.LEAVE:
             self._play(leg, "goodbye", replace_room_audio=True)
             self._hang_up_after_prompts(leg, "left by keypad")
+        elif action is MenuAction.TOGGLE_RECORDING and leg.room is not None:
+            self._keypad_recording(leg, leg.room)
 
     def _hang_up_after_prompts(self, leg: Leg, reason: str) -> None:
         leg.hangup_reason = reason
@@ -851,6 +855,22 @@ class ConferenceCore:
             return False
         self._media.append(StopRecording(name))
         return True
+
+    def _keypad_recording(self, leg: Leg, room: str) -> None:
+        """The recording key: start or stop the room's recording, a beep to say it worked."""
+        if self.config.keypad.recording_by == "listed":
+            definition = self.rooms.definitions.get(room)
+            if definition is None or leg.caller not in definition.callers:
+                self._play(leg, "not_allowed")
+                return
+        if room in self.recordings:
+            self.stop_recording(room)
+        else:
+            settings = self.config.recording
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.wall_clock()))
+            path = os.path.abspath(os.path.join(settings.dir, f"{room}-{stamp}.{settings.format}"))
+            self.start_recording(room, path, settings.format)
+        self._play(leg, "beep")
 
     def _recording_ended(self, report: RecordingEnded) -> None:
         if self.recordings.get(report.room) == report.path:

@@ -16,6 +16,7 @@ class MenuAction(enum.Enum):
     VOLUME_DOWN = "volume_down"
     VOLUME_UP = "volume_up"
     LEAVE = "leave"
+    TOGGLE_RECORDING = "toggle_recording"
 
 
 def bindings_from_config(keypad: KeypadConfig) -> dict[str, MenuAction]:

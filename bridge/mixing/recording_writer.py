@@ -53,6 +53,7 @@ class RecordingWriter:
     def _run(self) -> None:
         container_format, codec = FORMATS[self.format]
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # a keypad start made no folder
             with av.open(str(self.path), "w", format=container_format) as container:
                 stream = container.add_stream(codec, rate=RATE, layout="mono")
                 pts = 0

@@ -29,6 +29,8 @@ from bridge.conference.core import ConferenceCore
 from bridge.config import (
     AnnouncementsConfig,
     Config,
+    KeypadConfig,
+    RecordingConfig,
     RoomDefinition,
     RoomsConfig,
     SipConfig,
@@ -45,6 +47,8 @@ from bridge.events import (
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
+    RecordingStarted,
+    RecordingStopped,
 )
 from bridge.mixing.backend import (
     AddParticipant,
@@ -59,7 +63,10 @@ from bridge.mixing.backend import (
     ParticipantLost,
     PlayPrompt,
     PromptsIdle,
+    RecordingEnded,
     RemoveParticipant,
+    StartRecording,
+    StopRecording,
     UpdateControls,
     UpdateMedia,
 )
@@ -655,6 +662,32 @@ def test_keypad_1_mutes_and_unmutes_with_a_prompt() -> None:
         ],
     )
     assert summary(bridge.sent()) == ["200 INFO"]
+
+
+def test_recording_key_starts_and_stops_for_listed_callers_only() -> None:
+    listed = RoomDefinition(name="r", access="caller", callers=("alice",))
+    cfg = replace(config(listed), keypad=KeypadConfig(toggle_recording="9"),
+                  recording=RecordingConfig(dir="/rec", format="ogg"))
+    bridge = Bridge(cfg)
+    alice = joined(bridge, "alice")
+    bridge.now = 2.0
+    press(bridge, alice.key, "9")
+    path = "/rec/r-20231114T221322Z.ogg"  # WALL + 2 s, UTC
+    out = bridge.take()
+    assert out.media == [StartRecording("r", path, "ogg"), PlayPrompt(alice.key, "beep", False, 1)]
+    assert RecordingStarted(WALL + 2, "r", "", path, "ogg") in out.events
+    press(bridge, alice.key, "9")
+    assert bridge.take().media == [StopRecording("r"), PlayPrompt(alice.key, "beep", False, 2)]
+    bridge.report(RecordingEnded("r", path, 1.5, 1234, "stopped"))
+    assert bridge.take().events == [RecordingStopped(WALL + 2, "r", "", path, 1.5, 1234, "stopped")]
+    assert bridge.core.recordings == {}
+
+    anyone = replace(cfg, keypad=KeypadConfig(toggle_recording="9", recording_by="anyone"))
+    for settings, expected in ((cfg, "not_allowed"), (anyone, "beep")):
+        other = Bridge(replace(settings, room=()))  # no caller list: only "anyone" lets bob
+        bob = joined(other, "bob")
+        press(other, bob.key, "9")
+        assert other.take().media[-1] == PlayPrompt(bob.key, expected, False, 1)
 
 
 def test_reinvite_sendonly_holds_sendrecv_resumes_and_unusable_sdp_gets_488() -> None:

@@ -77,9 +77,10 @@ def test_an_unwritable_place_ends_it_with_the_error_and_the_room_carries_on(tmp_
     engine = MediaEngine()
     phones = [Phone(engine, name, codec_for("PCMU"), [hz]) for name, hz in TONES.items()]
     run(engine, phones, 5)
-    engine.apply(StartRecording("r", str(tmp_path / "missing" / "r.wav"), "wav"))
+    (tmp_path / "a-file").write_text("not a directory")
+    engine.apply(StartRecording("r", str(tmp_path / "a-file" / "r.wav"), "wav"))
     report = ended(engine, 5, phones)
-    assert report.reason.startswith("error: ") and "No such file or directory" in report.reason
+    assert report.reason.startswith("error: ") and "a-file" in report.reason
     run(engine, phones, 30, start=200)
     assert phones[0].levels([1100.0], since=len(phones[0].heard) - 25)[1100.0] > -35
 
