@@ -35,7 +35,7 @@ NOISE_FLOOR = VOICE_POWER * 10 ** (-20 / 10)
 """-60 dBm0: quieter frames are not mixed unless the member is talking. Opus and G.722 never
 decode silence to exact zeros, so without this gate every quiet listener would count as a
 talker and need a mix and an encoder of its own."""
-HOLD_MUSIC = hold_music()
+HOLD_MUSIC = hold_music()  # 8 kHz, for both ticks
 
 Digit = tuple[Participant, str, str]
 

@@ -21,8 +21,7 @@ from bridge.media.dtmf import DtmfDetector
 from bridge.media.g711 import Codec
 from bridge.media.mixer import RoomMix
 from bridge.media.prompt import overlay
-from bridge.media.tones import hold_music
-from bridge.mixing.multirate import MultiRateMix, is_wideband_room
+from bridge.mixing.multirate import HOLD_MUSIC, MultiRateMix, is_wideband_room
 from bridge.mixing.participant import VOICE_POWER, Participant
 from bridge.mixing.recording import RoomRecording
 
@@ -30,7 +29,6 @@ ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 FRAME_SAMPLES = 160
 
 Digit = tuple[Participant, str, str]  # who, which key, how it was sent
-HOLD_MUSIC = hold_music()
 
 
 def valid_room_name(name: str) -> bool:
