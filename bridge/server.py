@@ -159,10 +159,11 @@ class BridgeServer:
         assert self.loop is not None and self.ua is not None
         host, _, port = dialout.trunk.partition(":")  # no port: 5060 (SRV is for calls)
         try:
-            infos = await self.loop.getaddrinfo(
-                host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            infos = await asyncio.wait_for(
+                self.loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM),
+                5.0,  # a start never hangs on DNS
             )
-        except OSError as exc:
+        except (OSError, TimeoutError) as exc:
             log.error("trunk.unresolved", trunk=dialout.trunk, error=str(exc))
             return
         user = dialout.trunk_username or "bridge"
