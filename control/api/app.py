@@ -57,7 +57,10 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     limiter = FailureLimiter(
         control.auth_failure_limit, control.auth_failure_window_s, control.auth_block_s
     )
-    app.add_middleware(HttpGuard, max_body_bytes=control.max_body_bytes, limiter=limiter)
+    uploads = {"/v1/announcements/": plane.config.announcements.max_upload_mb * 1024 * 1024}
+    app.add_middleware(
+        HttpGuard, max_body_bytes=control.max_body_bytes, limiter=limiter, larger=uploads
+    )
 
     @app.middleware("http")
     async def count_requests(

@@ -56,8 +56,16 @@ class FailureLimiter:
 
 
 class HttpGuard:
-    def __init__(self, app: Any, max_body_bytes: int, limiter: FailureLimiter) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_body_bytes: int,
+        limiter: FailureLimiter,
+        larger: dict[str, int] | None = None,
+    ) -> None:
+        """`larger`: path prefixes whose bodies may be bigger (announcement uploads)."""
         self.app, self.max_body_bytes, self.limiter = app, max_body_bytes, limiter
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -69,9 +77,11 @@ class HttpGuard:
             message = "too many failed authentications from this address"
             await answer(send, 429, "too_many_requests", message, {"Retry-After": f"{wait:.0f}"})
             return
+        path = scope.get("path", "")
+        limit = next((n for p, n in self.larger.items() if path.startswith(p)), self.max_body_bytes)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await self.too_large(send)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self.too_large(send, limit)
             return
         note = AuthAttempt()
         token = attempt.set(note)
@@ -82,9 +92,9 @@ class HttpGuard:
             message = await receive()
             if message["type"] == "http.request" and not answered:
                 note.body_bytes += len(message.get("body", b""))
-                if note.body_bytes > self.max_body_bytes:
+                if note.body_bytes > limit:
                     answered = True
-                    await self.too_large(send)
+                    await self.too_large(send, limit)
                     return {"type": "http.disconnect"}  # the route stops reading
             return message
 
@@ -102,8 +112,8 @@ class HttpGuard:
             if note.failed:
                 self.limiter.failed(source, time.monotonic())
 
-    async def too_large(self, send: Any) -> None:
-        message = f"body: at most {self.max_body_bytes} bytes"
+    async def too_large(self, send: Any, limit: int) -> None:
+        message = f"body: at most {limit} bytes"
         await answer(send, 413, "payload_too_large", message)
 
 
