@@ -7,6 +7,7 @@ are swapped). A's things are untouched afterwards."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,9 @@ async def token(client: httpx.AsyncClient, app: str) -> str:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    runtime = await Runtime(with_control(loopback_config(), tmp_path / "data")).start()
+    config = with_control(loopback_config(), tmp_path / "data")
+    recording = dataclasses.replace(config.recording, dir=str(tmp_path / "recordings"))
+    runtime = await Runtime(dataclasses.replace(config, recording=recording)).start()
     port = runtime.bridge.transports.udp_port
     member = Phone(LOOPBACK, port, "alpha", tone_hz=440.0, user="+15550001")
     async with httpx.AsyncClient(base_url=runtime.base_url, trust_env=False) as client:
