@@ -223,6 +223,12 @@ class SipConfig:
     min_se_s: int = key(90, _int_rule(90, 86_400))
     keepalive_options_s: int = key(0, _int_rule(0, 3600))  # OPTIONS in each dialog; 0 = off
     keepalive_crlf_s: int = key(0, _int_rule(0, 3600))  # CRLFCRLF on each TCP connection
+    # false: only [[peer]] sources and digest users may call in (others: 401 challenge or 403)
+    allow_guests: bool = key(True, _bool_rule)
+    # the digest challenges offered to [[peer]] users, most preferred first (RFC 8760)
+    digest_algorithms: tuple[str, ...] = key(
+        ("SHA-256", "MD5"), _list_rule(_choice_rule(("SHA-256", "MD5")), allow_empty=False)
+    )
 
 
 @dataclass(frozen=True)
@@ -424,6 +430,24 @@ class ApplicationDefinition:
 
 
 @dataclass(frozen=True)
+class PeerDefinition:
+    """Who may call in when `sip.allow_guests` is false ([[peer]] tables): a trunk by its source
+    networks, a user by digest credentials (the bridge challenges with SHA-256 and MD5)."""
+
+    name: str = required_key(
+        _text_rule(
+            allow_empty=False,
+            pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$"),
+            hint="1-64 of A-Za-z0-9._-",
+        )
+    )
+    networks: tuple[str, ...] = key((), _list_rule(_network_rule, allow_empty=True))
+    username: str = key("", _text_rule(allow_empty=True, pattern=re.compile(r"^[^\s\"\\]{1,64}$"),
+                                        hint="1-64 characters, no spaces or quotes"))
+    password: str = key("", _text_rule(allow_empty=True))
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = key("info", _choice_rule(LOG_LEVELS))
     format: str = key("console", _choice_rule(LOG_FORMATS))
@@ -487,6 +511,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     room: tuple[RoomDefinition, ...] = tables(RoomDefinition)
     application: tuple[ApplicationDefinition, ...] = tables(ApplicationDefinition)
+    peer: tuple[PeerDefinition, ...] = tables(PeerDefinition)
 
     @property
     def advertise_address(self) -> str:
@@ -657,6 +682,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         **sections,
         room=_room_definitions(document.get("room", [])),
         application=_application_definitions(document.get("application", [])),
+        peer=_peer_definitions(document.get("peer", [])),
     )
     _check_relations(config)
     return config
@@ -704,6 +730,18 @@ def _application_definitions(tables: Any) -> tuple[ApplicationDefinition, ...]:
             raise ConfigError(f"{label}.token: missing")
         applications.append(ApplicationDefinition(**values))
     return tuple(applications)
+
+
+def _peer_definitions(tables: Any) -> tuple[PeerDefinition, ...]:
+    """The [[peer]] tables: each names networks, or a username with its password."""
+    peers = []
+    for label, values in _table_array("peer", tables):
+        if bool(values.get("username")) != bool(values.get("password")):
+            raise ConfigError(f"{label}.password: give username and password together")
+        if not values.get("networks") and not values.get("username"):
+            raise ConfigError(f"{label}.networks: give networks, or a username and password")
+        peers.append(PeerDefinition(**values))
+    return tuple(peers)
 
 
 def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,7 @@ from bridge.conference.actions import (
     UaAction,
 )
 from bridge.conference.admission import Plan, caller_number, plan_incoming
+from bridge.conference.callin import CallIn
 from bridge.conference.dialout import (
     DialOut,
     DialStatus,
@@ -159,6 +160,10 @@ class ConferenceCore:
         self.ringing: set[str] = set()  # legs left ringing for the control plane
         self.attention: set[str] = set()  # legs in an IVR dialogue or hanging up
         self.bindings = bindings_from_config(config.keypad)
+        self.callin = CallIn(
+            config.peer, config.sip.allow_guests, config.advertise_address,
+            config.sip.digest_algorithms,
+        )  # fmt: skip
         security = config.security
         self.guard = CodeGuard(
             LockoutRules(
@@ -280,6 +285,10 @@ class ConferenceCore:
     def _on_incoming(self, call: Call, offer: bytes | None, now: float) -> None:
         caller = caller_number(call.invite)
         started_at = self.wall_clock()
+        unwelcome = self.callin.refusal(call.peer.host, call.invite, started_at)
+        if unwelcome is not None:  # sip.allow_guests = false: a peer or a digest user only
+            self._refuse(call, caller, started_at, unwelcome)
+            return
         plan = plan_incoming(
             call.room,
             caller,
