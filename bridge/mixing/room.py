@@ -13,6 +13,7 @@ its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,46 @@ ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 FRAME_SAMPLES = 160
 
 Digit = tuple[Participant, str, str]  # who, which key, how it was sent
+
+
+def gather_frames(
+    members: Sequence[Participant],
+    frames: np.ndarray,
+    first: int,
+    samples: int,
+    batches: dict[str, tuple[list[int], list[bytes]]],
+    silent: list[int],
+    codecs: dict[str, Codec],
+) -> list[Digit]:
+    """Each member's payload for this tick, into rows `first`.. of `frames`: full frames are
+    queued in `batches` per codec for the caller to decode together (one numpy call per
+    codec), a loss being faded or an odd-sized payload is written at once, rows with nothing
+    are listed in `silent`. Shared by the reference and the vectorised tick; returns the keys
+    received (RFC 4733) since the last tick."""
+    digits: list[Digit] = []
+    for i, participant in enumerate(members, first):
+        codec = participant.codec
+        payload = participant.next_payload()
+        if payload is None:
+            faded = participant.concealer.fade()
+            if faded is None:
+                silent.append(i)
+            else:
+                frames[i] = faded
+        elif len(payload) == samples:
+            batch = batches.get(codec.name)
+            if batch is None:
+                batch = batches[codec.name] = ([], [])
+            batch[0].append(i)
+            batch[1].append(payload)
+        else:
+            codec.decode_into(payload, frames[i])
+        if codec.name not in codecs:
+            codecs[codec.name] = codec
+        if participant.digits:
+            digits.extend((participant, d, m) for d, m in participant.digits)
+            participant.digits.clear()
+    return digits
 
 
 def valid_room_name(name: str) -> bool:
@@ -180,32 +221,10 @@ class Room:
         frames in one numpy call per codec; returns the digits received and the codecs in use.
 
         Only a loss being faded or an odd-sized payload costs a numpy call of its own."""
-        digits: list[Digit] = []
         codecs: dict[str, Codec] = {}
         batches: dict[str, tuple[list[int], list[bytes]]] = {}
         silent: list[int] = []
-        for i, participant in enumerate(members):
-            codec = participant.codec
-            payload = participant.next_payload()
-            if payload is None:
-                faded = participant.concealer.fade()
-                if faded is None:
-                    silent.append(i)
-                else:
-                    frames[i] = faded
-            elif len(payload) == FRAME_SAMPLES:
-                batch = batches.get(codec.name)
-                if batch is None:
-                    batch = batches[codec.name] = ([], [])
-                batch[0].append(i)
-                batch[1].append(payload)
-            else:
-                codec.decode_into(payload, frames[i])
-            if codec.name not in codecs:
-                codecs[codec.name] = codec
-            if participant.digits:
-                digits.extend((participant, d, m) for d, m in participant.digits)
-                participant.digits.clear()
+        digits = gather_frames(members, frames, 0, FRAME_SAMPLES, batches, silent, codecs)
         if silent:
             frames[silent] = 0
         for name, (rows, payloads) in batches.items():

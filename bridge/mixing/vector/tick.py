@@ -29,7 +29,7 @@ import numpy as np
 
 from bridge.media.g711 import Codec
 from bridge.media.prompt import overlay
-from bridge.mixing.room import VOICE_POWER, Digit, Room, _scaled
+from bridge.mixing.room import VOICE_POWER, Digit, Room, _scaled, gather_frames
 
 G711_RATE = 8000
 G711_NAMES = frozenset({"PCMU", "PCMA"})
@@ -165,30 +165,9 @@ class VectorTick:
         silent: list[int] = []
         i = 0
         for room in rooms:
-            received: list[Digit] = []
-            for participant in room.participants:
-                codec = participant.codec
-                payload = participant.next_payload()
-                if payload is None:
-                    faded = participant.concealer.fade()
-                    if faded is None:
-                        silent.append(i)
-                    else:
-                        frames[i] = faded
-                elif len(payload) == samples:
-                    batch = batches.get(codec.name)
-                    if batch is None:
-                        batch = batches[codec.name] = ([], [])
-                    batch[0].append(i)
-                    batch[1].append(payload)
-                else:
-                    codec.decode_into(payload, frames[i])
-                codecs[codec.name] = codec
-                if participant.digits:
-                    received.extend((participant, d, m) for d, m in participant.digits)
-                    participant.digits.clear()
-                i += 1
-            digits.append(received)
+            members = room.participants
+            digits.append(gather_frames(members, frames, i, samples, batches, silent, codecs))
+            i += len(members)
         if silent:
             frames[silent] = 0
         for name, (rows, payloads) in batches.items():
