@@ -169,6 +169,17 @@ async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> Non
     raise AssertionError("condition not met in time")
 
 
+async def sipp_callee(
+    workdir: Path, port: int, calls: int = 1, timeout: float = 60.0
+) -> asyncio.Task[SippResult]:
+    """A SIPp callee answering `calls` calls (`uas_answer.xml`) on `port`, for the bridge to
+    dial; bound and listening when this returns. Await the task for its counts."""
+    args = ["-sf", str(SCENARIOS / "uas_answer.xml"), "-m", str(calls)]
+    task = asyncio.create_task(run_sipp(None, args, workdir, timeout=timeout, port=port))
+    await sipp_listening(port)
+    return task
+
+
 async def sipp_listening(port: int, timeout: float = 15.0) -> None:
     """Wait until a SIPp callee has bound its UDP port, so the bridge's INVITE does not race
     SIPp's start-up (a lost first INVITE plus retransmission back-off can outlast a short ring

@@ -17,12 +17,10 @@ from bridge.tools.phone import Phone
 from control.runtime import Runtime
 from tests.integration.harness import (
     LOOPBACK,
-    SCENARIOS,
     FakeClock,
     eventually,
     free_port,
-    run_sipp,
-    sipp_listening,
+    sipp_callee,
 )
 from tests.integration.test_compat_aculab import app_token, http, listing, reserve, start
 
@@ -42,16 +40,7 @@ async def test_early_callers_are_redirected_and_the_redirect_works(tmp_path: Pat
     clock = FakeClock()
     runtime: Runtime = await start(tmp_path, clock)
     sipp_port = free_port()
-    callee = asyncio.create_task(
-        run_sipp(
-            None,
-            ["-sf", str(SCENARIOS / "uas_answer.xml"), "-m", "1"],
-            tmp_path,
-            timeout=60,
-            port=sipp_port,
-        )
-    )
-    await sipp_listening(sipp_port)
+    callee = await sipp_callee(tmp_path, sipp_port, 1)
     port = runtime.bridge.transports.udp_port
     phones: list[Phone] = []
 

@@ -21,11 +21,9 @@ from control.runtime import Runtime
 from tests.integration.harness import (
     ADMIN_TOKEN,
     LOOPBACK,
-    SCENARIOS,
     free_port,
     loopback_config,
-    run_sipp,
-    sipp_listening,
+    sipp_callee,
     with_control,
 )
 
@@ -117,16 +115,7 @@ async def test_document_example_and_defaults(tmp_path: Path) -> None:
 async def test_forwarding_always_reaches_a_sipp_callee(tmp_path: Path) -> None:
     """Check 3: the caller follows the bridge's 302 and reaches the SIPp UAS."""
     trunk_port = free_port()
-    callee = asyncio.create_task(
-        run_sipp(
-            None,
-            ["-sf", str(SCENARIOS / "uas_answer.xml"), "-m", "2"],
-            tmp_path,
-            timeout=60,
-            port=trunk_port,
-        )
-    )
-    await sipp_listening(trunk_port)
+    callee = await sipp_callee(tmp_path, trunk_port, 2)
     runtime = await start(tmp_path, trunk_port)
     phones: list[Phone] = []
     try:

@@ -16,12 +16,10 @@ from control.runtime import Runtime
 from tests.integration.harness import (
     ADMIN_TOKEN,
     LOOPBACK,
-    SCENARIOS,
     eventually,
     free_port,
     loopback_config,
-    run_sipp,
-    sipp_listening,
+    sipp_callee,
     with_control,
 )
 
@@ -39,16 +37,7 @@ async def start(tmp_path: Path, trunk_port: int) -> Runtime:
 
 async def test_perform_a_call_then_hold_and_release_it(tmp_path: Path) -> None:
     trunk_port = free_port()
-    callee = asyncio.create_task(
-        run_sipp(
-            None,
-            ["-sf", str(SCENARIOS / "uas_answer.xml"), "-m", "1"],
-            tmp_path,
-            timeout=60,
-            port=trunk_port,
-        )
-    )
-    await sipp_listening(trunk_port)
+    callee = await sipp_callee(tmp_path, trunk_port, 1)
     runtime = await start(tmp_path, trunk_port)
     try:
         async with httpx.AsyncClient(base_url=runtime.base_url, trust_env=False) as client:
