@@ -26,7 +26,7 @@ from bridge.media.opus import OpusDecoder
 from bridge.media.prompt import overlay
 from bridge.media.resample import Resampler
 from bridge.media.tones import hold_music
-from bridge.mixing.participant import VOICE_POWER, Participant
+from bridge.mixing.participant import VOICE_POWER, Participant, select_contributors
 from bridge.mixing.recording import RoomRecording
 from bridge.mixing.stream_state import StreamState
 
@@ -112,20 +112,7 @@ class MultiRateMix:
             if mixing
             else [False] * n
         )
-        contributors: list[int] = []
-        for i, (participant, is_loud, has_sound) in enumerate(
-            zip(members, loud, sounding, strict=True)
-        ):
-            held = participant.held
-            if participant.voice.update(is_loud and not held):
-                talk_changes.append(participant)
-            if has_sound and not (
-                participant.muted
-                or participant.on_hold
-                or held
-                or (participant.inband_dtmf and participant.inband.tone_present)  # type: ignore[union-attr]
-            ):
-                contributors.append(i)
+        contributors = select_contributors(members, loud, sounding, talk_changes)
         mixed = self.mixer.mix_contributors(frames, contributors)
         shared_row = len(contributors)
         if recording is not None:

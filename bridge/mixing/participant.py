@@ -6,7 +6,7 @@ frame. No logging, no allocation beyond the payload (no RtpPacket for a plain au
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from struct import error as struct_error
 
@@ -187,3 +187,29 @@ class Participant:
             self.sender.packet(payload, codec.clock_rate // 50, False, codec.payload_type),
             self.latched or remote,
         )
+
+
+def select_contributors(
+    members: Sequence[Participant],
+    loud: Sequence[bool],
+    sounding: Sequence[bool],
+    talk_changes: list[Participant],
+) -> list[int]:
+    """Update each member's talking state (`talk_changes` gets who changed) and return the
+    members heard in this tick's mix: sounding, and not muted, on hold, held or keying an
+    in-band tone. Shared by the 8 kHz and the multi-rate tick."""
+    contributors: list[int] = []
+    for i, (participant, is_loud, has_sound) in enumerate(
+        zip(members, loud, sounding, strict=True)
+    ):
+        held = participant.held
+        if participant.voice.update(is_loud and not held):
+            talk_changes.append(participant)
+        if has_sound and not (
+            participant.muted
+            or participant.on_hold
+            or held
+            or (participant.inband_dtmf and participant.inband.tone_present)  # type: ignore[union-attr]
+        ):
+            contributors.append(i)
+    return contributors

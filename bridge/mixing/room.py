@@ -23,7 +23,7 @@ from bridge.media.g711 import Codec
 from bridge.media.mixer import RoomMix
 from bridge.media.prompt import overlay
 from bridge.mixing.multirate import HOLD_MUSIC, MultiRateMix, is_wideband_room
-from bridge.mixing.participant import VOICE_POWER, Participant
+from bridge.mixing.participant import VOICE_POWER, Participant, select_contributors
 from bridge.mixing.recording import RoomRecording
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
@@ -156,20 +156,7 @@ class Room:
         # A frame of exact zeros adds nothing to the sum, so leaving it out changes no one's
         # mix (the energy of a frame with any sample != 0 is at least 1: exact in float32).
         sounding = (energies > 0).tolist() if self.mixing else [False] * n
-        contributors: list[int] = []
-        for i, (participant, is_loud, has_sound) in enumerate(
-            zip(members, loud, sounding, strict=True)
-        ):
-            held = participant.held
-            if participant.voice.update(is_loud and not held):
-                self.talk_changes.append(participant)
-            if has_sound and not (
-                participant.muted
-                or participant.on_hold
-                or held
-                or (participant.inband_dtmf and participant.inband.tone_present)  # type: ignore[union-attr]
-            ):
-                contributors.append(i)
+        contributors = select_contributors(members, loud, sounding, self.talk_changes)
         # Row j of `mixed` is what contributor j hears; its last row, the total, is what every
         # other member hears, so that row is encoded once per codec and its bytes shared.
         mixed = self.mixer.mix_contributors(frames, contributors)
