@@ -2,7 +2,8 @@
 
 Three scripted phones (PCMU, 500/1100/1700 Hz) in a conference; POST .../recording, two
 seconds, DELETE .../recording: the recording.stopped event carries path, duration and size; the
-file is listed, downloads, opens with PyAV with all three tones and the right duration. An
+file is listed, downloads, opens with PyAV with all three tones and the right duration, and
+ffprobe (FFmpeg's command-line prober) reads it with that duration too. An
 unwritable recording directory is a 503 naming the problem, and the calls carry on.
 """
 
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import av
@@ -44,6 +48,24 @@ async def phones_in(runtime: Runtime, room: str) -> list[Phone]:
         assert await phone.call() == 200
     await eventually(lambda: len(runtime.bridge.control.participants(room)) == 3)
     return phones
+
+
+def probed_duration(path: Path, fmt: str) -> float:
+    """The duration ffprobe reads from the file's container (it must open and parse it)."""
+    ffprobe = shutil.which("ffprobe")
+    assert ffprobe, "ffprobe is missing: scripts/setup.sh --test installs Debian's ffmpeg"
+    done = subprocess.run(
+        [ffprobe, "-v", "error", "-show_entries", "format=format_name,duration:stream=codec_name",
+         "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout)
+    codec = probe["streams"][0]["codec_name"]
+    assert (probe["format"]["format_name"], codec) == (
+        ("wav", "pcm_s16le") if fmt == "wav" else ("ogg", "opus")
+    ), probe
+    return float(probe["format"]["duration"])
 
 
 def decoded(data: bytes, path: Path) -> tuple[np.ndarray, int]:
@@ -92,6 +114,8 @@ async def test_record_a_three_tone_room_list_and_download_it(tmp_path: Path, fmt
             assert reply.status_code == 200 and len(reply.content) == stopped.size_bytes
             samples, rate = decoded(reply.content, tmp_path / f"copy.{fmt}")
             assert abs(len(samples) / rate - stopped.duration_s) < 1.0
+            probed = probed_duration(tmp_path / f"copy.{fmt}", fmt)
+            assert abs(probed - stopped.duration_s) < 1.0, (probed, stopped.duration_s)
             levels = tone_levels(samples[rate // 2 :], list(TONES.values()), rate)
             assert all(level > -35 for level in levels.values()), levels
 

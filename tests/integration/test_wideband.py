@@ -1,10 +1,10 @@
 """Check 1 of the wideband issue: real softphones with wideband codecs in one room.
 
-Debian's baresip with G.722 (sends 2500 + 5000 Hz) and another with Opus (1800 + 6500 Hz), both
-from looped WAV files, join a room with SIPp streaming PCMU (1000 Hz). The room mixes at 48 kHz.
-Each must hear the two others and not itself (FFT); the tones above 4 kHz must reach the
-wideband listeners (G.722 hears Opus' 6500 Hz, Opus hears G.722's 5000 Hz). What SIPp hears is
-read off `lo` (PCMU: only the tones below 4 kHz can reach it).
+Debian's baresip with G.722 (sends 2500 + 5000 Hz) and linphone's console client with Opus
+(1800 + 6500 Hz), both from WAV files, join a room with SIPp streaming PCMU (1000 Hz). The room
+mixes at 48 kHz. Each must hear the two others and not itself (FFT); the tones above 4 kHz must
+reach the wideband listeners (G.722 hears Opus' 6500 Hz, Opus hears G.722's 5000 Hz). What SIPp
+hears is read off `lo` (PCMU: only the tones below 4 kHz can reach it).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bridge.server import BridgeServer
 from bridge.tools.ports import free_port
 from tests.integration.baresip import Baresip
 from tests.integration.harness import LOOPBACK, SCENARIOS, SippResult, run_sipp
+from tests.integration.linphone import Linphone
 from tests.integration.test_dialout import tap
 from tests.integration.test_softphone import callers, members, write_tone_file
 
@@ -55,11 +56,10 @@ def levels(samples: np.ndarray, rate: int, who: str) -> dict[float, float]:
     return {k: round(v, 1) for k, v in tone_levels(samples, TONES, rate).items()}
 
 
-def last_seconds(phone: Baresip) -> np.ndarray:
-    """What the softphone decoded while all three were in the room (its dump ends at the
+def last_seconds(recording: np.ndarray, rate: int) -> np.ndarray:
+    """What a softphone decoded while all three were in the room (its recording ends at the
     hang-up; the jitter buffer's tail skipped)."""
-    recording = phone.heard()
-    return recording[-int(2.0 * phone.rate) : -int(0.3 * phone.rate)]
+    return recording[-int(2.0 * rate) : -int(0.3 * rate)]
 
 
 def check(got: dict[float, float], heard: list[float], absent: list[float], who: str) -> None:
@@ -69,15 +69,15 @@ def check(got: dict[float, float], heard: list[float], absent: list[float], who:
         assert got[freq] < ABSENT_DB, (f"{who} should not hear {freq} Hz", got)
 
 
-async def test_g722_and_opus_softphones_with_a_pcmu_sipp_caller(
+async def test_baresip_g722_and_linphone_opus_with_a_pcmu_sipp_caller(
     bridge: BridgeServer, tmp_path: Path
 ) -> None:
     room, port = "wideroom", bridge.transports.udp_port
     write_tone_file(tmp_path / "tone.ulaw", SIPP_HZ)
     g722 = Baresip(tmp_path / "g722", tone_hz=440, user="g722phone", codecs="G722/16000/1",
                    source_file=write_source(tmp_path / "g722.wav", (G722_LOW, G722_HIGH)))
-    opus = Baresip(tmp_path / "opus", tone_hz=440, user="opusphone", codecs="opus/48000/2",
-                   source_file=write_source(tmp_path / "opus.wav", (OPUS_LOW, OPUS_HIGH)))
+    opus = Linphone(tmp_path / "opus", user="opusphone",
+                    source_file=write_source(tmp_path / "opus.wav", (OPUS_LOW, OPUS_HIGH)))
     sipp_media = free_port()
     heard_by_sipp = tap(sipp_media)
     sipp: asyncio.Task[SippResult] | None = None
@@ -87,7 +87,7 @@ async def test_g722_and_opus_softphones_with_a_pcmu_sipp_caller(
             await phone.dial(f"sip:{room}@{LOOPBACK}:{port}")
         await members(bridge, room, 2)
         codecs = {p.caller: p.codec for p in bridge.control.participants(room)}
-        assert codecs == {"g722phone": "G722", "opusphone": "OPUS"}, (codecs, g722.output)
+        assert codecs == {"g722phone": "G722", "opusphone": "OPUS"}, (codecs, opus.output)
         scenario = ["-sf", str(SCENARIOS / "uac_tone.xml"), "-s", room, "-d", "4500",
                     "-mp", str(sipp_media)]
         sipp = asyncio.create_task(
@@ -102,9 +102,11 @@ async def test_g722_and_opus_softphones_with_a_pcmu_sipp_caller(
             await phone.hangup()
             await phone.stop()
 
-        got = levels(last_seconds(g722), g722.rate, "baresip G.722")
+        got = levels(last_seconds(g722.heard(), g722.rate), g722.rate, "baresip G.722")
         check(got, [SIPP_HZ, OPUS_LOW, OPUS_HIGH], [G722_LOW, G722_HIGH], "G.722 phone")
-        got = levels(last_seconds(opus), opus.rate, "baresip Opus")
+        heard, rate = opus.heard()
+        assert rate == 48000, rate
+        got = levels(last_seconds(heard, rate), rate, "linphone Opus")
         check(got, [SIPP_HZ, G722_LOW, G722_HIGH], [OPUS_LOW, OPUS_HIGH], "Opus phone")
         got = levels(sipp_heard, 8000, "SIPp")
         check(got, [G722_LOW, OPUS_LOW], [SIPP_HZ], "SIPp")
