@@ -239,6 +239,9 @@ class RtpConfig:
     jitter_max_ms: int = key(60, _int_rule(20, 200, step=20))
     timeout_s: int = key(30, _int_rule(1, 3600))
     codecs: tuple[str, ...] = key(SUPPORTED_CODECS, _list_rule(_codec_rule, allow_empty=False))
+    # SRTP with SDES keys: off (RTP/AVP only), optional (answer RTP/SAVP offers with SRTP,
+    # RTP/AVP with RTP), mandatory (488 to RTP/AVP offers; our offers are RTP/SAVP)
+    srtp: str = key("optional", _choice_rule(("off", "optional", "mandatory")))
 
 
 @dataclass(frozen=True)

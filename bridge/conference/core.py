@@ -307,6 +307,7 @@ class ConferenceCore:
         leg = self._open_leg(
             call.key, call.local_tag, call.invite.call_id, call.room,
             call.invite.from_address.name or "", call.peer.host, plan, caller, started_at,
+            transport=call.peer.transport,
         )
         if leg is None:
             self._refuse(call, caller, started_at, Refusal(503, "No RTP port free"))
@@ -345,13 +346,14 @@ class ConferenceCore:
     def _open_leg(
         self, key: str, participant_id: str, call_id: str, dialled: str, display_name: str,
         peer_host: str, plan: Plan, caller: str, started_at: float,
-        dialout: DialOut | None = None,
+        dialout: DialOut | None = None, transport: str = "udp",
     ) -> Leg | None:
         """One set-up for both directions: a port for our SDP, a session id; None when no
         RTP port is free."""
         port = self.reserve_port(key)
         if port is None:
             return None
+        srtp = self.config.rtp.srtp
         return Leg(
             key, participant_id, call_id, dialled, display_name, peer_host, plan, port,
             session_id=random.randrange(1, 2**31),
@@ -360,6 +362,9 @@ class ConferenceCore:
             host=self.config.advertise_address,
             codecs=tuple(self.config.rtp.codecs),
             dialout=dialout,
+            srtp_mode=srtp,
+            # our offers use SRTP when it is required, or when it may be and signalling is TLS
+            secure_offer=srtp == "mandatory" or (srtp == "optional" and transport == "tls"),
         )
 
     def _refuse(self, call: Call, caller: str, started_at: float, refusal: Refusal) -> None:
@@ -418,7 +423,7 @@ class ConferenceCore:
             leg.sdp_version -= 1
             self._ua.append(RejectReinvite(leg.key, exc.status, reason_phrase(str(exc))))
             return
-        leg.media = negotiated(session)
+        leg.media = negotiated(session, leg.srtp)
         self._media.append(UpdateMedia(leg.key, leg.media))
         self._ua.append(AnswerReinvite(leg.key, sdp))
         log.info(
@@ -431,7 +436,7 @@ class ConferenceCore:
 
     def _start(self, leg: Leg, session: AudioSession, now: float) -> None:
         """Media is up: join the room, or wait in the lobby for a code, or refuse politely."""
-        leg.media = negotiated(session)
+        leg.media = negotiated(session, leg.srtp)
         plan = leg.plan
         joins = plan.admission is Admission.JOIN
         room = self._room_to_join(plan.room) if joins else None
@@ -718,6 +723,7 @@ class ConferenceCore:
         leg = self._open_leg(
             key, local_tag, call_id, request.room, "", request.peer.host,
             Plan(admission_, request.room), request.dest, dialout.started_at, dialout,
+            request.peer.transport,
         )
         if leg is None:
             dialout.settle(DialStatus.FAILED, "no RTP port free")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge.media.srtp import SrtpKeys
 from bridge.mixing.participant import MediaCounters
 
 Address = tuple[str, int]
@@ -27,6 +28,7 @@ class NegotiatedMedia:
     on_hold: bool  # the phone is sendonly/inactive: not mixed, sent nothing
     payload_type: int | None = None  # the codec's, when dynamic (Opus)
     fmtp: str | None = None  # the peer's fmtp for it (Opus: RFC 7587 parameters)
+    srtp: SrtpKeys | None = None  # SDES keys: the leg's RTP is SRTP (bridge/media/srtp.py)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from bridge.media.codecs import codec_for
+from bridge.media.srtp import SrtpSession
 from bridge.mixing.backend import (
     AddParticipant,
     ClearPrompts,
@@ -80,6 +81,10 @@ def apply_media(participant: Participant, media: NegotiatedMedia) -> None:
     participant.remote = media.remote
     participant.telephone_event_pt = media.telephone_event_pt
     participant.on_hold = media.on_hold
+    if media.srtp is None:
+        participant.srtp = None
+    elif participant.srtp is None or participant.srtp.keys != media.srtp:
+        participant.srtp = SrtpSession(media.srtp)  # new keys (a re-INVITE): new contexts
 
 
 @dataclass

@@ -16,6 +16,7 @@ from bridge.media.codecs import MediaCodec
 from bridge.media.dtmf import DtmfState
 from bridge.media.mixer import Concealer
 from bridge.media.prompt import PromptPlayer
+from bridge.media.srtp import SrtpSession
 from bridge.media.tones import DBM0_PEAK
 from bridge.mixing.stream_state import StreamState
 from bridge.rtp.jitter import JitterBuffer
@@ -35,6 +36,7 @@ class MediaCounters:
     bad_packets: int = 0
     wrong_source: int = 0
     other_payload: int = 0
+    srtp_rejected: int = 0  # SRTP packets failing authentication or replayed: dropped
 
 
 VOICE_POWER = (DBM0_PEAK**2 / 2) * 10 ** (-40 / 10)
@@ -99,6 +101,7 @@ class Participant:
     digits: list[tuple[str, str]] = field(default_factory=list)  # (digit, method) not yet taken
     voice: VoiceActivity = field(default_factory=lambda: VoiceActivity())
     stream: StreamState | None = None  # codec and rate state of the multi-rate tick
+    srtp: SrtpSession | None = None  # SRTP leg: every packet in and out goes through it
 
     @property
     def inband_dtmf(self) -> bool:
@@ -110,7 +113,15 @@ class Participant:
 
         The hot path: a plain RTP packet (no CSRC, extension or padding) in the negotiated codec
         is unpacked here and queued with no RtpPacket made; anything else takes `_receive_other`.
+        An SRTP leg's packet is authenticated and decrypted first: a forged or replayed one is
+        dropped (counted in `srtp.counters`) before it can latch the source.
         """
+        if self.srtp is not None:
+            plain = self.srtp.unprotect(data)
+            if plain is None:
+                self.counters.srtp_rejected += 1
+                return
+            data = plain
         if source != self.latched:
             if self.latched is not None or source[0] not in (self.remote[0], self.signalling_host):
                 self.counters.wrong_source += 1
@@ -183,10 +194,10 @@ class Participant:
         self.counters.packets_out += 1
         # positional: the same as packet(payload, payload_type=...), a little cheaper per packet
         codec = self.codec
-        self.send(
-            self.sender.packet(payload, codec.clock_rate // 50, False, codec.payload_type),
-            self.latched or remote,
-        )
+        packet = self.sender.packet(payload, codec.clock_rate // 50, False, codec.payload_type)
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
+        self.send(packet, self.latched or remote)
 
 
 def select_contributors(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "DIRECTIONS",
@@ -36,7 +36,8 @@ _ANSWER_DIRECTION = {
     "recvonly": "sendonly",
     "inactive": "inactive",
 }
-# Plain RTP profiles we can serve; SRTP (RTP/SAVP, RTP/SAVPF) streams are rejected.
+# Plain RTP profiles we serve by default; SRTP ones (RTP/SAVP) only when the caller passes
+# them (`bridge/sip/sdes.py` decides by `rtp.srtp`).
 _RTP_PROFILES = ("RTP/AVP", "RTP/AVPF")
 TELEPHONE_EVENT = "telephone-event"
 _DTMF_EVENTS = "0-16"
@@ -167,6 +168,7 @@ class AudioSession:
     telephone_event: MediaFormat | None
     direction: str
     ptime: int | None = None
+    media: MediaDescription | None = field(default=None, compare=False)  # the m= section used
 
     @property
     def on_hold(self) -> bool:
@@ -356,8 +358,8 @@ def _apply_media_attribute(
 # --------------------------------------------------------------------------- negotiation
 
 
-def _is_usable_audio(media: MediaDescription) -> bool:
-    return media.media == "audio" and media.port != 0 and media.proto.upper() in _RTP_PROFILES
+def _is_usable_audio(media: MediaDescription, profiles: Sequence[str] = _RTP_PROFILES) -> bool:
+    return media.media == "audio" and media.port != 0 and media.proto.upper() in profiles
 
 
 def _pick_codec(media: MediaDescription, names: Sequence[str]) -> MediaFormat | None:
@@ -398,6 +400,7 @@ def _audio_session(
         telephone_event=_pick_telephone_event(media, codec.clock_rate),
         direction=sdp.direction_for(media),
         ptime=media.ptime,
+        media=media,
     )
 
 
@@ -407,10 +410,12 @@ def _names(media: Sequence[MediaDescription]) -> str:
 
 
 def negotiate_offer(
-    offer: SessionDescription, supported: Sequence[str] = ("PCMU", "PCMA")
+    offer: SessionDescription,
+    supported: Sequence[str] = ("PCMU", "PCMA"),
+    profiles: Sequence[str] = _RTP_PROFILES,
 ) -> AudioSession:
     """Choose the audio stream and codec to answer with, in the offerer's preference order."""
-    audio = [m for m in offer.media if _is_usable_audio(m)]
+    audio = [m for m in offer.media if _is_usable_audio(m, profiles)]
     if not audio:
         raise SdpError("SDP offer has no usable audio stream", status=488)
     for media in audio:
@@ -423,9 +428,13 @@ def negotiate_offer(
     )
 
 
-def negotiate_answer(answer: SessionDescription, offered_codecs: Sequence[str]) -> AudioSession:
+def negotiate_answer(
+    answer: SessionDescription,
+    offered_codecs: Sequence[str],
+    profiles: Sequence[str] = _RTP_PROFILES,
+) -> AudioSession:
     """Read the peer's answer to our offer; 488 if it accepted none of our codecs."""
-    audio = [m for m in answer.media if _is_usable_audio(m)]
+    audio = [m for m in answer.media if _is_usable_audio(m, profiles)]
     if not audio:
         raise SdpError("SDP answer rejected the audio stream", status=488)
     codec = _pick_codec(audio[0], offered_codecs)
@@ -462,6 +471,7 @@ def _audio_lines(
     codecs: Sequence[MediaFormat],
     telephone_event: MediaFormat | Sequence[MediaFormat] | None,
     direction: str,
+    attributes: Sequence[str] = (),
 ) -> list[str]:
     if telephone_event is None:
         events: Sequence[MediaFormat] = ()
@@ -480,6 +490,7 @@ def _audio_lines(
         pt = event.payload_type
         lines.append(f"a=rtpmap:{pt} {TELEPHONE_EVENT}/{event.clock_rate}")
         lines.append(f"a=fmtp:{pt} {_DTMF_EVENTS}")
+    lines += [f"a={attribute}" for attribute in attributes]
     lines.append(f"a=ptime:{_ANSWER_PTIME_MS}")
     lines.append(f"a={direction}")
     return lines
@@ -502,6 +513,8 @@ def build_answer(
     local_port: int,
     session_id: int,
     version: int,
+    profiles: Sequence[str] = _RTP_PROFILES,
+    attributes: Sequence[str] = (),
 ) -> bytes:
     """Answer ``offer`` accepting the stream ``session`` came from and rejecting the rest.
 
@@ -512,14 +525,20 @@ def build_answer(
     lines = _session_lines(local_host, session_id, version)
     accepted = False
     for media in offer.media:
-        if not accepted and _is_usable_audio(media) and session.codec in media.formats:
+        chosen = session.media is None or media is session.media
+        if (
+            not accepted
+            and chosen
+            and _is_usable_audio(media, profiles)
+            and session.codec in media.formats
+        ):
             accepted = True
             direction = _ANSWER_DIRECTION[session.direction]
             event = session.telephone_event if session.telephone_event in media.formats else None
             codec = session.codec
             if codec.is_named(OPUS):  # our own receive parameters, not an echo of the peer's
                 codec = MediaFormat(codec.payload_type, codec.encoding, 48000, 2, OPUS_FMTP)
-            lines += _audio_lines(local_port, media.proto, [codec], event, direction)
+            lines += _audio_lines(local_port, media.proto, [codec], event, direction, attributes)
         else:
             lines.append(f"m={media.media} 0 {media.proto} {' '.join(media.format_ids)}")
     if not accepted:
@@ -536,8 +555,11 @@ def build_offer(
     codecs: Sequence[str] = ("PCMU", "PCMA"),
     telephone_event_pt: int | None = 101,
     direction: str = "sendrecv",
+    proto: str = "RTP/AVP",
+    attributes: Sequence[str] = (),
 ) -> bytes:
-    """Offer one audio stream with ``codecs`` in our preference order (static payload types)."""
+    """Offer one audio stream with ``codecs`` in our preference order (static payload types);
+    ``attributes`` (e.g. SDES crypto lines) go into its m= section."""
     _check_port(local_port)
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -562,5 +584,5 @@ def build_offer(
         if any(f.is_named(OPUS) for f in formats):  # telephone-event at Opus' clock rate
             events.append(MediaFormat(TELEPHONE_EVENT_48K_PT, TELEPHONE_EVENT, 48000))
     lines = _session_lines(local_host, session_id, version)
-    lines += _audio_lines(local_port, "RTP/AVP", formats, events, direction)
+    lines += _audio_lines(local_port, proto, formats, events, direction, attributes)
     return _encode(lines)
