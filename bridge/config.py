@@ -225,6 +225,13 @@ class SipConfig:
     keepalive_crlf_s: int = key(0, _int_rule(0, 3600))  # CRLFCRLF on each TCP connection
     # false: only [[peer]] sources and digest users may call in (others: 401 challenge or 403)
     allow_guests: bool = key(True, _bool_rule)
+    # SIP over TLS: listens on tls_port when a certificate and key (PEM files) are given;
+    # tls_ca ("" = the system's store) verifies the servers we call over TLS
+    tls_port: int = key(5061, _int_rule(0, 65535))
+    tls_cert: str = key("", _text_rule(allow_empty=True))
+    tls_key: str = key("", _text_rule(allow_empty=True))
+    tls_ca: str = key("", _text_rule(allow_empty=True))
+    tls_verify: bool = key(True, _bool_rule)
     # the digest challenges offered to [[peer]] users, most preferred first (RFC 8760)
     digest_algorithms: tuple[str, ...] = key(
         ("SHA-256", "MD5"), _list_rule(_choice_rule(("SHA-256", "MD5")), allow_empty=False)
@@ -367,6 +374,8 @@ class DialOutConfig:
     trunk_username: str = key("", _text_rule(allow_empty=True))
     trunk_password: str = key("", _text_rule(allow_empty=True))
     trunk_pai: bool = key(False, _bool_rule)  # send P-Asserted-Identity with the caller id
+    # how calls reach the trunk: udp, or tls (sip.tls_ca verifies it; port 5061 by default)
+    trunk_transport: str = key("udp", _choice_rule(("udp", "tls")))
     # REGISTER with the trunk (its host as the domain, trunk_username as the user) and keep
     # the binding refreshed; for carriers that only take calls from registered endpoints
     trunk_register: bool = key(False, _bool_rule)
@@ -657,6 +666,8 @@ def _check_relations(config: Config) -> None:
             f"sip.min_se_s: must be <= sip.session_expires_s ({sip.session_expires_s}), "
             f"got {sip.min_se_s}"
         )
+    if bool(sip.tls_cert) != bool(sip.tls_key):
+        raise ConfigError("sip.tls_key: give tls_cert and tls_key together (PEM files)")
     if rtp.port_max <= rtp.port_min:
         raise ConfigError(
             f"rtp.port_max: must be greater than rtp.port_min ({rtp.port_min}), got {rtp.port_max}"

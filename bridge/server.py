@@ -27,6 +27,7 @@ from bridge.mixing.local import LocalMedia
 from bridge.mixing.workers.backend import WorkerMedia
 from bridge.net.mixer_clock import MixerClock
 from bridge.net.sip_transport import SipTransports
+from bridge.net.tls import client_context, server_context
 from bridge.server_control import ServerControl
 from bridge.sip.auth import Credentials
 from bridge.sip.flood import FloodGuard, FloodRules
@@ -60,6 +61,7 @@ class BridgeServer:
         self.config = config
         sip = config.sip
         self.transports = SipTransports(self._on_sip_message, sip.max_message_bytes)
+        self.transports.on_unreachable = self._on_unreachable
         self.events = EventBus()
         self.ua: UserAgent | None = None
         self.core: ConferenceCore | None = None
@@ -90,12 +92,15 @@ class BridgeServer:
             media = LocalMedia(rtp, vector=self.config.media.tick == "vector")
         await media.start()  # before SIP listens: no call arrives to a bridge half started
         self.media = media
-        await self.transports.start(sip.bind, sip.udp_port, sip.tcp_port)
+        tls = server_context(sip.tls_cert, sip.tls_key) if sip.tls_cert else None
+        self.transports.tls_client = client_context(sip.tls_ca, sip.tls_verify)
+        await self.transports.start(sip.bind, sip.udp_port, sip.tcp_port, tls, sip.tls_port)
         timers = TimerConfig(t1=sip.t1_ms / 1000, t2=sip.t2_ms / 1000, t4=sip.t4_ms / 1000)
         self.ua = UserAgent(
             host=self.config.advertise_address,
             udp_port=self.transports.udp_port,
             tcp_port=self.transports.tcp_port,
+            tls_port=self.transports.tls_port,
             timers=timers,
             user_agent=sip.user_agent,
             max_message_bytes=sip.max_message_bytes,
@@ -116,6 +121,7 @@ class BridgeServer:
             "bridge.started",
             sip_udp=self.transports.udp_port,
             sip_tcp=self.transports.tcp_port,
+            sip_tls=self.transports.tls_port or None,
             advertise=self.config.advertise_address,
             rtp_ports=f"{rtp.port_min}-{rtp.port_max}",
             media_workers=self.config.media.worker_count,
@@ -201,6 +207,12 @@ class BridgeServer:
             return
         self.ua.receive_data(data, peer, now)
         self.flush(now)
+
+    def _on_unreachable(self, peer: Peer) -> None:
+        if self.ua is not None:
+            now = self.now()
+            self.ua.transport_failed(peer, now)
+            self.flush(now)
 
     def _on_timer(self) -> None:
         assert self.ua is not None

@@ -14,6 +14,7 @@ import uvloop
 
 from bridge.config import ConfigError, load_config
 from bridge.logs import configure_logging
+from bridge.net.tls import check_files as check_tls_files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        check_tls_files(config.sip)
     except ConfigError as exc:
         print(f"confbridge: configuration error: {exc}", file=sys.stderr)
         return 2

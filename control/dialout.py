@@ -2,7 +2,8 @@
 calls up at once, lists dialled one after another, and the record of each call.
 
 Routing (sans-I/O, `plan_route`): `+` and digits (E.164) go to the configured trunk with its
-credentials; `sip:` URIs are called directly (UDP). Host names are resolved before the INVITE.
+credentials (over `dialout.trunk_transport`); `sip:` URIs are called directly over UDP, `sips:`
+URIs and `;transport=tls` over TLS. Host names are resolved before the INVITE.
 
 `DialOuts` knows the bridge only through its control port: it hands over a frozen
 `DialRequest` per call and folds the bridge's `DialOutSettled`/`DialOutEnded` events into its
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import structlog
-from sipmessage import URI
+from sipmessage import URI, Parameters
 
 from bridge.config import Config, DialOutConfig
 from bridge.control_port import ConferenceControl, DialRequest
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CALLER_ID = re.compile(r"^[+]?[0-9]{1,20}$")
+TLS_PORT = 5061  # a TLS target without a port (no SRV look-up for SIPS yet)
 KEEP_FINISHED = 10_000  # finished calls kept for GET /v1/dialouts/{ref}; older ones are dropped
 
 
@@ -54,6 +56,7 @@ class Route:
     credentials: Credentials | None
     via_trunk: bool
     proxy_route: str = ""  # the Route header for the outbound proxy, when one is configured
+    transport: str = "udp"  # "udp" | "tls"
 
 
 def plan_route(dest: str, config: DialOutConfig) -> Route:
@@ -78,9 +81,13 @@ def _direct_route(dest: str, config: DialOutConfig) -> Route:
         credentials = None
         if config.trunk_username:
             credentials = Credentials(config.trunk_username, config.trunk_password)
-        target = URI(scheme="sip", user=dest, host=host)
-        return Route(target, host, int(port) if port else None, credentials, True)
-    if dest.lower().startswith("sip:"):
+        tls = config.trunk_transport == "tls"
+        params = Parameters(transport="tls") if tls else Parameters()
+        target = URI(scheme="sip", user=dest, host=host, parameters=params)
+        port_number = int(port) if port else (TLS_PORT if tls else None)
+        transport = "tls" if tls else "udp"
+        return Route(target, host, port_number, credentials, True, transport=transport)
+    if dest.lower().startswith(("sip:", "sips:")):
         try:
             uri = URI.parse(dest)
         except ValueError:
@@ -88,11 +95,14 @@ def _direct_route(dest: str, config: DialOutConfig) -> Route:
         if not uri.host:
             raise RouteError(f"dest: {dest!r} has no host to send to")
         transport = (uri.parameters.get("transport") or "udp").lower()
-        if transport != "udp":
-            raise RouteError(f"dest: {dest!r}: only UDP is supported for calls out")
+        if uri.scheme.lower() == "sips":
+            transport = "tls"
+        if transport not in ("udp", "tls"):
+            raise RouteError(f"dest: {dest!r}: calls out go over UDP or TLS, not {transport}")
         if uri.port is not None and not 0 < uri.port < 65536:
             raise RouteError(f"dest: {dest!r}: bad port")
-        return Route(uri, uri.host, uri.port, None, False)
+        port = uri.port if uri.port is not None or transport == "udp" else TLS_PORT
+        return Route(uri, uri.host, port, None, False, transport=transport)
     raise RouteError(f"dest: {dest!r} must be an E.164 number (+ and digits) or a sip: URI")
 
 
@@ -102,7 +112,7 @@ async def resolve(route: Route, dns_server: str) -> list[Peer]:
         targets = await locate(route.host, route.port, dns_server)
     except LocateError:
         raise RouteError(f"dest: cannot resolve host {route.host!r}") from None
-    return [Peer(address, port, "udp") for address, port in targets]
+    return [Peer(address, port, route.transport) for address, port in targets]
 
 
 @dataclass(frozen=True)

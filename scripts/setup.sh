@@ -4,7 +4,7 @@
 # With --test: also the `test` extra (pytest, ruff, the load tool's `load` extra, the PostgreSQL
 # driver, aiortc and PyAV that unit tests compare against) and the real SIP peers the tests drive
 # (SIPp from Debian's sip-tester, the baresip softphone, linphone's console client, ffmpeg's
-# ffprobe that checks recordings, Kamailio as a proxy in front) and
+# ffprobe that checks recordings, Kamailio as a proxy in front, tcpdump for the SRTP capture) and
 # PostgreSQL, installed with apt when missing. The PostgreSQL tests start a throwaway server of
 # their own from its binaries: setup starts or enables no server (Debian's package may start its
 # default cluster, and Kamailio's its service on 5060; nothing uses them).
@@ -26,6 +26,7 @@ if [ "${1:-}" = "--test" ]; then
     command -v kamailio >/dev/null || missing+=(kamailio)
     command -v linphonec >/dev/null || missing+=(linphone-cli)
     command -v ffprobe >/dev/null || missing+=(ffmpeg)
+    command -v tcpdump >/dev/null || missing+=(tcpdump)
     compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         SUDO=""

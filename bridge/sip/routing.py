@@ -17,6 +17,8 @@ from sipmessage import URI, Address, Request
 from bridge.sip.message import SipError
 from bridge.sip.transaction import DEFAULT_SIP_PORT, Peer
 
+DEFAULT_TLS_PORT = 5061  # sips: and transport=tls without a port (RFC 3261 §19.1.2)
+
 
 @dataclass(frozen=True)
 class LocalAddresses:
@@ -37,11 +39,13 @@ def uri_peer(uri: URI, default_transport: str = "udp") -> Peer | None:
         ipaddress.ip_address(host)
     except ValueError:
         return None
-    port = uri.port or DEFAULT_SIP_PORT
+    transport = (uri.parameters.get("transport") or default_transport).lower()
+    if uri.scheme.lower() == "sips":
+        transport = "tls"
+    port = uri.port or (DEFAULT_TLS_PORT if transport == "tls" else DEFAULT_SIP_PORT)
     if not 0 < port < 65536:
         return None
-    transport = (uri.parameters.get("transport") or default_transport).lower()
-    return Peer(host, port, "tcp" if transport == "tcp" else "udp")
+    return Peer(host, port, transport if transport in ("tcp", "tls") else "udp")
 
 
 def behind_nat(request: Request, source: Peer) -> bool:

@@ -39,7 +39,7 @@ class Peer:
 
     host: str
     port: int
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
 
     @property
     def reliable(self) -> bool:
@@ -87,6 +87,7 @@ class TransactionTimeout(TransactionEvent):
     txn_id: str
     method: str
     server: bool
+    unreachable: bool = False  # client: the transport could not connect (§17.1.4)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,14 @@ class TransactionLayer:
         """True once a final response went out (or the transaction is gone)."""
         state = self.server_txn_state(txn_id)
         return state not in ("trying", "proceeding")
+
+    def transport_failed(self, peer: Peer) -> None:
+        """No connection to `peer` could be made (§17.1.4): its client transactions end now,
+        as if their timer had fired, instead of waiting out Timer B or F."""
+        waiting = (State.CALLING, State.TRYING, State.PROCEEDING)
+        for txn in [t for t in self._client.values() if t.peer == peer and t.state in waiting]:
+            self._events.append(TransactionTimeout(txn.txn_id, txn.method, False, True))
+            self._terminate(txn)
 
     def handle_timer(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:

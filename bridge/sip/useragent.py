@@ -256,6 +256,7 @@ class UserAgent:
     max_message_bytes: int = 65535
     session_timers: SessionTimerConfig = field(default_factory=SessionTimerConfig)
     keepalive_s: float = 0.0  # OPTIONS in each established dialog this often; 0 = never
+    tls_port: int = 0  # the TLS listener's, 0 when there is none
 
     def __post_init__(self) -> None:
         self.transactions = TransactionLayer(self.timers)
@@ -275,7 +276,7 @@ class UserAgent:
         self._registering: dict[str, tuple[Registration, Request]] = {}  # by transaction
         self.local = LocalAddresses(
             hosts=frozenset({self.host.strip("[]").lower()}),
-            ports=frozenset({self.udp_port, self.tcp_port}),
+            ports=frozenset({self.udp_port, self.tcp_port, self.tls_port} - {0}),
         )
 
     # --- inputs -----------------------------------------------------------------------------
@@ -291,6 +292,11 @@ class UserAgent:
                 self._stateless.append(Outgoing(answer, self._reply_peer(data, peer)))
             return
         self.transactions.receive(message, peer, now)
+        self._process_transaction_events(now)
+
+    def transport_failed(self, peer: Peer, now: float) -> None:
+        """The transport could not reach `peer` (a TLS connection refused or not trusted)."""
+        self.transactions.transport_failed(peer)
         self._process_transaction_events(now)
 
     def handle_timer(self, now: float) -> None:
@@ -686,7 +692,11 @@ class UserAgent:
                 call = self.calls_by_txn.get(event.txn_id)
                 if call is None or not call.outgoing or call.dialog is not None:
                     continue
-                if not self._try_next_target(call, now):
+                if self._try_next_target(call, now):
+                    continue
+                if event.unreachable:  # RFC 3261 §8.1.3.1: a transport error counts as 503
+                    self._fail(call, 503, "cannot connect to the callee (transport error)")
+                else:
                     self._fail(call, 408, "no answer from the callee's side (Timer B)")
 
     # --- our INVITEs ------------------------------------------------------------------------
@@ -1120,8 +1130,11 @@ class UserAgent:
         self.calls_by_dialog.pop(call.dialog_id, None)
         self.counters.calls_ended += 1
 
+    def _port(self, transport: str) -> int:
+        return {"tcp": self.tcp_port, "tls": self.tls_port}.get(transport, self.udp_port)
+
     def _via(self, transport: str) -> Via:
-        port = self.tcp_port if transport == "tcp" else self.udp_port
+        port = self._port(transport)
         return Via(
             transport=transport.upper(),
             host=self.host,
@@ -1131,11 +1144,14 @@ class UserAgent:
 
     def _contact(self, call: Call) -> Address:
         transport = call.peer.transport
-        port = self.tcp_port if transport == "tcp" else self.udp_port
-        params = Parameters(transport="tcp") if transport == "tcp" else Parameters()
+        port = self._port(transport)
+        params = Parameters(transport=transport) if transport != "udp" else Parameters()
+        scheme = "sip"
+        if transport == "tls" and call.invite.uri.scheme.lower() == "sips":
+            scheme, params = "sips", Parameters()  # RFC 5630: a sips: dialog stays sips:
         return Address(
             uri=URI(
-                scheme="sip", host=self.host, user=call.room or None, port=port, parameters=params
+                scheme=scheme, host=self.host, user=call.room or None, port=port, parameters=params
             )
         )
 

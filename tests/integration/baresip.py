@@ -128,8 +128,14 @@ class Baresip:
         user: str = "softphone",
         codecs: str = "pcmu,pcma",
         source_file: Path | None = None,
+        extra_config: str = "",
+        account_params: str = "",
     ) -> None:
-        """`source_file` (a 48 kHz stereo WAV, long enough for the call) replaces the sine."""
+        """`source_file` (a 48 kHz stereo WAV, long enough for the call) replaces the sine;
+        `extra_config` lines go at the end of the config (e.g. TLS, `module srtp.so`), and
+        `account_params` at the end of the account line (e.g. `;mediaenc=srtp-mand`)."""
+        self.extra_config = extra_config
+        self.account_params = account_params
         assert 10 <= tone_hz <= 20000, "ausine accepts 10..20000 Hz"
         self.source_file = source_file
         self.codecs = codecs
@@ -159,7 +165,7 @@ class Baresip:
         executable = shutil.which("baresip")
         assert executable, "baresip is missing: scripts/setup.sh --test installs Debian's baresip"
         self.record_dir.mkdir(parents=True, exist_ok=True)
-        rtp_min, rtp_max = free_rtp_range()
+        rtp_min, rtp_max = self.rtp_ports = free_rtp_range()
         (self.config_dir / "config").write_text(
             CONFIG.format(
                 host=LOOPBACK,
@@ -171,8 +177,10 @@ class Baresip:
                 module_path="/usr/lib/baresip/modules",
                 record_dir=self.record_dir,
             )
+            + self.extra_config
         )
         account = ACCOUNT.format(user=self.user, host=LOOPBACK, codecs=self.codecs)
+        account = account.rstrip("\n") + self.account_params + "\n"
         (self.config_dir / "accounts").write_text(account)
 
     async def start(self, timeout: float = 10.0, lifetime_s: int = 60) -> None:

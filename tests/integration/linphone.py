@@ -6,6 +6,10 @@ loopback (which is also what its SDP then advertises), video off, one audio code
 linphonec only runs its core while its line editor waits on a terminal, and refuses to start
 its transports without a writable database under HOME, so it runs on a pseudo-terminal with
 HOME in the test's directory.
+
+With `tls_ca`, SIP goes over TLS only (UDP off) with SRTP (SDES) mandatory; belle-sip checks
+the bridge's certificate chain against that CA, not its name (`verify_server_cn=0`: its mbedTLS
+does not match an IP address in the certificate).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import pty
+import re
 import shutil
 import wave
 from pathlib import Path
@@ -58,13 +63,14 @@ class Linphone:
     `heard()` (what it decoded, a mono WAV at the codec's rate: 48 kHz for Opus)."""
 
     def __init__(self, workdir: Path, *, source_file: Path, user: str = "linphone",
-                 codec: str = "opus") -> None:
+                 codec: str = "opus", tls_ca: Path | None = None) -> None:
         """`source_file`: a WAV file long enough for the call (linphone plays it once)."""
         self.workdir = workdir / "linphone"
         self.source_file = source_file
         self.record_file = self.workdir / "heard.wav"
         self.user = user
         self.codec = codec
+        self.tls_ca = tls_ca
         self.process: asyncio.subprocess.Process | None = None
         self._master: int | None = None
         self._output = bytearray()
@@ -79,9 +85,15 @@ class Linphone:
             "linphonec is missing: scripts/setup.sh --test installs Debian's linphone-cli"
         )
         (self.workdir / "home" / ".local" / "share" / "linphone").mkdir(parents=True)
-        rtp_port, _ = free_rtp_range(2)
+        rtp_port, _ = self.rtp_ports = free_rtp_range(2)
         text = CONFIG.format(sip_port=free_sip_port(), host=LOOPBACK, user=self.user,
                              rtp_port=rtp_port)
+        if self.tls_ca is not None:
+            tls = (f"sip_tls_port={free_sip_port()}\nroot_ca={self.tls_ca}\n"
+                   "verify_server_certs=1\nverify_server_cn=0\n"
+                   "media_encryption=srtp\nmedia_encryption_mandatory=1")
+            text = re.sub(r"(?m)^sip_port=\d+$", "sip_port=0", text)
+            text = text.replace("sip_tls_port=0", tls)
         for index, name in enumerate([self.codec, *(c for c in CODECS if c != self.codec)]):
             rate, channels = CODECS[name]
             enabled = int(index == 0)
