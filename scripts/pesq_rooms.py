@@ -4,8 +4,10 @@ A talker sends speech (espeak-ng's, or `--speech FILE`) into a room of two throu
 engine (the reference tick: jitter buffer, decode, resample to the room's rate, mix, resample,
 encode); the listener decodes what it is sent. The same speech through the codec alone (encode,
 decode: the direct phone-to-phone path) is the yardstick. Opus is also run with 10 % random
-packet loss, with and without in-band FEC. In process, no sockets, so the scores are the audio
-path's, not the network's.
+packet loss, with and without in-band FEC, on both paths (the same packets lost; the listening
+phone rebuilds or conceals what it misses, as the room forwards a lone talker's gaps). In
+process, no sockets, so the scores are the audio path's, not the network's (the real lossy
+path, through a relay and real softphones: tests/integration/test_wideband_loss.py).
 
     .venv/bin/python scripts/pesq_rooms.py [--speech FILE] [--loss 0.1] [--seed 1]
 """
@@ -22,7 +24,7 @@ import numpy as np
 from pesq import pesq
 
 from bridge.media.codecs import Encoder, MediaCodec, WidebandCodec, codec_for, native_rate
-from bridge.media.opus import OpusEncoder, OpusParams
+from bridge.media.opus import OpusDecoder, OpusEncoder, OpusParams
 from bridge.mixing.engine import MediaEngine
 from bridge.mixing.participant import Participant, SendFunction
 from bridge.rtp.jitter import JitterBuffer
@@ -59,17 +61,32 @@ def frames_of(samples: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 class Listener:
+    """The listening phone: decodes what the room sends; a gap in the sequence numbers (the
+    room forwards the talker's packets and so its losses too) is rebuilt from the packet after
+    it (Opus FEC) or concealed, as a phone's jitter buffer and decoder do."""
+
     def __init__(self, media: MediaCodec) -> None:
         self.media = media
         self.decoder = media.new_decoder() if isinstance(media, WidebandCodec) else None
         self.heard: list[np.ndarray] = []
+        self.sequence: int | None = None
 
     def send(self, data: bytes, address: tuple[str, int]) -> None:
-        payload = parse_rtp(data).payload
+        packet = parse_rtp(data)
+        payload = packet.payload
+        missing = 0 if self.sequence is None else (packet.sequence - self.sequence - 1) & 0xFFFF
+        self.sequence = packet.sequence
         if self.decoder is None:
-            self.heard.append(self.media.decode(payload))  # type: ignore[union-attr]
+            frame = self.media.decode(payload)  # type: ignore[union-attr]
+            self.heard += [np.zeros_like(frame)] * missing + [frame]
+            return
+        if isinstance(self.decoder, OpusDecoder):
+            self.heard += [self.decoder.conceal() for _ in range(missing - 1)]
+            if missing:
+                self.heard.append(self.decoder.recover(payload))
         else:
-            self.heard.append(self.decoder.decode(payload))
+            self.heard += [np.zeros(self.media.frame_samples, np.int16)] * missing
+        self.heard.append(self.decoder.decode(payload))
 
 
 def member(engine: MediaEngine, name: str, media: MediaCodec, send: SendFunction) -> Participant:
@@ -90,10 +107,7 @@ def through_room(media: MediaCodec, speech: np.ndarray, loss: float, fec: bool,
     listener = Listener(media)
     talker = member(engine, "talker", media, lambda data, address: None)
     member(engine, "listener", media, listener.send)
-    encoder: Encoder = media
-    if isinstance(media, WidebandCodec):
-        is_opus = media.name == "OPUS"
-        encoder = OpusEncoder(OpusParams(inband_fec=fec)) if is_opus else media.new_encoder()
+    encoder = talker_encoder(media, fec)
     sender = RtpSender(payload_type=media.payload_type)
     rng = np.random.default_rng(seed)
     step = media.clock_rate // 50
@@ -105,13 +119,35 @@ def through_room(media: MediaCodec, speech: np.ndarray, loss: float, fec: bool,
     return np.concatenate(listener.heard)
 
 
-def direct(media: MediaCodec, speech: np.ndarray) -> np.ndarray:
-    """The codec alone: what a phone talking straight to another would hear."""
+def talker_encoder(media: MediaCodec, fec: bool) -> Encoder:
+    """What the talking phone encodes with: Opus with or without in-band FEC (packet loss
+    expected: 10 %), G.722 and G.711 as they are."""
+    if not isinstance(media, WidebandCodec):
+        return media
+    if media.name == "OPUS":
+        return OpusEncoder(OpusParams(inband_fec=fec))
+    return media.new_encoder()
+
+
+def direct(media: MediaCodec, speech: np.ndarray, loss: float = 0.0, fec: bool = True,
+           seed: int = 1) -> np.ndarray:
+    """The codec alone: what a phone talking straight to another would hear, over the same
+    lossy path (the same packets lost; the listener rebuilds a lost Opus frame from the next
+    packet's FEC, else conceals it)."""
     if not isinstance(media, WidebandCodec):
         return np.concatenate([media.decode(media.encode(f)) for f in frames_of(speech, 160)])
-    encoder, decoder = media.new_encoder(), media.new_decoder()
-    frames = frames_of(speech, media.frame_samples)
-    return np.concatenate([decoder.decode(encoder.encode(f)) for f in frames])
+    encoder, decoder = talker_encoder(media, fec), media.new_decoder()
+    packets = [encoder.encode(f) for f in frames_of(speech, media.frame_samples)]
+    rng = np.random.default_rng(seed)
+    arrived = [rng.random() >= loss for _ in packets]
+    heard = []
+    for i, packet in enumerate(packets):
+        if arrived[i]:
+            heard.append(decoder.decode(packet))
+        else:
+            following = packets[i + 1] if i + 1 < len(packets) and arrived[i + 1] else None
+            heard.append(decoder.recover(following))  # type: ignore[union-attr]
+    return np.concatenate(heard)
 
 
 def score(reference: np.ndarray, degraded: np.ndarray, rate: int) -> float:
@@ -148,8 +184,9 @@ def run(speech_file: str | None, loss: float, seed: int) -> list[tuple[str, floa
     speech = at_rate(data, 48000)
     for fec in (True, False):
         heard = through_room(opus, speech, loss, fec, seed)
-        rows.append((f"Opus, {loss:.0%} loss, FEC {'on' if fec else 'off'}", float("nan"),
-                     round(score(speech, heard, 48000), 2)))
+        alone = direct(opus, speech, loss, fec, seed)
+        rows.append((f"Opus, {loss:.0%} loss, FEC {'on' if fec else 'off'}",
+                     round(score(speech, alone, 48000), 2), round(score(speech, heard, 48000), 2)))
     return rows
 
 

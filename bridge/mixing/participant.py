@@ -200,6 +200,11 @@ class Participant:
         self.send(packet, self.latched or remote)
 
 
+    def drop_payload(self) -> None:
+        """Send nothing this tick, as a lost packet (see `RtpSender.drop`)."""
+        self.sender.drop(self.codec.clock_rate // 50)
+
+
 def select_contributors(
     members: Sequence[Participant],
     loud: Sequence[bool],

@@ -13,7 +13,12 @@ stream's playout point where it was, too close to the packets' arrival, so the n
 late is concealed again; streams whose margin a burst had cut (an overflow trims a frame) lost
 ~1% of their frames that way to ordinary scheduling jitter. The wait costs the stream 20 ms of
 delay, once per run of empty pops (a second empty pop skips as before), and `max_frames` still
-bounds the delay; if later frames come instead, the oldest plays at once (no added delay).
+bounds the delay; if later frames come instead, the next one plays at once (no added delay),
+or, when the next one is lost too and the one after it is queued, the lost one pops as None
+with that one as `upcoming()`: the waited-for frame's tick was its concealment, so the stream
+keeps its timeline and its one frame of margin, and Opus rebuilds the lost frame from the
+queued packet's FEC (skipping to the queued one cut the margin to nothing, after which no
+lost frame could ever be rebuilt: at 10 % loss one in three was, PESQ 1.9 instead of 2.8).
 """
 
 from __future__ import annotations
@@ -157,9 +162,17 @@ class JitterBuffer:
         frames = self._frames
         payload = frames.pop(sequence, None)
         if payload is None and self._waiting and frames:
-            # waited a tick for it and later frames came instead: it is lost, play on
-            sequence = self._oldest()
-            payload = frames.pop(sequence)
+            # waited a tick for it (concealed) and later frames came instead: it is lost
+            self._waiting = False
+            following = (sequence + 1) & 0xFFFF
+            if following in frames or ((following + 1) & 0xFFFF) in frames:
+                # its successor plays now, or is lost with the one after it queued (Opus
+                # rebuilds it from that one's FEC): the stream keeps its place and its margin
+                sequence = following
+                payload = frames.pop(sequence, None)
+            else:  # a longer gap: play on from the oldest queued
+                sequence = self._oldest()
+                payload = frames.pop(sequence)
         if payload is not None:  # per tick and participant: no helper calls (uint16_add inlined)
             self._next = (sequence + 1) & 0xFFFF
             self._waiting = False

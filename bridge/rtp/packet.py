@@ -149,3 +149,9 @@ class RtpSender:
     def skip(self, samples: int) -> None:
         """Advance the timestamp without sending (silence not sent, end of an RFC 4733 event)."""
         self.timestamp = uint32_add(self.timestamp, samples)
+
+    def drop(self, samples: int) -> None:
+        """Advance the sequence number and timestamp as if a packet was sent: the receiver sees
+        a lost packet, which its decoder conceals or rebuilds from the next one's FEC."""
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = uint32_add(self.timestamp, samples)

@@ -127,10 +127,13 @@ def test_codec_rooms_benchmark_prints_a_figure_per_codec_and_scenario() -> None:
 
 def test_pesq_through_rooms_g722_within_a_tenth_of_the_codec_alone() -> None:
     """Check 2 of the wideband issue, in process: PESQ (P.862.2) of espeak-ng's speech through
-    a G.722 room against G.722 alone; the other rows are printed for the note."""
+    a G.722 room against G.722 alone, and Opus at 10 % loss with FEC intelligible (>= 2.5) and
+    as good through the room as alone; the other rows are printed for the note."""
     done = run_script("scripts/pesq_rooms.py", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()[1:]}
     alone, room = (float(v) for v in rows["G.722 (P.862.2)"])
     assert room > alone - 0.1, done.stdout
+    alone, room = (float(v) for v in rows["Opus, 10% loss, FEC on"])
+    assert room > alone - 0.1 and room >= 2.5, done.stdout  # check 3, in process
     assert len(rows) == 5 and all(1.0 <= float(r[-1]) <= 4.7 for r in rows.values()), done.stdout

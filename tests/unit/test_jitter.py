@@ -271,6 +271,26 @@ def test_a_frame_lost_with_nothing_queued_costs_one_frame_and_no_delay() -> None
     assert (buffer.stats.lost, buffer.stats.waited) == (1, 1)
 
 
+def test_two_lost_in_a_row_keep_the_timeline_and_the_next_packet_for_fec() -> None:
+    # One frame of margin (each packet comes a tick before it plays); 3 and 4 are lost. The
+    # tick of 3 waits (concealed); when 5 comes, 4 pops as lost with 5 as upcoming (Opus
+    # rebuilds 4 from 5's FEC) and 5 plays on its own tick: the margin stays, so the next lost
+    # frame (7) has its successor queued too. Playing 5 at once left no margin for that.
+    buffer = JitterBuffer(target_frames=2, max_frames=3)
+    buffer.push(packet(0), 0.0)
+    played: list[int | None] = []
+    upcoming: list[int | None] = []
+    for tick in range(1, 10):
+        if tick not in (3, 4, 7):
+            buffer.push(packet(tick), tick * FRAME)
+        played += pops(buffer, 1)
+        queued = buffer.upcoming() if played[-1] is None else None
+        upcoming.append(None if queued is None else int.from_bytes(queued[:2], "big"))
+    assert played == [0, 1, 2, None, None, 5, 6, None, 8]
+    assert upcoming == [None, None, None, None, 5, None, None, 8, None]
+    assert (buffer.stats.lost, buffer.stats.waited) == (3, 1)
+
+
 def test_waiting_adds_one_frame_of_delay_at_most() -> None:
     buffer = JitterBuffer(target_frames=2, max_frames=4)
     buffer.push(packet(0), 0.0)

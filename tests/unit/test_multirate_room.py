@@ -7,6 +7,8 @@ G.711 tables) and decodes what it is sent with a real decoder; an FFT says what 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from bridge.media.codecs import MediaCodec, WidebandCodec, codec_for, native_rate
@@ -222,3 +224,39 @@ def test_a_lone_talker_reaches_listeners_of_its_codec_as_it_sent_it():
     start = sent.index(payloads[-10])  # some frames of jitter buffer behind
     assert payloads[-10:] == sent[start : start + 10]
     assert other.levels([1000.0], since=10)[1000.0] > HEARD_DB
+
+
+def test_a_lone_talkers_lost_packet_reaches_listeners_of_its_codec_as_a_gap():
+    """The lone talker's packet lost on its way in: listeners who get its packets as they came
+    get nothing in that tick (a gap in the sequence numbers, the timestamp moved on), so their
+    own decoder rebuilds the frame from the next packet's FEC, rather than a frame of our
+    encoder in the middle of the talker's stream."""
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", opus(), [1000.0])
+    talker.encoder = OpusEncoder(OpusParams(inband_fec=True))
+    sent: list[bytes] = []
+    original = talker.member.receive_rtp
+
+    def keep(data: bytes, source: tuple[str, int], now: float) -> None:
+        sent.append(parse_rtp(data).payload)
+        original(data, source, now)
+
+    talker.member.receive_rtp = keep  # type: ignore[method-assign]
+    listener = Phone(engine, "listener", opus(), [])
+    got: list[tuple[int, int, bytes]] = []
+
+    def receive(data: bytes, address: tuple[str, int]) -> None:
+        packet = parse_rtp(data)
+        got.append((packet.sequence, packet.timestamp, packet.payload))
+
+    listener.member.send = receive
+    run(engine, [talker, listener], 20)
+    lost = talker.encoder.encode(np.zeros(960, np.int16))
+    talker.sender.packet(lost, 960)  # never arrives
+    run(engine, [talker, listener], 20, start=21)
+    assert talker.member.stream.decoder.fec == 1  # type: ignore[union-attr]
+    steps = [((b[0] - a[0]) & 0xFFFF, (b[1] - a[1]) & 0xFFFF_FFFF) for a, b in pairwise(got)]
+    assert steps.count((2, 1920)) == 1 and steps.count((1, 960)) == len(steps) - 1
+    gap = steps.index((2, 1920))
+    around = [sent.index(payload) for _, _, payload in got[gap - 4 :]]  # all the talker's
+    assert around == list(range(around[0], around[0] + len(around)))  # none but the lost one
