@@ -96,6 +96,7 @@ def member(engine: MediaEngine, name: str, media: MediaCodec, send: SendFunction
         send=send, jitter=JitterBuffer(2, 3),
     )
     participant.jitter.clock_rate = media.clock_rate
+    participant.jitter.rebuilds_lost = media.name == "OPUS"
     participant.telephone_event_pt = 101
     engine.add(participant, "r")
     return participant

@@ -78,6 +78,7 @@ def apply_media(participant: Participant, media: NegotiatedMedia) -> None:
         participant.stream = None  # a new codec: new decoder and encoders
     participant.codec = codec
     participant.jitter.clock_rate = codec.clock_rate
+    participant.jitter.rebuilds_lost = codec.name == "OPUS"
     participant.remote = media.remote
     participant.telephone_event_pt = media.telephone_event_pt
     participant.on_hold = media.on_hold
