@@ -249,6 +249,8 @@ class RtpConfig:
     # SRTP with SDES keys: off (RTP/AVP only), optional (answer RTP/SAVP offers with SRTP,
     # RTP/AVP with RTP), mandatory (488 to RTP/AVP offers; our offers are RTP/SAVP)
     srtp: str = key("optional", _choice_rule(("off", "optional", "mandatory")))
+    # media workers: one RTP port per worker for every call whose room is known at answer time
+    shared_port: bool = key(False, _bool_rule)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ class BridgeServer:
                 log_config.level,
                 log_config.format,
                 vector=self.config.media.tick == "vector",
+                shared_host=sip.bind if rtp.shared_port and ":" not in sip.bind else None,
             )
             media.on_lost = self._on_media_lost
         else:
@@ -108,7 +109,7 @@ class BridgeServer:
             keepalive_s=float(sip.keepalive_options_s),
         )
         self.core = ConferenceCore(
-            self.config, lambda leg: media.reserve(leg, sip.bind), wall_clock=time.time
+            self.config, lambda leg, room: media.reserve(leg, sip.bind, room), wall_clock=time.time
         )
         await self._register_with_trunk()
         self._tasks = [

@@ -118,7 +118,7 @@ log = structlog.get_logger()
 
 VOLUME_STEP_DB = 3
 VOLUME_LIMIT_DB = 12
-PortReserver = Callable[[str], int | None]
+PortReserver = Callable[[str, str | None], int | None]  # (leg, its room if known) -> port
 """leg key -> an RTP port bound for it, or None when the range is exhausted."""
 
 
@@ -350,7 +350,7 @@ class ConferenceCore:
     ) -> Leg | None:
         """One set-up for both directions: a port for our SDP, a session id; None when no
         RTP port is free."""
-        port = self.reserve_port(key)
+        port = self.reserve_port(key, plan.room or None)  # a named room's code admits only it
         if port is None:
             return None
         srtp = self.config.rtp.srtp

@@ -214,6 +214,7 @@ class MediaTotals:
     packets_lost: int
     lateness_counts: tuple[int, ...]
     lateness_total_s: float
+    unmatched: int = 0  # datagrams on shared RTP ports from no call's address (dropped)
 
 
 class MediaBackend(Protocol):
@@ -221,8 +222,9 @@ class MediaBackend(Protocol):
     a leg needs a port for its SDP, `apply` the core's commands, `tick` every 20 ms, `check`
     once a second, and feed `take_reports` back to the core."""
 
-    def reserve(self, leg: str, host: str) -> int | None:
-        """Bind an RTP port for `leg` (None when the range is exhausted)."""
+    def reserve(self, leg: str, host: str, room: str | None = None) -> int | None:
+        """Bind an RTP port for `leg` (None when the range is exhausted); `room` when it is
+        known already (a backend may answer with a port shared by the room's calls)."""
         ...
 
     def apply(self, command: MediaCommand) -> None: ...

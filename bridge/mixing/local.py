@@ -76,8 +76,8 @@ class LocalMedia:
         self.engine.log_tick_stats()
         self.sockets.close_all()
 
-    def reserve(self, leg: str, host: str) -> int | None:
-        return self.sockets.reserve(leg, host, self.engine)
+    def reserve(self, leg: str, host: str, room: str | None = None) -> int | None:
+        return self.sockets.reserve(leg, host, self.engine)  # in-process: a socket per call
 
     def apply(self, command: MediaCommand) -> None:
         if isinstance(command, AddParticipant):

@@ -169,6 +169,29 @@ class BatchSocket:
         self.sent += done
         return done
 
+    def send_from(
+        self,
+        blob: np.ndarray,
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        hosts: np.ndarray,
+        ports: np.ndarray,
+    ) -> int:
+        """Send datagrams that lie back to back in `blob` (bytes `offsets[i]` on, `lengths[i]`
+        long) without copying them into `tx.data`: the iovecs point into `blob`, which must
+        stay alive for the call (it does: the send is synchronous). How many went."""
+        tx = self.tx
+        count = len(offsets)
+        if count > tx.count:
+            raise ValueError(f"at most {tx.count} datagrams per send")
+        tx.iovecs["base"][:count] = _address(blob) + offsets.astype(np.uint64)
+        try:
+            return self.send(count, hosts, ports, lengths)
+        finally:
+            tx.iovecs["base"] = _address(tx.data) + tx.size * np.arange(
+                tx.count, dtype=np.uint64
+            )
+
     def sources(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The (addr, port) integer arrays of the last `receive`'s first `count` datagrams."""
         names = self.rx.names[:count]

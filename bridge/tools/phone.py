@@ -98,6 +98,7 @@ class Phone:
         self.source = ToneSource(self.tone_hz, self.amplitude) if self.tone_hz else None
         self.sent_packets = 0
         self.received_packets = 0
+        self.sources: set[tuple[str, int]] = set()  # where the bridge's RTP came from
         self.last_final: Response | None = None  # the last final response to an INVITE
         self._closed = False
 
@@ -329,6 +330,7 @@ class Phone:
         except RtpError:
             return
         self.received_packets += 1
+        self.sources.add(addr[:2])
         codec = CODECS[self.codec]
         if packet.payload_type == codec.payload_type:
             self.heard.append(

@@ -42,9 +42,12 @@ def loopback_config(
     bridge plays by itself) are off unless asked for, so tone measurements stay clean.
 
     Rooms are mixed in-process unless `media_workers` says otherwise, or the environment's
-    CONFBRIDGE_TEST_MEDIA_WORKERS does (to run the whole suite over media workers)."""
+    CONFBRIDGE_TEST_MEDIA_WORKERS does (to run the whole suite over media workers), and on
+    per-call RTP sockets unless CONFBRIDGE_TEST_RTP_SHARED_PORT=1 (workers' shared ports)."""
     if media_workers is None:
         media_workers = int(os.environ.get("CONFBRIDGE_TEST_MEDIA_WORKERS", "0"))
+    if os.environ.get("CONFBRIDGE_TEST_RTP_SHARED_PORT") == "1":  # the suite on shared ports
+        rtp = {"shared_port": True, **(rtp or {})}
     port = free_port()
     rtp_base = random.randrange(30000, 58000, 2)
     return Config(

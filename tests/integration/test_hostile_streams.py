@@ -24,9 +24,10 @@ import pytest
 from bridge.media.g711 import PCMU
 from bridge.media.tones import ToneSource, tone_levels
 from bridge.mixing.participant import MediaCounters
+from bridge.mixing.workers.backend import WorkerMedia
 from bridge.server import BridgeServer
 from bridge.tools.phone import Phone
-from tests.integration.harness import eventually
+from tests.integration.harness import eventually, loopback_config
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +59,27 @@ class Room:
         self.attacker.rtp.sendto(data, ("127.0.0.1", self.attacker_port))
 
 
-@pytest.fixture
-async def room(bridge: BridgeServer) -> AsyncIterator[Room]:
+@pytest.fixture(params=["own", "shared"])
+async def room(request: pytest.FixtureRequest) -> AsyncIterator[Room]:
+    """Each test twice: on per-call sockets (in-process or on the suite's workers), and on two
+    workers' shared RTP ports, where the attacker's abuse arrives on everyone's socket."""
+    shared = request.param == "shared"
+    if shared:
+        config = loopback_config(media_workers=2, rtp={"shared_port": True})
+    else:
+        config = loopback_config()
+    server = await BridgeServer(config).start()
+    try:
+        async for made in _room(server):
+            if shared:
+                assert isinstance(server.media, WorkerMedia)
+                assert made.attacker_port in server.media.shared_ports
+            yield made
+    finally:
+        await server.stop()
+
+
+async def _room(bridge: BridgeServer) -> AsyncIterator[Room]:
     port = bridge.transports.udp_port
     witnesses = [
         Phone("127.0.0.1", port, ROOM, tone_hz=tone, user=f"w{int(tone)}")
@@ -103,8 +123,14 @@ async def attack(room: Room, step) -> tuple[float, float]:  # type: ignore[no-un
     return start + 0.1, loop.time() - 0.1
 
 
+def dropped_sources(room: Room) -> int:
+    """Datagrams dropped for their source: on the leg's own socket, or on a shared port."""
+    assert room.server.media is not None
+    return room.counters().wrong_source + room.server.media.totals().unmatched
+
+
 async def test_rtp_from_wrong_sources_is_dropped(room: Room) -> None:
-    before = room.counters().wrong_source
+    before = dropped_sources(room)
     intruders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
     intruders[0].bind(("127.0.0.2", 0))  # another host
     intruders[1].bind(("127.0.0.1", 0))  # the right host, another port
@@ -125,7 +151,7 @@ async def test_rtp_from_wrong_sources_is_dropped(room: Room) -> None:
     await assert_witnesses_heard_each_other(room, start, end)
     for witness in room.witnesses:  # the intruders' 3100 Hz was never mixed
         assert tone_levels(witness.audio(start, end), [3100.0])[3100.0] < -50
-    await eventually(lambda: room.counters().wrong_source - before >= 0.9 * 15 * 75, timeout=3)
+    await eventually(lambda: dropped_sources(room) - before >= 0.9 * 15 * 75, timeout=3)
 
 
 async def test_truncated_packets_are_dropped(room: Room) -> None:

@@ -160,10 +160,12 @@ class Ports:
         self._next = itertools.count(40000, 2)
         self.exhausted = False
         self.given: dict[str, int] = {}
+        self.rooms: dict[str, str | None] = {}  # the room each leg's port was asked for
 
-    def __call__(self, leg: str) -> int | None:
+    def __call__(self, leg: str, room: str | None = None) -> int | None:
         if self.exhausted:
             return None
+        self.rooms[leg] = room
         self.given[leg] = port = next(self._next)
         return port
 
@@ -402,6 +404,7 @@ def test_dial_in_to_an_open_room_answers_joins_and_leaves() -> None:
         events=[alice.alerting(), ParticipantJoined(WALL, "r", alice.tag, "alice")],
     )
     assert bridge.ports.given == {alice.key: 40000}
+    assert bridge.ports.rooms == {alice.key: "r"}  # known when answered: a shared port may do
     (audio,) = bridge.sdp.media
     assert (bridge.sdp.connection, audio.port, audio.direction) == (HOST, 40000, "sendrecv")
     assert [f.encoding for f in audio.formats] == ["PCMU", "telephone-event"]
@@ -468,6 +471,15 @@ def test_invite_without_sdp_gets_our_offer_and_media_starts_with_the_answer_in_t
 # --- room codes and caller lists --------------------------------------------------------------
 
 CODED = RoomDefinition(name="r", access="room", code="1234")
+
+
+def test_the_port_is_asked_for_with_the_room_when_the_room_is_known() -> None:
+    """A named room's code can only admit into that room; the IVR user's can be any room."""
+    bridge = Bridge(config(CODED))
+    named, ivr = Phone(bridge, "alice"), Phone(bridge, "bob", room="conference")
+    named.invite()
+    ivr.invite()
+    assert bridge.ports.rooms == {named.key: "r", ivr.key: None}
 
 
 def test_room_code_right_code_moves_the_caller_from_the_lobby_into_the_room() -> None:
@@ -734,6 +746,7 @@ def dial(bridge: Bridge, confirm: bool) -> tuple[str, str]:
     )
     key = f"{place.call_id}/out"
     assert bridge.ports.given == {key: 40000}
+    assert bridge.ports.rooms == {key: "r"}
     (audio,) = bridge.sdp.media
     assert audio.port == 40000
     assert [(f.encoding, f.clock_rate) for f in audio.formats] == OUR_FORMATS

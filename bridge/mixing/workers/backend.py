@@ -6,6 +6,13 @@ worker (if not there already, it stays there while it has people) and the leg is
 with its socket; from then on its commands are forwarded, and its reports come back. Counters
 are mirrored from the worker's once-a-second report, so RTP timeouts are judged against the
 time of that report, never against now.
+
+With a shared RTP port (`rtp.shared_port`), each worker reads and writes all its shared-port
+calls on one socket (bound here, in the RTP range, and passed to it at start). A leg whose room
+is known when its SDP is built (dial-in by room name, dial-out, API calls) has the room placed
+on a worker there and then, and its SDP names that worker's port: its media never lives here,
+even while it waits in a lobby ("press # to join" lives in the worker's own lobby). A leg whose
+room is not known yet (the code-entry IVR) keeps its own socket, handed over as before.
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ from bridge.mixing.backend import (
     StopRecording,
     UpdateMedia,
 )
-from bridge.mixing.engine import EndedTotals
+from bridge.mixing.engine import EndedTotals, new_participant
 from bridge.mixing.local import LocalMedia
-from bridge.mixing.workers.handoff import pack
+from bridge.mixing.workers.handoff import _not_connected, pack
 from bridge.mixing.workers.pool import WorkerHandle, WorkerPool
 from bridge.mixing.workers.protocol import (
     HandOver,
@@ -46,6 +53,8 @@ from bridge.mixing.workers.protocol import (
 )
 
 log = structlog.get_logger()
+
+ROOM_ON_OTHER_WORKER = "room_on_other_worker"
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Placed:
     stats: MediaStats
     last_rtp: float
     known_at: float = float("-inf")  # time of the worker report the figures come from
+    shared: bool = False  # on the worker's shared RTP port
 
 
 class WorkerMedia:
@@ -70,9 +80,14 @@ class WorkerMedia:
         log_level: str = "info",
         log_format: str = "console",
         vector: bool = True,
+        shared_host: str | None = None,
     ) -> None:
         # the lobby, and every socket until it is handed over
         self.local = LocalMedia(rtp, vector)
+        self.rtp = rtp
+        self.shared_host = shared_host  # bind each worker a shared RTP port on this host
+        self.shared_ports: list[int] = []
+        self.shared_reserved: dict[str, tuple[int, str]] = {}  # leg -> (worker, room), not added
         self.pool = WorkerPool(count, self._on_death, log_level, log_format, vector)
         self.room_workers: dict[str, int] = {}  # rooms on a worker, while they have people
         self.room_legs: dict[str, set[str]] = {}
@@ -84,25 +99,53 @@ class WorkerMedia:
         self.on_lost: Callable[[], None] = lambda: None  # the glue takes reports at once
 
     async def start(self) -> None:
+        if self.shared_host is not None:
+            ports = self.local.sockets.ports
+            self.pool.shared = [ports.bind(self.shared_host) for _ in range(self.pool.count)]
+            self.shared_ports = [sock.getsockname()[1] for sock in self.pool.shared]
+            log.info("rtp.shared_ports", ports=self.shared_ports)
         await self.pool.start()
 
     async def stop(self) -> None:
         await self.local.stop()
         await self.pool.stop()
+        for sock in self.pool.shared:
+            self.local.sockets.ports.release(sock.getsockname()[1])
+            sock.close()
 
-    def reserve(self, leg: str, host: str) -> int | None:
-        return self.local.reserve(leg, host)
+    def reserve(self, leg: str, host: str, room: str | None = None) -> int | None:
+        """A port for the leg's SDP: its room's worker's shared port when the room is known
+        (the room is placed now and stays while this leg is reserved), else its own."""
+        if room is None or not self.shared_ports:
+            return self.local.reserve(leg, host)
+        worker = self._place(room)
+        self.pool.workers[worker].participants += 1  # counts for placing the next rooms
+        self.shared_reserved[leg] = (worker, room)
+        self.room_legs.setdefault(room, set()).add(leg)
+        return self.shared_ports[worker]
+
+    def _place(self, room: str) -> int:
+        worker = self.room_workers.get(room)
+        if worker is None:
+            worker = self.room_workers[room] = self.pool.least_loaded()
+            log.info("room.placed", room=room, worker=worker)
+        return worker
 
     # --- commands ---------------------------------------------------------------------------
 
     def apply(self, command: MediaCommand) -> None:
         if isinstance(command, AddParticipant):
+            if command.leg in self.shared_reserved:
+                self._hand_over_shared(command)
+                return
             self.local.apply(replace(command, room=None))
             if command.room is not None:
                 self._hand_over(command.leg, command.room)
         elif isinstance(command, MoveParticipant):
             if command.leg in self.local.engine.members:
                 self._hand_over(command.leg, command.room)
+            elif self._shared(command.leg):
+                self._move_shared(command)
         elif isinstance(command, SetRoomMixing):
             self.mixing[command.room] = command.mixing
             worker = self.room_workers.get(command.room)
@@ -153,7 +196,58 @@ class WorkerMedia:
         )
         self.room_legs.setdefault(room, set()).add(leg)
 
+    def _hand_over_shared(self, command: AddParticipant) -> None:
+        """A shared-port leg's media starts on its room's worker (in that worker's lobby when
+        `command.room` is None: "press # to join", or a full room's apology)."""
+        worker, room = self.shared_reserved.pop(command.leg)
+        self.pool.removed(worker)  # counted again by `add`
+        rtp = self.rtp
+        participant = new_participant(
+            command, _not_connected, rtp.jitter_target_ms, rtp.jitter_max_ms
+        )
+        participant.room = command.room or participant.room
+        mixing = self.mixing.get(room, True)
+        self.pool.add(worker, HandOver(command.room, mixing, pack(participant), None, True), None)
+        self.placed[command.leg] = Placed(
+            worker, room, participant.on_hold,
+            MediaStats(participant.counters, 0, 0.0), participant.last_rtp, shared=True,
+        )  # fmt: skip
+
+    def _shared(self, leg: str) -> bool:
+        placed = self.placed.get(leg)
+        return placed is not None and placed.shared
+
+    def _move_shared(self, command: MoveParticipant) -> None:
+        """A shared-port leg cannot leave its worker (its port is the worker's): the room
+        comes to it, unless the room is already mixed on another worker (a REFER to a room
+        there), when the call is lost rather than split from the room's audio."""
+        placed = self.placed[command.leg]
+        on = self.room_workers.get(command.room)
+        if on is not None and on != placed.worker:
+            log.error("room.on_other_worker", leg=command.leg, room=command.room, worker=on)
+            self.reports.append(ParticipantLost(command.leg, ROOM_ON_OTHER_WORKER))
+            self.on_lost()
+            return
+        self.room_workers[command.room] = placed.worker
+        if command.room != placed.room:
+            self._unpin(command.leg, placed.room)
+            placed.room = command.room
+            self.room_legs.setdefault(command.room, set()).add(command.leg)
+        self.pool.send(placed.worker, command)
+
+    def _unpin(self, leg: str, room: str) -> None:
+        legs = self.room_legs.get(room, set())
+        legs.discard(leg)
+        if not legs:
+            self.room_legs.pop(room, None)
+            self.room_workers.pop(room, None)
+
     def _remove(self, command: RemoveParticipant) -> None:
+        reserved = self.shared_reserved.pop(command.leg, None)
+        if reserved is not None:  # its media never started
+            self.pool.removed(reserved[0])
+            self._unpin(command.leg, reserved[1])
+            return
         placed = self._unplace(command.leg)
         if placed is None:
             self.local.apply(command)
@@ -166,11 +260,7 @@ class WorkerMedia:
         placed = self.placed.pop(leg, None)
         if placed is None:
             return None
-        legs = self.room_legs.get(placed.room, set())
-        legs.discard(leg)
-        if not legs:
-            self.room_legs.pop(placed.room, None)
-            self.room_workers.pop(placed.room, None)
+        self._unpin(leg, placed.room)
         return placed
 
     # --- reports ----------------------------------------------------------------------------
@@ -206,8 +296,12 @@ class WorkerMedia:
     def _on_death(self, worker: int) -> None:
         """Every leg the dead worker carried is lost; the glue hangs them up at once."""
         legs = [leg for leg, placed in self.placed.items() if placed.worker == worker]
+        legs += [leg for leg, (on, _room) in self.shared_reserved.items() if on == worker]
         for leg in legs:
             self._unplace(leg)
+            reserved = self.shared_reserved.pop(leg, None)
+            if reserved is not None:
+                self._unpin(leg, reserved[1])
             self.local.sockets.close(leg)
             self.reports.append(ParticipantLost(leg, WORKER_DIED))
         for room, (on, path) in list(self.recordings.items()):
@@ -244,6 +338,7 @@ class WorkerMedia:
             local.packets_lost + lost,
             tuple(lateness.counts),
             lateness.total_s,
+            sum(w.last_stats.unmatched for w in self.pool.workers if w.last_stats),
         )
 
     @property

@@ -79,6 +79,7 @@ class WorkerPool:
         self.log_level = log_level
         self.log_format = log_format
         self.vector = vector  # False: the workers tick room by room (the reference)
+        self.shared: list[socket.socket] = []  # each worker's shared RTP socket, if any
         self.workers: list[WorkerHandle] = []
         self.inbox: list[Report] = []
         self.lateness = LatenessHistogram()  # every worker's ticks since start
@@ -97,14 +98,16 @@ class WorkerPool:
     def _spawn(self, index: int, restarts: int = 0, cpu_earlier: float = 0.0) -> WorkerHandle:
         assert self.loop is not None
         ours, theirs = socket_pair()
+        shared = [self.shared[index].fileno()] if self.shared else []
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "bridge.mixing.workers.process",
                 str(theirs.fileno()), str(index),
                 "--log-level", self.log_level, "--log-format", self.log_format,
                 *([] if self.vector else ["--reference-tick"]),
+                *(arg for fd in shared for arg in ("--shared-rtp-fd", str(fd))),
             ],
-            pass_fds=(theirs.fileno(),),
+            pass_fds=(theirs.fileno(), *shared),
         )
         theirs.close()
         ours.setblocking(False)
@@ -126,11 +129,12 @@ class WorkerPool:
         """The worker with the fewest participants, preferring running ones to (re)starting."""
         return min(self.workers, key=lambda w: (not w.ready.is_set(), w.participants)).index
 
-    def add(self, worker: int, command: HandOver, fd: int) -> None:
-        """Hand a participant and its RTP socket to `worker`; the caller may close `fd` after."""
+    def add(self, worker: int, command: HandOver, fd: int | None) -> None:
+        """Hand a participant and its RTP socket to `worker`; the caller may close `fd` after.
+        `fd` None: the participant is on the worker's shared port."""
         handle = self.workers[worker]
         handle.participants += 1
-        self._send(handle, encode([command]), os.dup(fd))
+        self._send(handle, encode([command]), None if fd is None else os.dup(fd))
 
     def removed(self, worker: int) -> None:
         handle = self.workers[worker]

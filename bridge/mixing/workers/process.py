@@ -21,6 +21,7 @@ import structlog
 import uvloop
 
 from bridge.logs import configure_logging
+from bridge.mixing.backend import RemoveParticipant, UpdateMedia
 from bridge.mixing.engine import MediaEngine
 from bridge.mixing.participant import Participant
 from bridge.mixing.vector.tick import VectorTick
@@ -36,6 +37,7 @@ from bridge.mixing.workers.protocol import (
     encode,
     receive,
 )
+from bridge.mixing.workers.shared_port import SharedRtpPort
 from bridge.net.mixer_clock import LatenessHistogram, MixerClock
 from bridge.net.rtp_port import RtpSocket
 
@@ -56,11 +58,18 @@ def stats_of(participant: Participant) -> ParticipantStats:
 
 
 class Worker:
-    def __init__(self, channel: socket.socket, index: int, vector: bool = True) -> None:
+    def __init__(
+        self,
+        channel: socket.socket,
+        index: int,
+        vector: bool = True,
+        shared: socket.socket | None = None,
+    ) -> None:
         self.channel = channel
         self.index = index
         self.engine = MediaEngine(vector=VectorTick() if vector else None)
         self.sockets: dict[str, RtpSocket] = {}
+        self.shared = SharedRtpPort(shared) if shared is not None else None
         self.reports: list[Report] = []  # removals, sent with the next tick's
         self.clock = MixerClock()
         self.done = asyncio.Event()
@@ -81,6 +90,8 @@ class Worker:
         loop.remove_reader(self.channel.fileno())
         for rtp in self.sockets.values():
             rtp.close()
+        if self.shared is not None:
+            self.shared.close()
         log.info("worker.stopped", worker=self.index, ticks=self.clock.ticks)
 
     def _on_commands(self) -> None:
@@ -96,25 +107,50 @@ class Worker:
             data, fds = message
             for command in decode(data):
                 if isinstance(command, HandOver):
-                    self._add(command, fds.pop(0))
+                    if command.shared:
+                        self._add_shared(command)
+                    else:
+                        self._add(command, fds.pop(0))
                     continue
                 removed = self.engine.apply(command)
+                if self.shared is not None:
+                    self._shared_follows(command)
                 if removed is not None:
                     self.reports.append(ParticipantRemoved(stats_of(removed)))
                     rtp = self.sockets.pop(removed.call_key, None)
                     if rtp is not None:
                         rtp.close()
 
-    def _add(self, command: HandOver, fd: int) -> None:
-        rtp = RtpSocket(socket.socket(fileno=fd), pool=None)
+    def _take(self, command: HandOver) -> Participant:
         participant = unpack(command.state)
-        participant.send = rtp.send
-        self.engine.mixing[command.room] = command.mixing
-        if command.room in self.engine.rooms:
-            self.engine.rooms[command.room].mixing = command.mixing
+        if command.room is not None:
+            self.engine.mixing[command.room] = command.mixing
+            if command.room in self.engine.rooms:
+                self.engine.rooms[command.room].mixing = command.mixing
         self.engine.add(participant, command.room)
         if command.sequence is not None:
             self.engine.prompt_sequence[participant.call_key] = command.sequence
+        return participant
+
+    def _add_shared(self, command: HandOver) -> None:
+        participant = self._take(command)
+        if self.shared is None:  # the main process thinks we have one: never mixes it
+            log.error("worker.no_shared_port", worker=self.index, leg=participant.call_key)
+            return
+        self.shared.add(participant)
+
+    def _shared_follows(self, command: object) -> None:
+        """The shared port's demultiplexer follows its members' SDP addresses."""
+        assert self.shared is not None
+        if isinstance(command, RemoveParticipant):
+            self.shared.remove(command.leg)
+        elif isinstance(command, UpdateMedia) and command.leg in self.shared.members:
+            self.shared.update(self.shared.members[command.leg])
+
+    def _add(self, command: HandOver, fd: int) -> None:
+        rtp = RtpSocket(socket.socket(fileno=fd), pool=None)
+        participant = self._take(command)
+        participant.send = rtp.send
         self.sockets[participant.call_key] = rtp
         loop = asyncio.get_running_loop()
         receive_rtp, now = participant.receive_rtp, loop.time
@@ -123,8 +159,12 @@ class Worker:
         opening.add_done_callback(self._opening.discard)
 
     def _tick(self, now: float, deadline: float) -> None:
-        engine = self.engine
+        engine, shared = self.engine, self.shared
+        if shared is not None:
+            shared.receive(now)
         engine.tick(now, deadline)
+        if shared is not None:
+            shared.flush()
         reports: list[Report] = [*self.reports, *engine.take_reports()]
         self.reports = []
         if engine.ticks % STATS_EVERY_TICKS == 0:
@@ -136,6 +176,7 @@ class Worker:
                     lateness=engine.lateness,
                     cpu_seconds=time.process_time(),
                     participants_stats=tuple(stats_of(p) for p in engine.members.values()),
+                    unmatched=shared.unmatched if shared is not None else 0,
                 )
             )
             engine.lateness = LatenessHistogram()
@@ -151,11 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="console")
     parser.add_argument("--reference-tick", action="store_true", help="tick room by room")
+    parser.add_argument("--shared-rtp-fd", type=int, help="the worker's shared RTP socket")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
     channel = socket.socket(fileno=args.fd)
-    uvloop.run(Worker(channel, args.index, vector=not args.reference_tick).run())
+    shared = socket.socket(fileno=args.shared_rtp_fd) if args.shared_rtp_fd is not None else None
+    uvloop.run(Worker(channel, args.index, vector=not args.reference_tick, shared=shared).run())
     return 0
 
 

@@ -39,7 +39,8 @@ SOCKET_BUFFER = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class HandOver:
-    """Take over a participant: its pickled media state, and its RTP socket as the message's fd.
+    """Take over a participant: its pickled media state, and its RTP socket as the message's fd
+    (none when `shared`: its RTP is on the worker's shared port).
 
     `state` is a `Participant` pickled without its send function (see `handoff`), so its jitter
     buffer, RTP sender (SSRC and sequence numbers), prompts and flags carry on. `sequence` is
@@ -47,10 +48,11 @@ class HandOver:
     seam's own (`bridge.mixing.backend`), sent as it is.
     """
 
-    room: str
+    room: str | None  # None: the worker's lobby (a shared-port leg waiting for "#")
     mixing: bool
     state: bytes
     sequence: int | None
+    shared: bool = False  # on the worker's shared RTP port: no socket travels with it
 
 
 Command = (
@@ -103,6 +105,7 @@ class WorkerStats:
     lateness: LatenessHistogram
     cpu_seconds: float
     participants_stats: tuple[ParticipantStats, ...]
+    unmatched: int = 0  # datagrams on the shared RTP port that matched no call, since start
 
 
 Report = (

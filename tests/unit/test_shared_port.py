@@ -1,0 +1,126 @@
+"""A worker's shared RTP port on real loopback sockets: routing a batch to jitter buffers,
+the slow path (telephone-event, truncated, strangers) and the batched send back."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.media.g711 import CODECS
+from bridge.mixing.participant import Participant
+from bridge.mixing.workers.shared_port import BATCH, SharedRtpPort
+from bridge.rtp.jitter import JitterBuffer
+from bridge.rtp.packet import parse_rtp
+
+
+def rtp(sequence: int, payload_type: int = 0, payload: bytes = b"\xff" * 160) -> bytes:
+    return struct.pack("!BBHII", 0x80, payload_type, sequence, 160 * sequence, 7) + payload
+
+
+def phone() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    return sock
+
+
+def member(name: str, remote: tuple[str, int]) -> Participant:
+    return Participant(
+        id=name, call_key=name, room="r", caller=name, display_name="", codec=CODECS["PCMU"],
+        remote=remote, signalling_host="127.0.0.1", send=lambda data, address: None,
+        jitter=JitterBuffer(2, 3), telephone_event_pt=101,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def port() -> Iterator[SharedRtpPort]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    shared = SharedRtpPort(sock)
+    yield shared
+    shared.close()
+
+
+def heard(shared: SharedRtpPort) -> int:
+    counted = (p.counters.packets_in + p.counters.bad_packets for p in shared.members.values())
+    return shared.unmatched + sum(counted)
+
+
+def drain(shared: SharedRtpPort, expected: int) -> None:
+    """Read until `expected` datagrams were counted (loopback delivery is not instant)."""
+    for _ in range(200):
+        shared.receive(100.0)
+        if heard(shared) >= expected:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"counted {heard(shared)} of {expected}")
+
+
+def test_a_batch_reaches_each_callers_jitter_buffer(port: SharedRtpPort) -> None:
+    phones = [phone() for _ in range(3)]
+    members = [member(f"m{i}", p.getsockname()) for i, p in enumerate(phones)]
+    for m in members:
+        port.add(m)
+    for sequence in range(5):
+        for i, p in enumerate(phones):
+            p.sendto(rtp(100 * i + sequence, payload=bytes([i]) * 160), ("127.0.0.1", port.port))
+    drain(port, 15)
+    for i, m in enumerate(members):
+        assert m.counters.packets_in == 5
+        assert m.latched == phones[i].getsockname()
+        assert m.jitter.stats.received == 5
+        assert m.last_rtp != 0.0
+        frames = [m.jitter.pop() for _ in range(5)]
+        assert bytes([i]) * 160 in frames  # its own payload, not another caller's
+    for p in phones:
+        p.close()
+
+
+def test_the_slow_path_and_strangers(port: SharedRtpPort) -> None:
+    caller, stranger = phone(), phone()
+    m = member("m", caller.getsockname())
+    port.add(m)
+    caller.sendto(rtp(1), ("127.0.0.1", port.port))
+    drain(port, 1)
+    # telephone-event "5" (a key press' first packet), then a truncated datagram, a stranger
+    caller.sendto(rtp(2, 101, bytes([5, 10, 0, 160])), ("127.0.0.1", port.port))
+    caller.sendto(b"\x80\x00\x01", ("127.0.0.1", port.port))
+    stranger.sendto(rtp(3), ("127.0.0.1", port.port))
+    drain(port, 4)
+    assert m.digits == [("5", "rfc4733")]
+    assert m.counters.bad_packets == 1
+    assert m.counters.packets_in == 2
+    assert port.unmatched == 1
+    port.remove("m")
+    caller.sendto(rtp(4), ("127.0.0.1", port.port))
+    drain(port, 2)  # (m's own counters no longer count here)
+    assert port.unmatched == 2  # a removed call's packets are nobody's
+    caller.close()
+    stranger.close()
+
+
+def test_sends_leave_in_batches_from_the_shared_port(port: SharedRtpPort) -> None:
+    phones = [phone() for _ in range(3)]
+    members = [member(f"m{i}", p.getsockname()) for i, p in enumerate(phones)]
+    for m in members:
+        port.add(m)
+    count = BATCH // 3 + 10  # two sendmmsg calls, each phone's receive buffer not full
+    for n in range(count):
+        for i, m in enumerate(members):
+            m.send_payload(bytes([i, n % 256]))
+    port.flush()
+    assert port.io.sent == 3 * count
+    for i, p in enumerate(phones):
+        for n in range(count):
+            data, source = p.recvfrom(2048)
+            assert source == ("127.0.0.1", port.port)  # symmetric RTP
+            packet = parse_rtp(data)
+            assert packet.payload == bytes([i, n % 256])
+            assert packet.ssrc == members[i].sender.ssrc
+        p.close()
+    port.flush()  # nothing queued: nothing sent
+    assert port.io.sent == 3 * count

@@ -1,0 +1,98 @@
+"""The shared RTP port's demultiplexing rules (`bridge.rtp.source_demux`), without sockets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridge.net.mmsg import ipv4
+from bridge.rtp.source_demux import UNMATCHED, SourceDemux, address_key
+
+
+def sources(*addresses: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    ips = np.array([ipv4(host) for host, _ in addresses], np.uint32)
+    ports = np.array([port for _, port in addresses], np.uint16)
+    return ips, ports
+
+
+def routed(demux: SourceDemux, *addresses: tuple[str, int]) -> list[str | None]:
+    index, slots = demux.route(*sources(*addresses))
+    return [slots[i] if i != UNMATCHED else None for i in index.tolist()]
+
+
+def test_the_exact_sdp_address_routes_and_latches() -> None:
+    demux = SourceDemux()
+    demux.add("a", ("10.0.0.1", 4000), "10.0.0.1")
+    demux.add("b", ("10.0.0.1", 4002), "10.0.0.1")
+    demux.add("c", ("10.0.0.2", 4000), "10.0.0.2")
+    got = routed(demux, ("10.0.0.2", 4000), ("10.0.0.1", 4002), ("10.0.0.1", 4000))
+    assert got == ["c", "b", "a"]
+    assert demux.latched("a") == ("10.0.0.1", 4000)
+    assert demux.unmatched == 0
+
+
+def test_an_unknown_source_latches_to_the_only_unlatched_call_from_its_ip() -> None:
+    """A phone behind a NAT: its SDP names a private address, its packets come from the
+    NAT's public one, which is also where its SIP came from."""
+    demux = SourceDemux()
+    demux.add("nat", ("192.168.1.5", 4000), "203.0.113.9")
+    demux.add("other", ("198.51.100.7", 5000), "198.51.100.7")
+    assert routed(demux, ("203.0.113.9", 61000)) == ["nat"]
+    assert demux.latched("nat") == ("203.0.113.9", 61000)
+    # once latched, that source is its, and another port from that IP is nobody's
+    assert routed(demux, ("203.0.113.9", 61000), ("203.0.113.9", 61002)) == ["nat", None]
+    assert demux.unmatched == 1
+
+
+def test_an_unknown_source_is_dropped_when_two_calls_from_its_ip_are_unlatched() -> None:
+    """Two callers behind one NAT address: which is which is not guessed."""
+    demux = SourceDemux()
+    demux.add("x", ("192.168.1.5", 4000), "203.0.113.9")
+    demux.add("y", ("192.168.1.6", 4000), "203.0.113.9")
+    assert routed(demux, ("203.0.113.9", 61000), ("203.0.113.9", 61000)) == [None, None]
+    assert demux.unmatched == 2
+    assert demux.latched("x") is None and demux.latched("y") is None
+
+
+def test_strangers_and_latched_calls_other_ports_are_dropped_and_counted() -> None:
+    demux = SourceDemux()
+    demux.add("a", ("127.0.0.1", 4000), "127.0.0.1")
+    assert routed(demux, ("127.0.0.1", 4000)) == ["a"]
+    got = routed(demux, ("127.0.0.2", 4000), ("127.0.0.1", 4002), ("127.0.0.1", 4000))
+    assert got == [None, None, "a"]
+    assert demux.unmatched == 2
+
+
+def test_a_latched_call_is_not_stolen_by_another_calls_sdp_address() -> None:
+    demux = SourceDemux()
+    demux.add("first", ("10.0.0.1", 4000), "10.0.0.1")
+    assert routed(demux, ("10.0.0.1", 4100)) == ["first"]  # rule 2: latched to 4100
+    demux.add("second", ("10.0.0.1", 4000), "10.0.0.1")  # a new call, SDP port 4000
+    assert routed(demux, ("10.0.0.1", 4000), ("10.0.0.1", 4100)) == ["second", "first"]
+
+
+def test_removed_calls_and_sdp_moves() -> None:
+    demux = SourceDemux()
+    demux.add("a", ("10.0.0.1", 4000), "10.0.0.1")
+    demux.add("b", ("10.0.0.2", 4000), "10.0.0.2")
+    demux.remove("a")
+    assert routed(demux, ("10.0.0.1", 4000), ("10.0.0.2", 4000)) == [None, "b"]
+    demux.add("c", ("10.0.0.3", 4000), "10.0.0.3")
+    demux.update("c", ("10.0.0.3", 4010))  # a re-INVITE before its first packet
+    assert routed(demux, ("10.0.0.3", 4010)) == ["c"]
+    demux.update("b", ("10.0.0.2", 4020))  # a latched call stays where it latched
+    assert routed(demux, ("10.0.0.2", 4000)) == ["b"]
+
+
+def test_addresses_that_are_not_ipv4_match_nothing() -> None:
+    assert address_key("::1", 4000) == -1
+    assert address_key("pbx.example", 4000) == -1
+    demux = SourceDemux()
+    demux.add("v6", ("::1", 4000), "::1")
+    demux.add("held", ("10.0.0.1", 0), "10.0.0.1")  # port 0: no SDP address to match
+    assert routed(demux, ("10.0.0.1", 0), ("10.0.0.9", 1)) == ["held", None]  # rule 2
+
+
+def test_an_empty_table_drops_everything() -> None:
+    demux = SourceDemux()
+    assert routed(demux, ("10.0.0.1", 4000)) == [None]
+    assert demux.unmatched == 1
