@@ -74,6 +74,21 @@ CONTROL = np.dtype(
     }
 )
 SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS
+IP_PKTINFO = 8  # level IPPROTO_IP (0)
+# a control message holding struct in_pktinfo (ifindex, spec_dst, addr), at `at` bytes into a
+# message's 64-byte control area: first when sending, after the time stamp when receiving
+def _pktinfo(at: int) -> np.dtype:
+    return np.dtype(
+        {
+            "names": ["len", "level", "type", "ifindex", "spec_dst", "addr"],
+            "formats": ["<u8", "<i4", "<i4", "<i4", ">u4", ">u4"],
+            "offsets": [at, at + 8, at + 12, at + 16, at + 20, at + 24],
+            "itemsize": 64,
+        }
+    )
+
+
+PKTINFO_FIRST, PKTINFO_SECOND = _pktinfo(0), _pktinfo(32)
 
 
 class _Batch:
@@ -122,15 +137,25 @@ class BatchSocket:
         self.timestamps = timestamps
         if timestamps:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.pktinfo = False  # `with_pktinfo`: per-datagram local addresses both ways
         self.sent = 0
         self.dropped = 0  # datagrams a full send buffer (or a bad destination) refused
         self.receive_errors = 0
+
+    def with_pktinfo(self) -> None:
+        """Each received datagram's destination address (`destinations`), and sends from a
+        chosen local address per datagram (`send(..., sources=)`): one socket bound to the
+        wildcard address standing for many local addresses (the load generator's calls)."""
+        self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.pktinfo = True
+        sending = self.tx.controls.view(PKTINFO_FIRST)
+        sending["len"], sending["level"], sending["type"] = 28, socket.IPPROTO_IP, IP_PKTINFO
 
     def receive(self) -> int:
         """Read up to `batch` waiting datagrams; how many (0 when none were waiting)."""
         rx = self.rx
         rx.headers["namelen"] = 16
-        rx.headers["controllen"] = 64 if self.timestamps else 0
+        rx.headers["controllen"] = 64 if self.timestamps or self.pktinfo else 0
         for _ in range(8):  # an ICMP error (ECONNREFUSED...) is reported once: read on
             count = _recvmmsg(self.fd, rx.pointer, rx.count, MSG_DONTWAIT, None)
             if count >= 0:
@@ -142,15 +167,26 @@ class BatchSocket:
                 self.receive_errors += 1
         return 0
 
-    def send(self, count: int, hosts: np.ndarray, ports: np.ndarray, lengths: np.ndarray) -> int:
+    def send(
+        self,
+        count: int,
+        hosts: np.ndarray,
+        ports: np.ndarray,
+        lengths: np.ndarray,
+        sources: np.ndarray | None = None,
+    ) -> int:
         """Send rows 0..count-1 of `tx.data` (`lengths` bytes each) to `hosts`/`ports`
-        (integers, as `ipv4` gives); returns how many went."""
+        (integers, as `ipv4` gives), from local addresses `sources` if given (`with_pktinfo`);
+        returns how many went."""
         tx = self.tx
         if count > tx.count:
             raise ValueError(f"at most {tx.count} datagrams per send")
         tx.names["addr"][:count] = hosts
         tx.names["port"][:count] = ports
         tx.iovecs["len"][:count] = lengths
+        if sources is not None:
+            tx.controls.view(PKTINFO_FIRST)["spec_dst"][:count] = sources
+        tx.headers["controllen"][:count] = 32 if sources is not None else 0
         done = 0
         while done < count:
             sent = _sendmmsg(self.fd, tx.pointer + 64 * done, count - done, MSG_DONTWAIT)
@@ -196,6 +232,17 @@ class BatchSocket:
         """The (addr, port) integer arrays of the last `receive`'s first `count` datagrams."""
         names = self.rx.names[:count]
         return names["addr"], names["port"]
+
+    def destinations(self, count: int) -> np.ndarray:
+        """The local address each of the last `receive`'s datagrams was sent to (`with_pktinfo`;
+        0 where the kernel gave none)."""
+        controls = self.rx.controls[:count]
+        found = np.zeros(count, np.uint32)
+        for layout in (PKTINFO_SECOND, PKTINFO_FIRST):  # after a time stamp, or alone
+            info = controls.view(layout)
+            here = (info["level"] == socket.IPPROTO_IP) & (info["type"] == IP_PKTINFO)
+            found = np.where(here & (found == 0), info["addr"], found)
+        return found
 
     def lengths(self, count: int) -> np.ndarray:
         return self.rx.headers["len"][:count]

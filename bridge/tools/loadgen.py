@@ -192,7 +192,7 @@ class LoadCall:
         invite = self._request("INVITE", self.target)
         invite.headers.set("Content-Type", "application/sdp")
         invite.body = build_offer(
-            local_host=LOCAL,
+            local_host=self.streams.local_host(self.row),
             local_port=rtp_port,
             session_id=random.randrange(1, 2**31),
             version=1,

@@ -3,8 +3,9 @@
 Why: a call per socket, a packet built per call, a `sendto` and a `datagram_received` per
 packet made the load generator cost 0.6-0.8x what the bridge costs per participant, so the
 machine ran out before the bridge did. Here one UDP socket carries every call of the process
-(each call's SDP offers it; the bridge latches it per call and sends each call's stream from
-that call's own port, so symmetric RTP holds and the bridge's port tells the calls apart), a
+(each call's SDP offers its own loopback address on it, 127.64.x.y, and the call's packets
+leave from that address (IP_PKTINFO), so the bridge tells the calls apart by source even on a
+port shared by many; what the bridge sends is told apart by the address it went to), a
 pacer slot's packets are built as one array (headers written as columns, payloads gathered from
 frames prepared ahead) and leave in one `sendmmsg`, and what comes back is read by `recvmmsg`
 and accounted as arrays: RFC 3550 loss, jitter and lateness (the same figures `RtpStats` gives,
@@ -116,15 +117,36 @@ class ReceiveStats:
         return max(0, self.expected(row) - int(self.received[row]))
 
 
+CALL_ADDRESSES = ipv4("127.64.0.0")  # call `row` is at CALL_ADDRESSES + row + 1
+SO_BINDTODEVICE = 25
+
+
 class Streams:
     """The RTP of up to `capacity` calls on one socket: `add` a call, `start` it once answered,
     `send_due` per pacer slot, `receive` on every pacer wake, `digest` now and then."""
 
-    def __init__(self, capacity: int, codec: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, capacity: int, codec: str, host: str = "127.0.0.1", per_call_address: bool = True
+    ) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((host, 0))
+        # Each call its own loopback address (127.64.0.0 + row + 1) on this one socket, as if
+        # each were a phone of its own: a bridge port shared by many calls tells them apart by
+        # source address. The socket then listens on the wildcard address, held to the
+        # loopback device; where that is refused, every call shares `host`.
+        self.per_call_address = per_call_address and host.startswith("127.")
+        if self.per_call_address:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, b"lo")
+                sock.bind(("0.0.0.0", 0))  # held to "lo" just above
+            except OSError:
+                self.per_call_address = False
+        if not self.per_call_address:
+            sock.bind((host, 0))
         set_buffers(sock)
         self.io = BatchSocket(sock, batch=BATCH, size=ROW.itemsize, timestamps=True)
+        if self.per_call_address:
+            self.io.with_pktinfo()
+        self.shared_host = host
         # the kernel stamps arrivals on the wall clock; bursts are timed on the monotonic one
         self._wall_to_monotonic = time.monotonic() - time.time()
         self.port: int = sock.getsockname()[1]
@@ -181,6 +203,12 @@ class Streams:
         self.onsets[row] = []
         return row
 
+    def local_host(self, row: int) -> str:
+        """The address `row`'s SDP offers (and its RTP comes from)."""
+        if not self.per_call_address:
+            return self.shared_host
+        return socket.inet_ntoa(int(CALL_ADDRESSES + row + 1).to_bytes(4, "big"))
+
     def start(self, row: int, remote: tuple[str, int], first: float, first_burst: float) -> None:
         self.host[row] = ipv4(remote[0])
         self.remote_port[row] = remote[1]
@@ -221,7 +249,8 @@ class Streams:
         for i in np.flatnonzero(self.is_marker[rows]).tolist():
             row = int(rows[i])
             self._marker_payload(self.markers[row], float(self.next_time[row]), out, i)
-        self.io.send(count, self.host[rows], self.remote_port[rows], PACKET_BYTES)
+        sources = CALL_ADDRESSES + 1 + rows.astype(np.uint32) if self.per_call_address else None
+        self.io.send(count, self.host[rows], self.remote_port[rows], PACKET_BYTES, sources)
         self.seq[rows] += 1
         self.ts[rows] += FRAME_SAMPLES
         self.position[rows] = position + 1
@@ -247,8 +276,12 @@ class Streams:
             now = self.io.arrivals(count) + self._wall_to_monotonic
             now = np.where(np.isnan(now), monotonic(), now)
             packets = self._rx[:count]
-            _, ports = self.io.sources(count)
-            rows = self.by_port[ports]
+            if self.per_call_address:  # the call is the address it was sent to
+                rows = self.io.destinations(count).astype(np.int64) - (CALL_ADDRESSES + 1)
+                rows = np.where((rows >= 0) & (rows < self.count), rows, -1)
+            else:  # the call is the bridge port it came from
+                _, ports = self.io.sources(count)
+                rows = self.by_port[ports]
             known = rows >= 0
             self.unknown += int(count - known.sum())
             plain = known & (self.io.lengths(count) == PACKET_BYTES) & (packets["first"] == 0x80)

@@ -83,3 +83,33 @@ def test_refused_destinations_and_icmp_errors_do_not_stop_the_socket() -> None:
         raise AssertionError("nothing received after the ICMP error")
     peer.close()
     batch.close()
+
+
+def test_pktinfo_sends_from_and_tells_apart_many_local_addresses() -> None:
+    """The load generator's socket: one wildcard socket held to loopback, each call its own
+    127.64.x.y address both ways (with the time stamps in the same control area)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, 25, b"lo")  # SO_BINDTODEVICE
+    sock.bind(("0.0.0.0", 0))
+    batch = BatchSocket(sock, batch=16, size=64, timestamps=True)
+    batch.with_pktinfo()
+    peer = udp()
+    peer.settimeout(1.0)
+    sources = np.array([ipv4("127.64.0.5"), ipv4("127.64.0.9")], np.uint32)
+    batch.tx.data[:2, :3] = [[1, 2, 3], [4, 5, 6]]
+    port = np.full(2, peer.getsockname()[1], np.uint16)
+    assert batch.send(2, np.full(2, ipv4(LOCAL), np.uint32), port, np.full(2, 3), sources) == 2
+    heard = [peer.recvfrom(64) for _ in range(2)]
+    assert [(data, address[0]) for data, address in heard] == [
+        (b"\x01\x02\x03", "127.64.0.5"),
+        (b"\x04\x05\x06", "127.64.0.9"),
+    ]
+    local_port = sock.getsockname()[1]
+    peer.sendto(b"to nine", ("127.64.0.9", local_port))
+    peer.sendto(b"to five", ("127.64.0.5", local_port))
+    assert batch.receive() == 2  # loopback delivers within sendto
+    assert bytes(batch.rx.data[0, :7]) == b"to nine"
+    assert batch.destinations(2).tolist() == [ipv4("127.64.0.9"), ipv4("127.64.0.5")]
+    assert not np.isnan(batch.arrivals(2)).any()  # the time stamps are still read
+    batch.close()
+    peer.close()
