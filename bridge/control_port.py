@@ -161,6 +161,7 @@ class BridgeStats:
     refused_locked: int = 0  # calls refused with 403 because their source was locked out
     flood_limited: int = 0  # new-dialog requests over a source's limit (503 or dropped)
     flood_sources: int = 0  # times a source went over its limit
+    rtp_unmatched: int = 0  # datagrams on shared RTP ports from no call's address (dropped)
 
 
 class ConferenceControl(Protocol):

@@ -215,6 +215,7 @@ class ServerControl:
             packets_in=totals.packets_in,
             packets_out=totals.packets_out,
             packets_lost=totals.packets_lost,
+            rtp_unmatched=totals.unmatched,
             lateness_counts=totals.lateness_counts,
             lateness_total_s=totals.lateness_total_s,
             workers=workers,

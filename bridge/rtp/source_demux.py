@@ -7,8 +7,11 @@ source address is all that tells the calls apart. The rule, in this order:
    comes from), or, for a call not latched yet, to the address its SDP named, is that call's.
    The call latches to it.
 2. **Latching an unknown source**: a source matching no call is given to the *only* call not
-   yet latched whose SDP address or signalling host has the source's IP (a phone behind a NAT
-   whose SDP names its private address). That call latches to it from then on.
+   yet latched that came from the source's IP (its SIP did, or its SDP's address has that IP)
+   while its SDP named another IP: a phone behind a NAT whose SDP names its private address.
+   That call latches to it from then on. A call whose SDP named the source's very IP is waited
+   for at its exact port: another port on that host is another program (say a phone whose own
+   call is not set up here yet), never guessed to be it.
 3. **Else the datagram is dropped and counted** (`unmatched`): a stranger, a second unknown
    port from an IP with no unlatched call, or one unknown source from an IP with two or more
    unlatched calls (two callers behind one NAT address are told apart only once each has
@@ -127,7 +130,9 @@ class SourceDemux:
     def _latch_unknown(self, key: int) -> None:
         ip = key >> 16
         candidates = [
-            entry for entry in self.entries.values() if entry.latched < 0 and ip in entry.hosts
+            entry
+            for entry in self.entries.values()
+            if entry.latched < 0 and ip in entry.hosts and (entry.sdp < 0 or entry.sdp >> 16 != ip)
         ]
         exact = [entry for entry in candidates if entry.sdp == key]
         if exact:  # rule 1 for a call whose SDP address another call had shadowed

@@ -37,6 +37,8 @@ class BridgeCollector(Collector):
             ("confbridge_rtp_packets_in", "RTP packets received", stats.packets_in),
             ("confbridge_rtp_packets_out", "RTP packets sent", stats.packets_out),
             ("confbridge_rtp_packets_lost", "RTP frames lost (concealed)", stats.packets_lost),
+            ("confbridge_rtp_unmatched", "Datagrams on shared RTP ports from no call (dropped)",
+             stats.rtp_unmatched),
         ):
             # since start: the calls that ended plus the calls up now (workers' figures are
             # at most a second old)

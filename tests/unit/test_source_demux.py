@@ -43,6 +43,16 @@ def test_an_unknown_source_latches_to_the_only_unlatched_call_from_its_ip() -> N
     assert demux.unmatched == 1
 
 
+def test_another_port_of_a_calls_own_sdp_ip_is_not_latched_to_it() -> None:
+    """Two phones on one host: the second's first packets, before its call is set up here,
+    must not be taken for the first's (whose SDP named this IP and another port)."""
+    demux = SourceDemux()
+    demux.add("first", ("127.0.0.1", 4000), "127.0.0.1")
+    assert routed(demux, ("127.0.0.1", 4002), ("127.0.0.1", 4000)) == [None, "first"]
+    demux.add("second", ("127.0.0.1", 4002), "127.0.0.1")
+    assert routed(demux, ("127.0.0.1", 4002)) == ["second"]
+
+
 def test_an_unknown_source_is_dropped_when_two_calls_from_its_ip_are_unlatched() -> None:
     """Two callers behind one NAT address: which is which is not guessed."""
     demux = SourceDemux()
@@ -64,10 +74,12 @@ def test_strangers_and_latched_calls_other_ports_are_dropped_and_counted() -> No
 
 def test_a_latched_call_is_not_stolen_by_another_calls_sdp_address() -> None:
     demux = SourceDemux()
-    demux.add("first", ("10.0.0.1", 4000), "10.0.0.1")
+    demux.add("first", ("192.168.0.1", 4000), "10.0.0.1")
     assert routed(demux, ("10.0.0.1", 4100)) == ["first"]  # rule 2: latched to 4100
-    demux.add("second", ("10.0.0.1", 4000), "10.0.0.1")  # a new call, SDP port 4000
-    assert routed(demux, ("10.0.0.1", 4000), ("10.0.0.1", 4100)) == ["second", "first"]
+    demux.add("second", ("10.0.0.1", 4100), "10.0.0.1")  # a new call, SDP where first latched
+    demux.add("third", ("192.168.0.1", 4000), "10.0.0.1")  # first's SDP address
+    assert routed(demux, ("10.0.0.1", 4100)) == ["first"]
+    assert routed(demux, ("192.168.0.1", 4000)) == ["third"]
 
 
 def test_removed_calls_and_sdp_moves() -> None:
