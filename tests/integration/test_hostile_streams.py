@@ -138,10 +138,14 @@ async def test_rtp_from_wrong_sources_is_dropped(room: Room) -> None:
     loud = PCMU.encode(ToneSource(3100.0, 30000).next_frame(160))
     port = room.attacker_port
 
+    sent = 0
+
     def step(n: int) -> None:
+        nonlocal sent
         for k, intruder in enumerate(intruders):
             for m in range(5):
                 intruder.sendto(rtp(n * 5 + m, 160 * n, 0xBAD + k, loud), ("127.0.0.1", port))
+                sent += 1
 
     try:
         start, end = await attack(room, step)
@@ -151,7 +155,8 @@ async def test_rtp_from_wrong_sources_is_dropped(room: Room) -> None:
     await assert_witnesses_heard_each_other(room, start, end)
     for witness in room.witnesses:  # the intruders' 3100 Hz was never mixed
         assert tone_levels(witness.audio(start, end), [3100.0])[3100.0] < -50
-    await eventually(lambda: dropped_sources(room) - before >= 0.9 * 15 * 75, timeout=3)
+    # (a loaded machine runs fewer than 75 steps in the attack: count what was sent)
+    await eventually(lambda: dropped_sources(room) - before >= 0.9 * sent, timeout=3)
 
 
 async def test_truncated_packets_are_dropped(room: Room) -> None:
