@@ -124,3 +124,39 @@ def test_sends_leave_in_batches_from_the_shared_port(port: SharedRtpPort) -> Non
         p.close()
     port.flush()  # nothing queued: nothing sent
     assert port.io.sent == 3 * count
+
+
+def test_an_srtp_leg_on_the_shared_port_is_unprotected_and_protected(port: SharedRtpPort) -> None:
+    """Its header is in clear, so the array fast path would queue ciphertext: it must take
+    `receive_rtp`, which authenticates and decrypts, and its packets leave protected."""
+    import os
+
+    import pylibsrtp
+
+    from bridge.media.srtp import SrtpKeys, SrtpSession
+
+    keys = SrtpKeys("AES_CM_128_HMAC_SHA1_80", os.urandom(30), os.urandom(30))
+    profile = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+    outbound = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+    inbound = pylibsrtp.Policy.SSRC_ANY_INBOUND
+    phone_tx = pylibsrtp.Session(pylibsrtp.Policy(keys.remote, outbound, srtp_profile=profile))
+    phone_rx = pylibsrtp.Session(pylibsrtp.Policy(keys.local, inbound, srtp_profile=profile))
+    caller = phone()
+    m = member("srtp", caller.getsockname())
+    m.srtp = SrtpSession(keys)
+    port.add(m)
+    for sequence in (1, 2, 3):  # (the jitter buffer's probation wants two in a row)
+        packet = phone_tx.protect(rtp(sequence, payload=b"\x11" * 160))
+        caller.sendto(packet, ("127.0.0.1", port.port))
+    caller.sendto(rtp(4, payload=b"\x22" * 160), ("127.0.0.1", port.port))  # not protected
+    drain(port, 3)
+    for _ in range(20):
+        port.receive(100.0)
+    assert m.counters.packets_in == 3 and m.counters.srtp_rejected == 1
+    assert b"\x11" * 160 in [m.jitter.pop() for _ in range(3)]  # the plaintext, once buffered
+    m.send_payload(b"\x33" * 160)
+    port.flush()
+    data, _ = caller.recvfrom(2048)
+    assert data[12:] != b"\x33" * 160  # ciphertext on the wire
+    assert parse_rtp(phone_rx.unprotect(data)).payload == b"\x33" * 160
+    caller.close()

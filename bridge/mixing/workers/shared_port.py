@@ -7,9 +7,9 @@ and counted) and its header parsed as array columns; what the tick sends is queu
 in one or a few `sendmmsg` calls after it. Symmetric RTP: a call receives from the port its
 SDP answer named (this one) and is sent to from it.
 
-SRTP (issue 15) hooks in at the two packet boundaries, marked below: `_deliver` before a
-datagram is parsed (unprotect), `queue` before a packet is kept (protect). A participant with
-SRTP takes the per-packet path there (`receive_rtp`), never the array fast path.
+SRTP legs share the port too: their datagrams take the per-packet path (`receive_rtp`, which
+unprotects and authenticates before anything is parsed), never the array fast path, and
+`send_payload` protects what it hands to `queue`.
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ class SharedRtpPort:
             start = i * size
             if participant.latched is None:
                 participant.latched = self.demux.latched(slots[slot])
-            # SRTP: unprotect here; a protected participant takes `receive_rtp` below
-            if is_plain and pt == participant.codec.payload_type:
+            # an SRTP leg's packet (header in clear) takes `receive_rtp`, which unprotects it
+            if is_plain and pt == participant.codec.payload_type and participant.srtp is None:
                 participant.counters.packets_in += 1
                 participant.last_rtp = at
                 participant.loss.observe(ssrc, seq)
@@ -121,8 +121,8 @@ class SharedRtpPort:
     # --- send -------------------------------------------------------------------------------
 
     def queue(self, data: bytes, address: tuple[str, int]) -> None:
-        """A participant's send function: kept until `flush`, after the tick.
-        (SRTP: protect here.)"""
+        """A participant's send function: kept until `flush`, after the tick (an SRTP leg's
+        packet comes protected)."""
         key = self._keys.get(address)
         if key is None:
             key = address_key(*address)
