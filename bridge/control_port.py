@@ -34,10 +34,11 @@ class Refusal:
 @dataclass(frozen=True)
 class ManualAnswer:
     """Ring (180) and wait: the control plane answers (`answer_ringing`) or rejects. With
-    `after_s`, a call still ringing then gets `then` (a 302 forwarding it, say)."""
+    `after_s`, a call still ringing then gets `then`: a refusal (a 302 forwarding it, say) or
+    a reroute (answered into a voice-mail room)."""
 
     after_s: float | None = None
-    then: Refusal | None = None
+    then: Refusal | Reroute | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,11 @@ class ConferenceControl(Protocol):
 
     def dial(self, request: DialRequest) -> None:
         """Place the call; its outcome comes as DialOutSettled and DialOutEnded events."""
+        ...
+
+    def cancel_dial(self, ref: str) -> bool:
+        """Stop a call out before it is in its room (CANCEL, or BYE while asked for #); it
+        settles unanswered. False when there is no such call (any more)."""
         ...
 
     def stats(self) -> BridgeStats: ...

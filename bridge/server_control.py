@@ -190,6 +190,12 @@ class ServerControl:
         self.core.dial(request, self.host.now())
         self._run()
 
+    def cancel_dial(self, ref: str) -> bool:
+        if not self.core.cancel_dial(ref):
+            return False
+        self._run()
+        return True
+
     def stats(self) -> BridgeStats:
         core, media = self.core, self.host.media
         assert media is not None

@@ -210,6 +210,8 @@ class DialOuts:
     async def _dial_in_order(self, order: Order) -> None:
         """Each number once the previous one's outcome is known (answered, busy, ...)."""
         for call, route in zip(order.calls, order.routes, strict=True):
+            if call.settled:  # cancelled while queued
+                continue
             if not self.is_open(call.room):
                 self._give_up(call, "conference ended")
                 continue
@@ -248,6 +250,17 @@ class DialOuts:
             identity = f"<sip:{call.caller_id}@{self.advertise_address}>"
             headers.append(("P-Asserted-Identity", identity))
         return tuple(headers)
+
+    def cancel(self, ref: str) -> bool:
+        """Stop a call that is not answered yet: a queued one is never placed, a placed one
+        is cancelled by the bridge. False when it is answered or over."""
+        call = self.records.get(ref)
+        if call is None or call.settled:
+            return False
+        if not call.started_at:
+            self._give_up(call, "cancelled")
+            return True
+        return self.bridge.cancel_dial(ref)
 
     def _give_up(self, call: CallOut, reason: str) -> None:
         """A queued call that cannot be placed: failed here, never handed to the bridge."""

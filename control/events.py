@@ -44,6 +44,8 @@ EVENT_TYPES = (
     "recording.started",
     "recording.stopped",
     "security.code_lockout",
+    "voicemail.new",
+    "voicemail.deleted",
 )
 
 

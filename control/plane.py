@@ -39,7 +39,7 @@ from control.schedule import (
 )
 from control.store import Store
 from control.store.records import Conference
-from control.voicemail import VoiceMail
+from control.voicemail import VoiceMail, is_voice_mail_room, tenant_of
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,7 @@ class ControlPlane:
         self.conferences: dict[str, Conference] = {}  # open ones, by room name
         self.forwarding = Forwarding(config.dialout.trunk)
         voicemail_dir = Path(config.recording.dir).resolve() / "voicemail"
-        self.voicemail = VoiceMail(bridge, store, voicemail_dir, clock)
+        self.voicemail = VoiceMail(bridge, store, voicemail_dir, clock, self._publish)
         self._unsubscribe_voicemail: Callable[[], None] | None = None
         self.owners: dict[str, str] = {}  # every name on record (ended ones too) -> tenant id
         self.dialouts = DialOuts(
@@ -137,6 +137,8 @@ class ControlPlane:
     def gate(
         self, room: str, caller: str
     ) -> Refusal | ManualAnswer | Announcement | Reroute | None:
+        if is_voice_mail_room(room):  # reached only through the gate's own reroutes
+            return Refusal(404, "No such room")
         conference = self.conferences.get(room)
         if conference is None:
             if self._is_divert_service(room):
@@ -145,7 +147,7 @@ class ControlPlane:
                 return Refusal(404, "Conference has ended")
             return None
         if self.forwarding.do_not_disturb(conference.tenant_id):
-            return Reroute(self.voicemail.room_for(conference.tenant_id, caller))
+            return Reroute(self.voicemail.room_for(conference.tenant_id))
         forwarded = self.forwarding.decide(
             conference.tenant_id,
             full=self._is_full(conference),
@@ -159,9 +161,14 @@ class ControlPlane:
                 return Refusal(302, "Conference not started", (contact,))
             return Refusal(486, "Conference not started")
         if conference.locked:
+            if self.forwarding.voice_mail(conference.tenant_id):
+                return Reroute(self.voicemail.room_for(conference.tenant_id))
             return Refusal(403, "Conference locked")
         if conference.manual_answer:
-            return self.forwarding.manual_answer(conference.tenant_id)
+            tenant_id = conference.tenant_id
+            return self.forwarding.manual_answer(
+                tenant_id, lambda: self.voicemail.room_for(tenant_id)
+            )
         return None
 
     def _is_full(self, conference: Conference) -> bool:
@@ -324,12 +331,17 @@ class ControlPlane:
         if described is None:
             return
         conference = self.conferences.get(event.room)
-        tenant = conference.tenant_id if conference else None
+        tenant = conference.tenant_id if conference else self._voice_mail_owner(event.room)
         if isinstance(event, ParticipantJoined | ParticipantLeft):
             self._reschedule.set()  # occupancy changed: states may move
         if isinstance(event, CallFinished):
             described[1]["conference_id"] = conference.id if conference else None
         self._events.put_nowait(Published(tenant, described[0], described[1], event))
+
+    def _voice_mail_owner(self, room: str) -> str | None:
+        """The application whose voice-mail room `room` is (a known one, not a stray name)."""
+        owner = tenant_of(room)
+        return owner if owner is not None and owner in self.owners.values() else None
 
     def _call_out_finished(self, call: CallOut) -> None:
         """A call out is over (ended by the bridge, or never placed): its `call.ended` event,

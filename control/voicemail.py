@@ -3,7 +3,16 @@ is answered into a room of its own, hears "please leave your message after the t
 and is recorded until `#`, hang-up or MAX_MESSAGE_S; the file becomes a voice message.
 
 The line of a Teaming user (an application) is every one of its conferences; a call to one
-while `doNotDisturb` is active goes to voice mail (`control.plane.ControlPlane.gate`). The
+while `doNotDisturb` is active goes to voice mail, and so does, with `voiceMessaging` active, a
+call to a locked one or one left ringing unanswered (`control.forwarding`,
+`control.plane.ControlPlane.gate`).
+
+The gate sends the call to a room named `vm.<application id>.<random>` and keeps nothing: a
+call that never gets there (cancelled while ringing, answered by the operator first, failed)
+leaves nothing behind. A caller becomes a pending message only once in the room, and stops
+being one when the recording stops or the caller leaves before the tone. The gate refuses calls
+dialled to such a name (`is_voice_mail_room`). A saved message publishes `voicemail.new`, a
+deleted one `voicemail.deleted` (Teaming's "Voice Messaging" subscriptions). The
 recording is the bridge's room recording (`ControlPort.start_recording`) of a room where the
 caller is alone, so it holds exactly that caller: a WAV file at the recorder's rate, under
 `<recording.dir>/voicemail/`. Keys do nothing else there (dtmf_enabled false: 1 does not mute).
@@ -19,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -31,7 +41,9 @@ from bridge.events import (
     RecordingStopped,
 )
 from bridge.media.prompt import PROMPT_DIR
+from control.events import iso
 from control.store import Store
+from control.store.records import VoiceMessage
 
 log = structlog.get_logger(__name__)
 
@@ -46,14 +58,35 @@ def prompt_seconds(name: str) -> float:
         return wav.getnframes() / wav.getframerate()
 
 
+def message_event(message: VoiceMessage) -> dict[str, Any]:
+    """The payload of `voicemail.new` and `voicemail.deleted`: the message without its audio."""
+    return {
+        "message_id": message.id,
+        "caller": message.caller,
+        "duration_ms": message.duration_ms,
+        "created_at": iso(message.created_at),
+    }
+
+
+def is_voice_mail_room(room: str) -> bool:
+    return room.startswith(ROOM_PREFIX)
+
+
+def tenant_of(room: str) -> str | None:
+    """The application whose voice mail `room` is, or None for another room."""
+    if not is_voice_mail_room(room):
+        return None
+    return room[len(ROOM_PREFIX) :].rpartition(".")[0] or None
+
+
 @dataclass(eq=False)
 class Pending:
-    """A caller on the way to leaving a message."""
+    """A caller in a voice-mail room, on the way to leaving a message."""
 
     tenant_id: str
     caller: str
+    participant: str
     started_at: float = 0.0
-    participant: str = ""
     path: str = ""
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -65,30 +98,32 @@ class VoiceMail:
         store: Store,
         directory: Path,
         clock: Callable[[], datetime],
+        publish: Callable[[str, str, dict[str, Any]], None],
     ) -> None:
         self.bridge = bridge
         self.store = store
         self.directory = directory
         self.clock = clock
-        self.pending: dict[str, Pending] = {}  # by room
+        self.publish = publish  # (application id, event type, payload): to its subscribers
+        self.pending: dict[str, Pending] = {}  # by room: callers in voice-mail rooms
         self._saving: set[asyncio.Task[None]] = set()
 
-    def room_for(self, tenant_id: str, caller: str) -> str:
-        """A fresh voice-mail room for one caller of the application."""
-        room = f"{ROOM_PREFIX}{secrets.token_hex(8)}"
-        self.pending[room] = Pending(tenant_id, caller)
-        return room
+    @staticmethod
+    def room_for(tenant_id: str) -> str:
+        """A fresh voice-mail room for one caller of the application (nothing is kept)."""
+        return f"{ROOM_PREFIX}{tenant_id}.{secrets.token_hex(6)}"
 
     def on_event(self, event: BridgeEvent) -> None:
         """Runs on the SIP/media path: only voice-mail rooms concern us."""
+        if isinstance(event, ParticipantJoined):
+            tenant_id = tenant_of(event.room)
+            if tenant_id is not None and event.room not in self.pending:
+                self._arrived(event, tenant_id)
+            return
         pending = self.pending.get(event.room)
         if pending is None:
             return
-        if isinstance(event, ParticipantJoined):
-            pending.participant = event.participant
-            self.bridge.set_option(event.room, event.participant, "dtmf_enabled", False)
-            pending.task = asyncio.get_running_loop().create_task(self._greet(event.room))
-        elif isinstance(event, DtmfReceived) and event.digit == "#":
+        if isinstance(event, DtmfReceived) and event.digit == "#":
             self.bridge.eject(event.room, event.participant, reason="message left")
         elif isinstance(event, RecordingStopped):
             del self.pending[event.room]
@@ -99,6 +134,12 @@ class VoiceMail:
             del self.pending[event.room]  # hung up before the tone: no message
             if pending.task is not None:
                 pending.task.cancel()
+
+    def _arrived(self, event: ParticipantJoined, tenant_id: str) -> None:
+        pending = Pending(tenant_id, event.caller, event.participant)
+        self.pending[event.room] = pending
+        self.bridge.set_option(event.room, event.participant, "dtmf_enabled", False)
+        pending.task = asyncio.get_running_loop().create_task(self._greet(event.room))
 
     async def _greet(self, room: str) -> None:
         """The prompt, the beep, then record until `#`, hang-up or the maximum length."""
@@ -133,6 +174,10 @@ class VoiceMail:
             path=stopped.path,
         )
         log.info("voicemail.saved", message=message.id, tenant=pending.tenant_id)
+        self.publish(pending.tenant_id, "voicemail.new", message_event(message))
+
+    def deleted(self, message: VoiceMessage) -> None:
+        self.publish(message.tenant_id, "voicemail.deleted", message_event(message))
 
     async def stop(self) -> None:
         for pending in self.pending.values():

@@ -61,7 +61,7 @@ from bridge.conference.legs import Leg, negotiated, reason_phrase
 from bridge.conference.lockout import CodeGuard, Lockout, LockoutRules
 from bridge.conference.rooms import Rooms, RoomState
 from bridge.config import Config, RoomDefinition
-from bridge.control_port import PARTICIPANT_OPTIONS, DialRequest, Gate, Refusal
+from bridge.control_port import PARTICIPANT_OPTIONS, DialRequest, Gate, Refusal, Reroute
 from bridge.events import (
     BridgeEvent,
     CallAlerting,
@@ -703,7 +703,11 @@ class ConferenceCore:
             self._hang_up(leg, "maximum call duration")
         elif due is Due.NO_ANSWER and leg.key in self.ringing:
             then = leg.plan.unanswered.then if leg.plan.unanswered else None
-            if then is not None:
+            if isinstance(then, Reroute):  # answered into another room (voice mail)
+                leg.plan = Plan(Admission.JOIN, then.room)
+                self.answer_ringing(leg, now)
+                log.info("call.no_answer", call_id=leg.call_id, room=then.room)
+            elif then is not None:
                 self.ringing.discard(leg.key)
                 self._ua.append(Reject(leg.key, then.status, then.reason, then.headers))
                 self._end(leg, "no answer")
@@ -746,6 +750,9 @@ class ConferenceCore:
             return
         dialout.answered_at = leg.answered_at = self.wall_clock()
         dialout.sip_status = 200
+        if dialout.status.settled:  # a 200 that crossed our CANCEL: it is over already
+            self._hang_up(leg, "answered after cancel")
+            return
         try:
             session = leg.take_answer(answer, "the 200")
         except SdpError as exc:
@@ -759,6 +766,23 @@ class ConferenceCore:
         self._start(leg, session, now)
         if not dialout.confirm and leg.room is not None:
             self._settle(dialout, DialStatus.ANSWERED, leg.participant_id)
+
+    def cancel_dial(self, ref: str) -> bool:
+        """Stop a call out not in its room yet: CANCEL while it rings, BYE while the callee
+        is asked to press #; False when there is no such call (any more)."""
+        leg = next(
+            (g for g in self.legs.values() if g.dialout is not None and g.dialout.ref == ref),
+            None,
+        )
+        if leg is None or leg.dialout is None:
+            return False
+        if not self._settle(leg.dialout, DialStatus.UNANSWERED, "cancelled"):
+            return False
+        if leg.dialout.answered_at is None:
+            self._ua.append(Cancel(leg.key))
+        else:
+            self._hang_up(leg, "cancelled")
+        return True
 
     def _settle(self, dialout: DialOut, status: DialStatus, detail: str = "") -> bool:
         participant = detail if status is DialStatus.ANSWERED else ""

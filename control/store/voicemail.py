@@ -46,21 +46,25 @@ class VoiceMessageQueries(StoreBase):
     async def list_messages(
         self, tenant_id: str, offset: int, limit: int
     ) -> tuple[list[VoiceMessage], int]:
-        """One page of the application's messages, newest first, and how many there are."""
+        """One page of the application's messages, newest first, and how many there are. The
+        count comes with the rows (one statement): a message saved meanwhile cannot make the
+        page and its total disagree."""
         where = VoiceMessageRow.tenant_id == tenant_id
         query = (
-            select(VoiceMessageRow)
+            select(VoiceMessageRow, func.count().over().label("total"))
             .where(where)
             .order_by(VoiceMessageRow.created_at.desc(), VoiceMessageRow.id)
             .offset(offset)
             .limit(limit)
         )
         async with self._session() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(VoiceMessageRow).where(where)
-            )
-            rows = (await session.scalars(query)).all()
-        return [message_record(row) for row in rows], total or 0
+            rows = (await session.execute(query)).all()
+            if rows:
+                total = rows[0].total
+            else:  # a page past the end
+                count = select(func.count()).select_from(VoiceMessageRow).where(where)
+                total = await session.scalar(count) or 0
+        return [message_record(row[0]) for row in rows], total
 
     async def get_message(self, tenant_id: str, message_id: str) -> VoiceMessage | None:
         async with self._session() as session:

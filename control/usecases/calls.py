@@ -95,6 +95,14 @@ def find(plane: ControlPlane, tenant: Tenant, ref: str) -> CallOut:
     return call
 
 
+def cancel(plane: ControlPlane, tenant: Tenant, ref: str) -> None:
+    """Stop a call out of the tenant's that is not in its room yet (queued, ringing, or
+    waiting for the callee's #); Conflict when it is answered or over."""
+    call = find(plane, tenant, ref)
+    if not plane.dialouts.cancel(call.ref):
+        raise Conflict(f"callId: call {ref!r} is answered or over")
+
+
 def active_count(plane: ControlPlane, tenant: Tenant) -> int:
     """Calls of the tenant queued or up now (what the limit counts)."""
     return plane.dialouts.active_count(tenant.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from control.forwarding import DND, NO_ANSWER, SERVICES
+from control.forwarding import FORWARDS_NOWHERE, NO_ANSWER, SERVICES
 from control.plane import ControlPlane
 from control.store.records import ForwardingRule, Tenant
 from control.usecases.errors import Invalid, NotFound
@@ -37,9 +37,9 @@ async def put(
     """Replace one service's settings; the next incoming call follows them."""
     check_service(service)
     field = "forwardToPhoneNumber"
-    if service == DND:
+    if service in FORWARDS_NOWHERE:
         if forward_to is not None:
-            raise Invalid(field, "doNotDisturb forwards nowhere")
+            raise Invalid(field, f"{service} forwards nowhere")
     elif forward_to is not None:
         if not (NUMBER.match(forward_to) or SIP_URI.match(forward_to)):
             raise Invalid(field, "must be a phone number (digits, optional +) or a SIP URI")

@@ -35,6 +35,7 @@ async def delete(plane: ControlPlane, tenant: Tenant, message_id: str) -> None:
     message = await find(plane, tenant, message_id)
     await plane.store.voicemail.delete_message(tenant.id, message_id)
     Path(message.path).unlink(missing_ok=True)
+    plane.voicemail.deleted(message)
 
 
 async def mark(plane: ControlPlane, tenant: Tenant, message_id: str | None, read: bool) -> None:

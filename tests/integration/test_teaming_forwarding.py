@@ -217,6 +217,8 @@ async def test_busy_not_reachable_and_do_not_disturb(tmp_path: Path) -> None:
         ("callForwardingBusy", {"ringSplash": 1}, 400, 22, "ringSplash:"),
         ("callForwardingBusy", {"colour": "blue"}, 400, 22, "colour: unknown field"),
         ("doNotDisturb", {"active": True, "forwardToPhoneNumber": "+4930"}, 400, 22, "forward"),
+        ("voiceMessaging", {"forwardToPhoneNumber": "+4930"}, 400, 22, "forwardToPhoneNumber:"),
+        ("voiceMessaging", {"active": 1}, 400, 22, "active:"),
         ("callForwardingSometimes", {"active": False}, 404, 60, "service "),
         ("callForwardingAlways", b"{not json", 400, 22, "body:"),
         ("callForwardingAlways", b"[1]", 400, 22, "body:"),
@@ -306,6 +308,7 @@ async def test_no_answer_forwards_a_call_left_ringing(tmp_path: Path) -> None:
         ("callForwardingNoAnswer", 21),
         ("callForwardingNoAnswer", "3"),
         ("callForwardingBusy", 3),
+        ("voiceMessaging", 3),
     ],
 )
 async def test_bad_number_of_rings(tmp_path: Path, service: str, rings: Any) -> None:

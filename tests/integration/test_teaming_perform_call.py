@@ -1,6 +1,7 @@
 """Teaming's "perform a call" (seed 002) through the dialect's own route: the user's line calls
-a number (a SIPp callee behind the trunk), the call keeps its `callId` from the answer to the
-request through the calls list, HOLD and release; bad requests in Teaming's error shape."""
+a number (a SIPp callee behind the trunk that rings for a while), the call is listed under the
+request's `callId` while it rings (ALERTING) and once answered (ACTIVE), HOLD and release; bad
+requests in Teaming's error shape."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from control.runtime import Runtime
 from tests.integration.harness import (
     ADMIN_TOKEN,
     LOOPBACK,
+    SCENARIOS,
+    SippResult,
     eventually,
     free_port,
     loopback_config,
-    sipp_callee,
+    run_sipp,
+    sipp_listening,
     with_control,
 )
 
@@ -35,9 +39,21 @@ async def start(tmp_path: Path, trunk_port: int) -> Runtime:
     return await Runtime(dataclasses.replace(config, dialout=dialout)).start()
 
 
+async def ringing_callee(workdir: Path, port: int, ring_ms: int) -> asyncio.Task[SippResult]:
+    """A SIPp callee (`uas_answer.xml`) that rings for `ring_ms` before it answers."""
+    text = (SCENARIOS / "uas_answer.xml").read_text()
+    assert '<pause milliseconds="200"/>' in text
+    scenario = workdir / "uas_ring_then_answer.xml"
+    scenario.write_text(text.replace('"200"/>', f'"{ring_ms}"/>', 1))
+    args = ["-sf", str(scenario), "-m", "1"]
+    task = asyncio.create_task(run_sipp(None, args, workdir, timeout=60, port=port))
+    await sipp_listening(port)
+    return task
+
+
 async def test_perform_a_call_then_hold_and_release_it(tmp_path: Path) -> None:
     trunk_port = free_port()
-    callee = await sipp_callee(tmp_path, trunk_port, 1)
+    callee = await ringing_callee(tmp_path, trunk_port, 2500)
     runtime = await start(tmp_path, trunk_port)
     try:
         async with httpx.AsyncClient(base_url=runtime.base_url, trust_env=False) as client:
@@ -77,8 +93,13 @@ async def test_perform_a_call_then_hold_and_release_it(tmp_path: Path) -> None:
             async def listed() -> list[dict[str, object]]:
                 return list((await client.get(url, headers=auth)).json())
 
+            (ringing,) = await listed()  # listed at once, while the callee rings
+            assert ringing["callId"] == call_id and ringing["state"] == "ALERTING", ringing
+            assert ringing["caller"] == "+33612345678" and ringing["conference"] == "desk"
+            error(await client.put(f"{url}/{call_id}?action=HOLD", headers=auth),
+                  409, 64, "callId: call ")  # fmt: skip
             for _ in range(100):
-                if any(c["callId"] == call_id for c in await listed()):
+                if (await listed())[0]["state"] == "ACTIVE":
                     break
                 await asyncio.sleep(0.1)
             (call,) = await listed()
@@ -94,6 +115,23 @@ async def test_perform_a_call_then_hold_and_release_it(tmp_path: Path) -> None:
             result = await asyncio.wait_for(callee, 30)
             assert result.successful == 1, result.stderr[-800:]
             await eventually(lambda: runtime.bridge.control.participants("desk") == [])
+
+            # released while it still rings: the bridge cancels it
+            args = ["-sf", str(SCENARIOS / "uas_no_answer.xml"), "-m", "1"]
+            callee = asyncio.create_task(
+                run_sipp(None, args, tmp_path, timeout=60, port=trunk_port)
+            )
+            await sipp_listening(trunk_port)
+            reply = await client.post(url, json=body, headers=auth)
+            assert reply.status_code == 201, reply.text
+            unanswered = reply.json()["callId"]
+            assert [c["state"] for c in await listed()] == ["ALERTING"]
+            released = await client.delete(f"{url}/{unanswered}", headers=auth)
+            assert released.status_code == 204, released.text
+            result = await asyncio.wait_for(callee, 30)
+            assert result.successful == 1, result.stderr[-800:]  # it got our CANCEL
+            assert await listed() == []
+            error(await client.delete(f"{url}/{unanswered}", headers=auth), 404, 60, "call ")
     finally:
         if not callee.done():
             callee.cancel()

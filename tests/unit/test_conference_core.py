@@ -891,6 +891,29 @@ def test_dial_out_cancelled_after_the_ring_timeout() -> None:
     assert bridge.core.legs == {}
 
 
+def test_dial_out_cancelled_on_request_and_a_crossing_200_hung_up() -> None:
+    bridge = Bridge()
+    key, _tag = dial(bridge, confirm=False)
+    bob = Callee(bridge)
+    bob.respond(180)
+    bridge.take()
+    bridge.now = 3.0
+    assert bridge.core.cancel_dial("d1")
+    assert bridge.take() == Out(
+        ua=[Cancel(key)],
+        events=[DialOutSettled(WALL + 3, "r", "", "d1", "unanswered", None, "cancelled")],
+    )
+    assert not bridge.core.cancel_dial("d1") and not bridge.core.cancel_dial("nope")
+    (cancel,) = bridge.sent()
+    assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+    bridge.now = 3.1
+    bob.respond(200, phone_sdp(port=4002))  # answered before our CANCEL arrived
+    out = bridge.take()
+    assert not any(isinstance(event, ParticipantJoined) for event in out.events), out
+    assert summary(bridge.sent()) == ["ACK", "BYE"]
+    assert bridge.core.legs == {}
+
+
 def test_dial_out_without_a_free_port_fails_at_once() -> None:
     bridge = Bridge()
     bridge.ports.exhausted = True

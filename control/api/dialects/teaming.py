@@ -1,5 +1,6 @@
 """The Orange Teaming dialect (seed 002): telephony profile, call control (ANSWER / HOLD /
-UNHOLD, DELETE to release), "Basic Call" event subscriptions, pagination headers and the
+UNHOLD, DELETE to release), "Basic Call" and "Voice Messaging" event subscriptions, pagination
+headers and the
 document's OAuth error codes, under `/teaming` (the document's base URL path) and again under
 `/teaming/v1` (the document's DELETE example carries a `/v1`; every route answers on both).
 
@@ -35,27 +36,36 @@ Choices where the document is silent:
   document's examples). The user's line calls the number (E.164 through `dialout.trunk`, or a
   SIP URI) out of `conference` (default: the user's oldest open conference) and the callee
   joins it on answer; scope `callManagement`; 201 `{callId, externalTrackingId}`, both the
-  dial-out reference at that point (no SIP dialog exists yet). The call keeps that `callId` in
-  the calls list once answered (its `externalTrackingId` there is the SIP Call-ID), and ANSWER
-  / HOLD / DELETE take it. Refusals are the native ones with numeric codes (bad number 400
-  code 22, no conference 400, unknown conference 404 code 60, too many calls 429 code 53).
+  dial-out reference at that point (no SIP dialog exists yet). The calls list shows it from
+  then on under that `callId`: `ALERTING` while the callee's phone rings (and, when asked to
+  confirm, until the callee presses #), then `ACTIVE` with the SIP Call-ID as its
+  `externalTrackingId`. DELETE releases it at any time (before the answer: the bridge
+  cancels it, and it ends unanswered); ANSWER / HOLD take it once answered (before: 409 code
+  64). Refusals are the native ones with numeric
+  codes (bad number 400 code 22, no conference 400, unknown conference 404 code 60, too many
+  calls 429 code 53).
 - Calls list items: `callId`, `externalTrackingId` (the document's two fields) plus `state`
-  (`ALERTING`, `ACTIVE`, `HELD`), `caller`, `conference` and `startTime`, oldest first.
+  (`ALERTING`, `ACTIVE`, `HELD`), `caller` (for a performed call: the number called),
+  `conference` and `startTime`, oldest first.
   `PUT .../calls/{callId}?action=` takes ANSWER, HOLD or UNHOLD, case-insensitive; HOLD on a
   held call and UNHOLD on a call not held are no-ops (204).
 - Subscribe (`POST /users/{id}/calls`, 201): `callBackUrl` (http or https) and `eventType`
-  (only "Basic Call") are required; `expires` in seconds 60..2592000 (the native bounds),
-  default 3600; `applicationId` (1..128 chars) defaults to the application's name; `targetId`,
-  when given, must name the path's user; `targetType`, when given, must be "User". "Basic Call"
-  is a native subscription to `call.alerting`, `participant.joined` (answered) and
-  `call.ended` (released: every call gets it once, also one declined or abandoned while
-  ringing, with the same `participant_id` as its alerting). Callbacks carry the native
-  webhook JSON (`{id, type, tenant, created_at, data}`): the document describes no body.
+  ("Basic Call" or "Voice Messaging") are required; `expires` in seconds 60..2592000 (the
+  native bounds), default 3600; `applicationId` (1..128 chars) defaults to the application's
+  name; `targetId`, when given, must name the path's user; `targetType`, when given, must be
+  "User". "Basic Call" is a native subscription to `call.alerting`, `participant.joined`
+  (answered) and `call.ended` (released: every call gets it once, also one declined or
+  abandoned while ringing, with the same `participant_id` as its alerting). Callbacks carry
+  the native webhook JSON (`{id, type, tenant, created_at, data}`): the document describes no body.
+  "Voice Messaging" (the document: "notified ... on the voice messaging (new message, message
+  deleted)"; it names no event type for it, this is its own phrase) is a native subscription
+  to `voicemail.new` and `voicemail.deleted`, whose `data` are `{message_id, caller,
+  duration_ms, created_at}`; `message_id` is the `messageId` of the voice-message routes.
 - Renew (`PUT /users/{id}/calls`, 204) names no subscription in the document's example: it
-  renews every "Basic Call" subscription of the user, or only `subscriptionId` when the body
+  renews every Teaming subscription of the user, or only `subscriptionId` when the body
   gives one; `expires` defaults to 3600. A user without one is a 404. `PUT`, `GET` and `DELETE
   /subscriptions/{subscriptionId}` manage one subscription ("list all subscriptions or one").
-- `GET /subscriptions` lists the application's "Basic Call" subscriptions (native ones for
+- `GET /subscriptions` lists the application's Teaming subscriptions (native ones for
   other event types are not Teaming's), expired ones included; `expires` is the seconds left
   (0 once expired). `/susbcriptions`, the document's spelling in its example, is an alias
   left out of the OpenAPI schema. The `applicationId` given at subscription is stored with it
@@ -85,16 +95,21 @@ from control.api.dialects.teaming_auth import (
 )
 from control.api.errors import ApiError, invalid, not_found
 from control.api.views import dial_in
+from control.callout import CallOut
 from control.events import iso
 from control.plane import ControlPlane
 from control.store.errors import NotFound
 from control.store.records import Subscription, Tenant
 from control.usecases import calls, legs
 from control.usecases.auth import is_admin
+from control.usecases.errors import Conflict
 from control.usecases.legs import Leg
 
 BASIC_CALL = "Basic Call"
 BASIC_CALL_EVENTS = ("call.alerting", "participant.joined", "call.ended")
+VOICE_MESSAGING = "Voice Messaging"
+VOICE_MESSAGING_EVENTS = ("voicemail.new", "voicemail.deleted")
+PACKAGES = {BASIC_CALL: BASIC_CALL_EVENTS, VOICE_MESSAGING: VOICE_MESSAGING_EVENTS}
 MIN_EXPIRES_S, MAX_EXPIRES_S, DEFAULT_EXPIRES_S = 60, 30 * 86_400, 3600
 ACTIONS = ("ANSWER", "HOLD", "UNHOLD")
 DEFAULT_LIMIT = 50
@@ -182,7 +197,7 @@ class Subscribe(BaseModel):
 
     applicationId: str | None = Field(default=None, min_length=1, max_length=128)
     callBackUrl: AnyHttpUrl
-    eventType: Literal["Basic Call"]
+    eventType: Literal["Basic Call", "Voice Messaging"]
     expires: Expires = DEFAULT_EXPIRES_S
     targetId: str | None = None
     targetType: Literal["User"] | None = None
@@ -275,8 +290,28 @@ def performed(plane: ControlPlane, tenant: Tenant) -> dict[str, str]:
     }
 
 
+def performed_ringing(plane: ControlPlane, tenant: Tenant) -> list[CallOut]:
+    """The calls this user performed that the callee has not answered (or confirmed) yet."""
+    return [
+        c
+        for c in plane.dialouts.records.values()
+        if c.tenant_id == tenant.id and not c.settled and not c.participant
+    ]
+
+
+def ringing_out(plane: ControlPlane, tenant: Tenant, call_id: str) -> CallOut | None:
+    """The performed call `call_id` while the callee has not answered (or confirmed) yet."""
+    call = plane.dialouts.records.get(call_id)
+    if call is None or call.tenant_id != tenant.id or call.participant or call.settled:
+        return None
+    return call
+
+
 def find_leg(plane: ControlPlane, tenant: Tenant, call_id: str) -> Leg:
     """A leg by its callId: a participant or ringing call's id, or a performed call's ref."""
+    ringing = ringing_out(plane, tenant, call_id)
+    if ringing is not None:
+        raise Conflict(f"callId: call {call_id!r} is still ringing at {ringing.dest}")
     call = plane.dialouts.records.get(call_id)
     if call is not None and call.tenant_id == tenant.id and call.participant:
         call_id = call.participant
@@ -292,6 +327,18 @@ def call_view(leg: Leg, refs: dict[str, str] | None = None) -> dict[str, Any]:
         "caller": leg.caller,
         "conference": leg.room,
         "startTime": iso(leg.started_at) if leg.started_at else None,
+    }
+
+
+def performed_view(call: CallOut) -> dict[str, Any]:
+    """A performed call while the callee's phone rings: the same fields as an answered one."""
+    return {
+        "callId": call.ref,
+        "externalTrackingId": call.ref,
+        "state": "ALERTING",
+        "caller": call.dest,
+        "conference": call.room,
+        "startTime": iso(call.started_at) if call.started_at else None,
     }
 
 
@@ -311,11 +358,14 @@ async def list_calls(
     offset: str | None = Query(None, description="first item, from 0"),
     limit: str | None = Query(None, description=f"items per page (default {DEFAULT_LIMIT})"),
 ) -> list[dict[str, Any]]:
-    """The user's calls: ringing ones and answered ones."""
+    """The user's calls: ringing ones (both ways) and answered ones, oldest first."""
     plane, tenant = await authorize(request, CALLS, userId)
     page = page_of(plane, offset, limit)
     refs = performed(plane, tenant)
-    return [call_view(leg, refs) for leg in paged(response, legs.legs_of(plane, tenant), page)]
+    views = [(leg.started_at, call_view(leg, refs)) for leg in legs.legs_of(plane, tenant)]
+    views += [(c.started_at, performed_view(c)) for c in performed_ringing(plane, tenant)]
+    views.sort(key=lambda item: (item[0], item[1]["callId"]))
+    return paged(response, [view for _, view in views], page)
 
 
 @_routes.put("/users/{userId}/calls/{callId}", status_code=204)
@@ -340,30 +390,35 @@ async def control_call(
 @_routes.delete("/users/{userId}/calls/{callId}", status_code=204)
 @teaming_errors
 async def release_call(request: Request, userId: str, callId: str) -> Response:
-    """Release: decline a ringing call (603), hang up an answered one (BYE)."""
+    """Release: decline a ringing call (603), cancel a performed one still ringing, hang up
+    an answered one (BYE)."""
     plane, tenant = await authorize(request, CALLS, userId)
-    legs.release(plane, find_leg(plane, tenant, callId))
+    if ringing_out(plane, tenant, callId) is not None:
+        calls.cancel(plane, tenant, callId)
+    else:
+        legs.release(plane, find_leg(plane, tenant, callId))
     return Response(status_code=204)
 
 
 # --- subscriptions --------------------------------------------------------------------------
 
 
-def is_basic_call(subscription: Subscription) -> bool:
-    return set(subscription.event_types) == set(BASIC_CALL_EVENTS)
+def package_of(subscription: Subscription) -> str | None:
+    """The Teaming event type a native subscription is, or None (not one of Teaming's)."""
+    kinds = set(subscription.event_types)
+    return next((name for name, events in PACKAGES.items() if kinds == set(events)), None)
 
 
-async def basic_call_subscriptions(plane: ControlPlane, tenant: Tenant) -> list[Subscription]:
-    return [
-        s for s in await plane.store.subscriptions.list_subscriptions(tenant.id) if is_basic_call(s)
-    ]
+async def teaming_subscriptions(plane: ControlPlane, tenant: Tenant) -> list[Subscription]:
+    subscriptions = await plane.store.subscriptions.list_subscriptions(tenant.id)
+    return [s for s in subscriptions if package_of(s) is not None]
 
 
 async def find_subscription(
     plane: ControlPlane, tenant: Tenant, subscription_id: str
 ) -> Subscription:
     subscription = await plane.store.subscriptions.get_subscription(tenant.id, subscription_id)
-    if subscription is None or not is_basic_call(subscription):
+    if subscription is None or package_of(subscription) is None:
         raise not_found(f"subscription {subscription_id!r}")
     return subscription
 
@@ -376,7 +431,7 @@ def subscription_view(
         "subscriptionId": subscription.id,
         "expires": max(0, int(left)),
         "applicationId": subscription.label or tenant.name,
-        "eventType": BASIC_CALL,
+        "eventType": package_of(subscription),
         "callBackUrl": subscription.callback_url,
     }
 
@@ -410,7 +465,7 @@ async def subscribe(request: Request, userId: str) -> dict[str, Any]:
     subscription = await plane.store.subscriptions.create_subscription(
         tenant.id,
         str(body.callBackUrl),
-        BASIC_CALL_EVENTS,
+        PACKAGES[body.eventType],
         now + timedelta(seconds=body.expires),
         now,
         label=body.applicationId or tenant.name,
@@ -451,7 +506,7 @@ async def renew_user_subscriptions(request: Request, userId: str) -> Response:
     """Renew the user's subscriptions (or the one named by `subscriptionId`)."""
     plane, tenant = await authorize(request, NOTIFICATIONS, userId)
     body = await parse_body(request, Renew)
-    subscriptions = await basic_call_subscriptions(plane, tenant)
+    subscriptions = await teaming_subscriptions(plane, tenant)
     if body.subscriptionId is not None:
         subscriptions = [s for s in subscriptions if s.id == body.subscriptionId]
         if not subscriptions:
@@ -471,10 +526,10 @@ async def list_subscriptions(
     offset: str | None = Query(None, description="first item, from 0"),
     limit: str | None = Query(None, description=f"items per page (default {DEFAULT_LIMIT})"),
 ) -> list[dict[str, Any]]:
-    """The application's "Basic Call" subscriptions."""
+    """The application's "Basic Call" and "Voice Messaging" subscriptions."""
     plane, tenant = await authorize(request, NOTIFICATIONS)
     page = page_of(plane, offset, limit)
-    subscriptions = paged(response, await basic_call_subscriptions(plane, tenant), page)
+    subscriptions = paged(response, await teaming_subscriptions(plane, tenant), page)
     return [subscription_view(request, plane, tenant, s) for s in subscriptions]
 
 

@@ -1,20 +1,26 @@
 """Teaming's call forward (seed 002, "Configure your Call Forward"): `GET` and `PUT
 /users/{user}/services/{service}` for `callForwardingAlways`, `callForwardingBusy`,
-`callForwardingNoAnswer`, `callForwardingNotReachable` and `doNotDisturb`, under `/teaming`
-and `/teaming/v1` like the other Teaming routes (same credentials, scope `configuration`,
-numeric error codes).
+`callForwardingNoAnswer`, `callForwardingNotReachable`, `doNotDisturb` and `voiceMessaging`,
+under `/teaming` and `/teaming/v1` like the other Teaming routes (same credentials, scope
+`configuration`, numeric error codes).
 
 Choices where the document is silent (its PUT example is a copy of the GET): `PUT` takes the
 JSON object that `GET` returns, `{active, forwardToPhoneNumber, ringSplash}`, read as JSON
 whatever its Content-Type, and replaces the service's settings (a field left out takes its
 default: false, none, false), answering 204. `forwardToPhoneNumber` is a number (digits,
 optional leading +, routed through `dialout.trunk`; the document's `0123456789` is one) or a
-SIP URI, required to activate a forwarding service; `doNotDisturb` has no number (GET shows
-`active` and `ringSplash` only). `callForwardingNoAnswer` also takes and shows
-`numberOfRings` (1..20, default 3, a ring being 6 s; BroadWorks' name for it): a call to a
-manual-answer conference still ringing then is forwarded. What each service does to incoming
-calls is in `control/forwarding.py`. An unknown service is 404 code 60; a bad field 400
-code 22.
+SIP URI, required to activate a forwarding service; `doNotDisturb` and `voiceMessaging` have
+no number (GET shows `active` and `ringSplash` only). `callForwardingNoAnswer` also takes and
+shows `numberOfRings` (1..20, default 3, a ring being 6 s; BroadWorks' name for it): a call to
+a manual-answer conference still ringing then is forwarded.
+
+`voiceMessaging` is ours: the document lists no voice-mail switch, BroadWorks (where Teaming's
+call ids come from) has one by that name. Active (default off, so a locked conference still
+answers 403, as Orange's `none` mode needs), it sends to voice mail the calls to a locked
+conference and those left ringing on a manual-answer one after callForwardingNoAnswer's
+`numberOfRings` (set even while that forwarding is off); a forwarding rule that applies goes
+first. What each service does to incoming calls is in `control/forwarding.py`. An unknown
+service is 404 code 60; a bad field 400 code 22.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from control.api.dialects.teaming import CONFIGURATION, body_schema, parse_body
 from control.api.dialects.teaming_auth import authorize, teaming_errors
-from control.forwarding import DEFAULT_RINGS, DND, NO_ANSWER
+from control.forwarding import DEFAULT_RINGS, FORWARDS_NOWHERE, NO_ANSWER
 from control.store.records import ForwardingRule
 from control.usecases import forwarding
 
@@ -44,7 +50,7 @@ class ServiceSettings(BaseModel):
 
 def settings_view(rule: ForwardingRule) -> dict[str, Any]:
     view: dict[str, Any] = {"active": rule.active}
-    if rule.service != DND:
+    if rule.service not in FORWARDS_NOWHERE:
         view["forwardToPhoneNumber"] = rule.forward_to
     view["ringSplash"] = rule.ring_splash
     if rule.service == NO_ANSWER:
