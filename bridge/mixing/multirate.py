@@ -66,6 +66,7 @@ class MultiRateMix:
         self.mixer = RoomMix()
         self.shared: dict[Hashable, _SharedOutput] = {}
         self.hold_position = 0
+        self.lone: str | None = None  # the call key of the lone talker (see _lone_talker)
 
     def _set_rate(self, rate: int) -> None:
         self.rate = rate
@@ -120,9 +121,33 @@ class MultiRateMix:
         row_of = [shared_row] * n
         for row, i in enumerate(contributors):
             row_of[i] = row
-        solo = members[contributors[0]] if len(contributors) == 1 else None
-        self._send(members, mixed, row_of, shared_row, solo)
+        self._send(members, mixed, row_of, shared_row, self._lone_talker(members, contributors,
+                                                                        mixing))
         return digits
+
+    def _lone_talker(
+        self, members: list[Participant], contributors: list[int], mixing: bool
+    ) -> Participant | None:
+        """The member heard alone, whose packets its codec's listeners get as they came: the
+        only contributor, or, while nobody is heard, the last one (its pauses go on as it sent
+        them: each switch between its packets and our encoder's breaks the listener's decoder,
+        PESQ 4.23 instead of 4.45 for Opus speech), as long as it may still be heard and sends
+        packets (a pause without packets, DTX, is our encoder's again: a gap in our sequence
+        numbers there would read as loss)."""
+        if len(contributors) == 1:
+            lone = members[contributors[0]]
+            self.lone = lone.call_key
+            return lone
+        if contributors or self.lone is None:
+            self.lone = None
+            return None
+        lone = next((p for p in members if p.call_key == self.lone), None)
+        if lone is None or not mixing or lone.muted or lone.on_hold or lone.held or (
+            lone.inband_dtmf and lone.inband.tone_present  # type: ignore[union-attr]
+        ) or lone.stream is None or lone.stream.payload is None:  # no packet: DTX, or it left
+            self.lone = None
+            return None
+        return lone
 
     def _send(
         self,
@@ -158,7 +183,8 @@ class MultiRateMix:
             if prompt is None and participant.volume_db == 0 and not participant.deaf:
                 if row == shared_row:
                     key = _encoder_key(participant.codec)
-                    if passthrough is not None and passthrough[0] == key:
+                    forward = passthrough is not None and participant is not solo
+                    if forward and passthrough[0] == key:  # type: ignore[index]
                         if passthrough[1] is None:
                             participant.drop_payload()
                         else:

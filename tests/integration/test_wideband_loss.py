@@ -21,16 +21,11 @@ with the timing fixed, the same path gives FEC 2.79, concealment 1.58 (scripts/p
 from __future__ import annotations
 
 import asyncio
-import io
-import subprocess
-import wave
 from collections import Counter
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-from pesq import pesq
 
 from bridge.media.opus import OpusDecoder
 from bridge.rtp.packet import parse_rtp
@@ -39,59 +34,17 @@ from tests.integration.baresip import Baresip
 from tests.integration.harness import LOOPBACK
 from tests.integration.linphone import Linphone
 from tests.integration.lossy_relay import LossyRelay
+from tests.integration.speech import pesq_score, resampled, speech_source, to_wav
 from tests.integration.test_softphone import members
 
 pytestmark = pytest.mark.integration
 
-TEXT = "The quick brown fox jumps over the lazy dog. Seven, eight, nine, ten: the meeting starts."
 LOSS = 0.1
 OPUS_SENDER = """\
 opus_application	voip
 opus_bitrate		32000
 opus_packet_loss	{loss_percent}
 """
-
-
-def resampled(data: bytes, rate: int) -> np.ndarray:
-    """Mono int16 at `rate` from any audio file PyAV reads."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-    chunks = []
-    with av.open(io.BytesIO(data)) as container:
-        for frame in container.decode(container.streams.audio[0]):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(chunks).astype(np.int16)
-
-
-def to_wav(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(channels)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(np.repeat(samples[:, None], channels, axis=1).astype("<i2").tobytes())
-    return out.getvalue()
-
-
-def speech_source(path: Path) -> np.ndarray:
-    """espeak-ng's speech at 16 kHz (the reference), written for baresip's aufile as 48 kHz
-    stereo after a second of silence (the call settles) and followed by silence."""
-    spoken = subprocess.run(["espeak-ng", "--stdout", TEXT], check=True, capture_output=True)
-    at_48k = resampled(spoken.stdout, 48000)
-    silence = np.zeros(48000, np.int16)
-    path.write_bytes(to_wav(np.concatenate([silence, at_48k, silence, silence]), 48000, 2))
-    return resampled(to_wav(at_48k, 48000), 16000)
-
-
-def pesq_wb(reference: np.ndarray, heard: np.ndarray) -> float:
-    """P.862.2 of `heard` (16 kHz, starting somewhere before the speech) against `reference`,
-    once the speech is found in it by cross-correlation."""
-    size = 1 << int(np.ceil(np.log2(heard.size + reference.size)))
-    spectrum = np.fft.rfft(heard.astype(np.float64), size)
-    spectrum *= np.conj(np.fft.rfft(reference.astype(np.float64), size))
-    offset = int(np.argmax(np.fft.irfft(spectrum, size)[: heard.size - reference.size]))
-    degraded = heard[offset : offset + reference.size]
-    return float(pesq(16000, reference.astype(np.float64), degraded.astype(np.float64), "wb"))
 
 
 async def speech_through_lossy_path(
@@ -133,7 +86,7 @@ async def speech_through_lossy_path(
         "the bridge sent linphone": as_a_phone_decodes(clean.to_phone),
         "linphone played": heard,
     }
-    scores = {label: pesq_wb(reference, resampled(to_wav(audio, 48000), 16000))
+    scores = {label: pesq_score(reference, resampled(to_wav(audio, 48000), 16000))
               for label, audio in decoded.items()}
     print(f"opus_packet_loss {loss_percent}: PESQ WB", {k: round(v, 2) for k, v in scores.items()})
     return scores["the bridge sent linphone"], relay

@@ -260,3 +260,30 @@ def test_a_lone_talkers_lost_packet_reaches_listeners_of_its_codec_as_a_gap():
     gap = steps.index((2, 1920))
     around = [sent.index(payload) for _, _, payload in got[gap - 4 :]]  # all the talker's
     assert around == list(range(around[0], around[0] + len(around)))  # none but the lost one
+
+
+def test_a_lone_talkers_pause_goes_on_as_it_sent_it_until_it_is_muted():
+    """Between its words (quiet frames, nobody heard) the last lone talker's packets still go
+    to the listeners of its codec as they came, so their decoder never switches streams; once
+    it is muted, our encoder's silence goes out instead."""
+    engine = MediaEngine()
+    talker = Phone(engine, "talker", opus(), [1000.0])
+    sent: list[bytes] = []
+    original = talker.member.receive_rtp
+
+    def keep(data: bytes, source: tuple[str, int], now: float) -> None:
+        sent.append(parse_rtp(data).payload)
+        original(data, source, now)
+
+    talker.member.receive_rtp = keep  # type: ignore[method-assign]
+    listener = Phone(engine, "listener", opus(), [])
+    got: list[bytes] = []
+    listener.member.send = lambda data, address: got.append(parse_rtp(data).payload)
+    run(engine, [talker, listener], 20)
+    talker.sources = []  # a pause, past the talking state's hang-over
+    run(engine, [talker, listener], 60, start=21)
+    assert not talker.member.voice.talking
+    assert all(payload in sent for payload in got[5:])
+    talker.member.muted = True
+    run(engine, [talker, listener], 10, start=81)
+    assert not any(payload in sent for payload in got[-5:])
