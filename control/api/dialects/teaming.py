@@ -1,8 +1,8 @@
 """The Orange Teaming dialect (seed 002): telephony profile, call control (ANSWER / HOLD /
 UNHOLD, DELETE to release), "Basic Call" and "Voice Messaging" event subscriptions, pagination
-headers and the
-document's OAuth error codes, under `/teaming` (the document's base URL path) and again under
-`/teaming/v1` (the document's DELETE example carries a `/v1`; every route answers on both).
+headers and the document's OAuth error codes, under `/teaming` (the document's base URL path)
+and again under `/teaming/v1` (the document's DELETE example carries a `/v1`; every route
+answers on both).
 
 Mapping onto the native plane: a Teaming user (`{id}`) is an application (tenant), named by its
 id or its name; its bearer token is the application's API token and only reaches its own user
@@ -41,9 +41,8 @@ Choices where the document is silent:
   confirm, until the callee presses #), then `ACTIVE` with the SIP Call-ID as its
   `externalTrackingId`. DELETE releases it at any time (before the answer: the bridge
   cancels it, and it ends unanswered); ANSWER / HOLD take it once answered (before: 409 code
-  64). Refusals are the native ones with numeric
-  codes (bad number 400 code 22, no conference 400, unknown conference 404 code 60, too many
-  calls 429 code 53).
+  64). Refusals are the native ones with numeric codes (bad number 400 code 22, no conference
+  400, unknown conference 404 code 60, too many calls 429 code 53).
 - Calls list items: `callId`, `externalTrackingId` (the document's two fields) plus `state`
   (`ALERTING`, `ACTIVE`, `HELD`), `caller` (for a performed call: the number called),
   `conference` and `startTime`, oldest first.
@@ -56,7 +55,8 @@ Choices where the document is silent:
   "User". "Basic Call" is a native subscription to `call.alerting`, `participant.joined`
   (answered) and `call.ended` (released: every call gets it once, also one declined or
   abandoned while ringing, with the same `participant_id` as its alerting). Callbacks carry
-  the native webhook JSON (`{id, type, tenant, created_at, data}`): the document describes no body.
+  the native webhook JSON (`{id, type, tenant, created_at, data}`): the document describes
+  no body.
   "Voice Messaging" (the document: "notified ... on the voice messaging (new message, message
   deleted)"; it names no event type for it, this is its own phrase) is a native subscription
   to `voicemail.new` and `voicemail.deleted`, whose `data` are `{message_id, caller,
@@ -290,21 +290,17 @@ def performed(plane: ControlPlane, tenant: Tenant) -> dict[str, str]:
     }
 
 
-def performed_ringing(plane: ControlPlane, tenant: Tenant) -> list[CallOut]:
-    """The calls this user performed that the callee has not answered (or confirmed) yet."""
-    return [
-        c
-        for c in plane.dialouts.records.values()
-        if c.tenant_id == tenant.id and not c.settled and not c.participant
-    ]
-
-
 def ringing_out(plane: ControlPlane, tenant: Tenant, call_id: str) -> CallOut | None:
     """The performed call `call_id` while the callee has not answered (or confirmed) yet."""
     call = plane.dialouts.records.get(call_id)
     if call is None or call.tenant_id != tenant.id or call.participant or call.settled:
         return None
     return call
+
+
+def performed_ringing(plane: ControlPlane, tenant: Tenant) -> list[CallOut]:
+    """Every call of this user's still ringing at its callee."""
+    return [c for c in plane.dialouts.records.values() if ringing_out(plane, tenant, c.ref)]
 
 
 def find_leg(plane: ControlPlane, tenant: Tenant, call_id: str) -> Leg:
