@@ -131,6 +131,19 @@ async def test_instants_do_not_lean_on_the_server_time_zone(store: Store) -> Non
     ]
 
 
+async def test_voice_message_pages_carry_their_total(store: Store) -> None:
+    """The page and its total come from one statement (a window count) on PostgreSQL too."""
+    tenant = await store.tenants.create_tenant("acme", now=T0)
+    for minute in range(3):
+        await store.voicemail.add_message(
+            tenant.id, caller=f"+49{minute}", caller_name="Unavailable",
+            created_at=T0 + timedelta(minutes=minute), duration_ms=3000, path=f"/m{minute}.wav",
+        )  # fmt: skip
+    page, total = await store.voicemail.list_messages(tenant.id, 1, 1)
+    assert [m.caller for m in page] == ["+491"] and total == 3  # newest first
+    assert await store.voicemail.list_messages(tenant.id, 5, 1) == ([], 3)  # past the end
+
+
 # --- the whole product -----------------------------------------------------------------------
 
 
