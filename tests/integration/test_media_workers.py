@@ -3,13 +3,16 @@
 With 2 workers, two rooms of three land on different workers (seen in /metrics), each mixes
 correctly (FFT of what every phone hears, a mute through the API included), and killing one
 worker's process hangs up its calls with BYE and participant.left / call.ended events (reason
-`media_worker_died`) while the other worker's callers go on hearing each other. The dead
+`media_worker_died`), and ends its room's recording (recording.stopped, same reason, the file
+kept as far as it was written), while the other worker's callers go on hearing each other and
+their room's recording goes on. The dead
 worker is replaced, and its slot serves a new room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -45,6 +48,9 @@ EVERY_TONE = [tone for tones in ROOM_TONES.values() for tone in tones]
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     config = with_control(loopback_config(media_workers=2), tmp_path / "data")
+    config = dataclasses.replace(
+        config, recording=dataclasses.replace(config.recording, dir=str(tmp_path / "rec"))
+    )
     running = await Runtime(config).start()
     try:
         yield running
@@ -100,7 +106,7 @@ async def test_rooms_spread_mix_and_survive_a_dead_worker(runtime: Runtime) -> N
             assert reply.status_code == 201, reply.text
 
         async def watch() -> None:
-            types = "participant.left,call.ended"
+            types = "participant.left,call.ended,recording.stopped"
             async with client.stream("GET", f"/v1/events?types={types}", headers=acme) as stream:
                 kind = ""
                 async for line in stream.aiter_lines():
@@ -137,6 +143,12 @@ async def test_rooms_spread_mix_and_survive_a_dead_worker(runtime: Runtime) -> N
             assert_mix(phones["west"], "west", silent=(1300.0,))
             assert_mix(phones["east"], "east")
 
+            # both rooms are being recorded when east's worker dies
+            for room in ROOM_TONES:
+                reply = await client.post(f"/v1/conferences/{room}/recording", headers=acme)
+                assert reply.status_code == 201, reply.text
+            await asyncio.sleep(1.0)
+
             # kill east's worker
             media = runtime.bridge.media
             assert isinstance(media, WorkerMedia)
@@ -158,10 +170,19 @@ async def test_rooms_spread_mix_and_survive_a_dead_worker(runtime: Runtime) -> N
 
             await eventually(lambda: reason_count("participant.left") == 3, timeout=10)
             await eventually(lambda: reason_count("call.ended") == 3, timeout=10)
+            await eventually(lambda: reason_count("recording.stopped") == 1, timeout=10)
+            (ended,) = [d for k, d in events if k == "recording.stopped"]
+            assert ended["size_bytes"] > 50_000 and os.path.exists(ended["path"]), ended
             assert not any(data["conference"] == "west" for _, data in events), events
             assert not any(p.ended_by_bridge for p in phones["west"])
             await asyncio.sleep(1.5)
             assert_mix(phones["west"], "west", silent=(1300.0,))
+            reply = await client.delete("/v1/conferences/west/recording", headers=acme)
+            assert reply.status_code == 204, reply.text  # west's recording went on till now
+            await eventually(lambda: len([k for k, _ in events if k == "recording.stopped"]) == 2)
+            (west,) = [d for k, d in events if k == "recording.stopped" and d != ended]
+            assert west["conference"] == "west", west
+            assert west["reason"] == "stopped" and west["duration_s"] > 2.0, west
 
             # a new process took the dead one's place and serves a new room
             seen = await metrics(client)

@@ -4,7 +4,8 @@ Three scripted phones (PCMU, 500/1100/1700 Hz) in a conference; POST .../recordi
 seconds, DELETE .../recording: the recording.stopped event carries path, duration and size; the
 file is listed, downloads, opens with PyAV with all three tones and the right duration, and
 ffprobe (FFmpeg's command-line prober) reads it with that duration too. An
-unwritable recording directory is a 503 naming the problem, and the calls carry on.
+unwritable recording directory is a 503 naming the problem, and the calls carry on; a disk
+that fills up ends the recording with an event naming the error, and the calls carry on.
 """
 
 from __future__ import annotations
@@ -161,3 +162,47 @@ async def test_unwritable_recording_directory_is_an_error_naming_it_and_calls_ca
         for phone in phones:
             await phone.hangup()
         await runtime.stop()
+
+
+async def test_a_full_disk_ends_the_recording_with_the_reason_and_calls_carry_on(
+    tmp_path: Path,
+) -> None:
+    """The recording directory on a 64 KiB tmpfs (we run as root: the test mounts it): the WAV
+    fills it in under a second, the recording ends by itself with a `recording.stopped` event
+    whose reason names the error, and the three callers go on hearing each other."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"a full disk needs a small tmpfs, and mount refused: {mounted.stderr}")
+    runtime: Runtime | None = None
+    phones: list[Phone] = []
+    try:
+        runtime = await start(tmp_path, small)
+        events: list[BridgeEvent] = []
+        runtime.bridge.events.subscribe(events.append)
+        async with http(runtime) as client:
+            headers = await token_for(client, "app")
+            await create(client, headers, "rec")
+            phones = await phones_in(runtime, "rec")
+            reply = await client.post("/v1/conferences/rec/recording", json={"format": "wav"},
+                                      headers=headers)
+            assert reply.status_code == 201, reply.text
+            await eventually(lambda: any(isinstance(e, RecordingStopped) for e in events))
+            (stopped,) = [e for e in events if isinstance(e, RecordingStopped)]
+            assert stopped.reason.startswith("error: [Errno 28] No space left on device"), stopped
+            assert 0 < stopped.size_bytes <= 64 * 1024 and stopped.path.startswith(str(small))
+            listed = (await client.get("/v1/conferences/rec/recordings", headers=headers)).json()
+            assert [r["recording"] for r in listed] == [False], listed
+            since = asyncio.get_running_loop().time()
+            await asyncio.sleep(1.5)
+            assert len(runtime.bridge.control.participants("rec")) == 3
+            heard = tone_levels(phones[0].audio(since + 0.3), [1100.0, 1700.0])
+            assert all(level > -35 for level in heard.values()), heard
+    finally:
+        for phone in phones:
+            await phone.hangup()
+        if runtime is not None:
+            await runtime.stop()
+        subprocess.run(["umount", str(small)], check=False)
