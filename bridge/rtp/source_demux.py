@@ -58,7 +58,9 @@ class SourceDemux:
     unmatched: int = 0  # datagrams dropped by rule 3
     _keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _slots: list[str] = field(default_factory=list)
+    _unlatched: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per key
     _dirty: bool = True
+    newly_latched: list[str] = field(default_factory=list)  # since the caller last took them
 
     def add(self, slot: str, sdp: Address, signalling_host: str) -> None:
         key = address_key(*sdp) if sdp[1] else -1
@@ -79,6 +81,11 @@ class SourceDemux:
         if self.entries.pop(slot, None) is not None:
             self._dirty = True
 
+    def take_latched(self) -> list[str]:
+        """The slots latched since the last call (so the caller can note their address)."""
+        latched, self.newly_latched = self.newly_latched, []
+        return latched
+
     def latched(self, slot: str) -> Address | None:
         entry = self.entries.get(slot)
         if entry is None or entry.latched < 0:
@@ -94,6 +101,7 @@ class SourceDemux:
         keys = sorted(pairs)
         self._keys = np.array(keys, np.int64)
         self._slots = [pairs[k] for k in keys]
+        self._unlatched = np.array([self.entries[s].latched < 0 for s in self._slots], bool)
         self._dirty = False
 
     def route(self, ips: np.ndarray, ports: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -121,23 +129,25 @@ class SourceDemux:
         return np.where(known[at] == keys, at, UNMATCHED)
 
     def _latch_exact(self, index: np.ndarray) -> None:
-        """Calls first heard at their SDP address latch to it (rule 1)."""
-        for i in np.unique(index).tolist():
-            entry = self.entries[self._slots[i]]
-            if entry.latched < 0:
-                entry.latched = entry.sdp
+        """Calls first heard at their SDP address latch to it (rule 1); an array test leaves
+        the usual batch, every call latched already, with no Python per call."""
+        waiting = index[self._unlatched[index]]
+        for i in np.unique(waiting).tolist():
+            slot = self._slots[i]
+            entry = self.entries[slot]
+            entry.latched = entry.sdp
+            self._unlatched[i] = False
+            self.newly_latched.append(slot)
 
     def _latch_unknown(self, key: int) -> None:
         ip = key >> 16
         candidates = [
-            entry
-            for entry in self.entries.values()
+            (slot, entry)
+            for slot, entry in self.entries.items()
             if entry.latched < 0 and ip in entry.hosts and (entry.sdp < 0 or entry.sdp >> 16 != ip)
         ]
-        exact = [entry for entry in candidates if entry.sdp == key]
-        if exact:  # rule 1 for a call whose SDP address another call had shadowed
-            exact[0].latched = key
-            self._dirty = True
-        elif len(candidates) == 1:  # rule 2
-            candidates[0].latched = key
+        if len(candidates) == 1:  # rule 2
+            slot, entry = candidates[0]
+            entry.latched = key
+            self.newly_latched.append(slot)
             self._dirty = True

@@ -205,7 +205,6 @@ class WorkerMedia:
         participant = new_participant(
             command, _not_connected, rtp.jitter_target_ms, rtp.jitter_max_ms
         )
-        participant.room = command.room or participant.room
         mixing = self.mixing.get(room, True)
         self.pool.add(worker, HandOver(command.room, mixing, pack(participant), None, True), None)
         self.placed[command.leg] = Placed(

@@ -37,6 +37,7 @@ class SharedRtpPort:
         self.members: dict[str, Participant] = {}
         self._slots: list[str] | None = None
         self._parts: list[Participant | None] = []
+        self._fast_type = np.full(1, -2, np.int16)
         self._out: list[bytes] = []
         self._to: list[int] = []
         self._keys: dict[tuple[str, int], int] = {}
@@ -50,8 +51,9 @@ class SharedRtpPort:
         participant.send = self.queue
 
     def update(self, participant: Participant) -> None:
-        """After a re-INVITE: its SDP address may have moved."""
+        """After a re-INVITE: its SDP address, its codec or its SRTP may have changed."""
         self.demux.update(participant.call_key, participant.remote)
+        self._slots = None  # remake the members' payload types
 
     def remove(self, leg: str) -> None:
         self.members.pop(leg, None)
@@ -82,41 +84,55 @@ class SharedRtpPort:
         if slots is not self._slots:
             self._slots = slots
             self._parts = [self.members.get(leg) for leg in slots]
+            self._fast_type = np.array(
+                [
+                    # the payload type a member's packets take the array path with; an SRTP
+                    # leg's (header in clear, payload not) never do: -1
+                    -1 if p is None or p.srtp is not None else p.codec.payload_type
+                    for p in self._parts
+                ]
+                + [-2],  # (index -1: unmatched)
+                np.int16,
+            )
+        for leg in self.demux.take_latched():
+            participant = self.members.get(leg)
+            if participant is not None:
+                participant.latched = self.demux.latched(leg)
         parts = self._parts
         lengths = io.lengths(count)
         rows = io.rx.data[:count]
         arrivals = io.arrivals(count) + to_loop_clock
         arrivals = np.where(np.isnan(arrivals), time.time() + to_loop_clock, arrivals)
-        # the header as columns (a short datagram's columns are junk and fail `plain`)
-        sequence = (rows[:, 2].astype(np.int64) << 8) | rows[:, 3]
-        header = rows[:, 4:12].copy().view(">u4")
-        plain = (lengths >= 12) & (rows[:, 0] == 0x80) & (index >= 0)
-        second = rows[:, 1]
         blob = rows.tobytes()
         size = DATAGRAM_BYTES
-        for i, (slot, length, pt, is_plain, seq, ts, ssrc, at) in enumerate(
-            zip(
-                index.tolist(), lengths.tolist(), second.tolist(), plain.tolist(),
-                sequence.tolist(), header[:, 0].tolist(), header[:, 1].tolist(),
-                arrivals.tolist(), strict=True,
-            )
-        ):  # fmt: skip
-            if slot < 0:
-                continue  # dropped by the demultiplexer (counted there)
-            participant = parts[slot]
+        # the array path: a plain RTP header (no CSRC, extension, padding) in the member's codec
+        fast = (lengths >= 12) & (rows[:, 0] == 0x80) & (rows[:, 1] == self._fast_type[index])
+        chosen = np.flatnonzero(fast)
+        if chosen.size:
+            head = rows[chosen]
+            sequence = (head[:, 2].astype(np.int64) << 8) | head[:, 3]
+            fields = head[:, 4:12].copy().view(">u4")
+            for i, slot, length, seq, ts, ssrc, at in zip(
+                chosen.tolist(), index[chosen].tolist(), lengths[chosen].tolist(),
+                sequence.tolist(), fields[:, 0].tolist(), fields[:, 1].tolist(),
+                arrivals[chosen].tolist(), strict=True,
+            ):  # fmt: skip
+                participant = parts[slot]
+                participant.counters.packets_in += 1  # type: ignore[union-attr]
+                participant.last_rtp = at  # type: ignore[union-attr]
+                participant.loss.observe(ssrc, seq)  # type: ignore[union-attr]
+                start = i * size + 12
+                participant.jitter.push_frame(  # type: ignore[union-attr]
+                    seq, ts, ssrc, blob[start : start + length - 12], at
+                )
+        # the rest, as on a call's own socket: RTCP, malformed, telephone-event, SRTP
+        for i in np.flatnonzero(~fast & (index >= 0)).tolist():
+            participant = parts[int(index[i])]
             if participant is None:
-                continue  # its leg was removed in this batch's tick
+                continue  # its leg was removed since the slots were made
             start = i * size
-            if participant.latched is None:
-                participant.latched = self.demux.latched(slots[slot])
-            # an SRTP leg's packet (header in clear) takes `receive_rtp`, which unprotects it
-            if is_plain and pt == participant.codec.payload_type and participant.srtp is None:
-                participant.counters.packets_in += 1
-                participant.last_rtp = at
-                participant.loss.observe(ssrc, seq)
-                participant.jitter.push_frame(seq, ts, ssrc, blob[start + 12 : start + length], at)
-            else:  # RTCP, malformed, telephone-event...: the per-call path, as on its own socket
-                participant.receive_rtp(blob[start : start + length], participant.latched, at)
+            data = blob[start : start + int(lengths[i])]
+            participant.receive_rtp(data, participant.latched, float(arrivals[i]))  # type: ignore[arg-type]
 
     # --- send -------------------------------------------------------------------------------
 
