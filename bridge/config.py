@@ -318,6 +318,15 @@ class RoomDefinition:
 
 
 @dataclass(frozen=True)
+class ConferencesConfig:
+    """Managed conferences' records."""
+
+    # days an ended conference's record is kept (its name stays its tenant's and is never
+    # created by dialling); then it is purged and the name is free. 0 = keep forever
+    retention_days: int = key(0, _int_rule(0, 36_500))
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     """The HTTP control plane served in the bridge's own event loop."""
 
@@ -441,6 +450,9 @@ class ApplicationDefinition:
     )
     # numbers the application owns: the caller ids its calls out may show
     caller_ids: tuple[str, ...] = key((), _list_rule(_number_rule, allow_empty=True))
+    # Request-URI users (numbers as digits, or names) that are this application's: a room made
+    # by dialling one is its to see and control through /v1/rooms; no other may take the name
+    dial_in: tuple[str, ...] = key((), _list_rule(_room_name_rule, allow_empty=True))
 
 
 @dataclass(frozen=True)
@@ -517,6 +529,7 @@ class Config:
     announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     keypad: KeypadConfig = field(default_factory=KeypadConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    conferences: ConferencesConfig = field(default_factory=ConferencesConfig)
     dialout: DialOutConfig = field(default_factory=DialOutConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -745,6 +758,14 @@ def _application_definitions(tables: Any) -> tuple[ApplicationDefinition, ...]:
         if "token" not in values:
             raise ConfigError(f"{label}.token: missing")
         applications.append(ApplicationDefinition(**values))
+    claimed: dict[str, str] = {}
+    for app in applications:
+        for name in app.dial_in:
+            if name in claimed:
+                raise ConfigError(
+                    f"application {app.name!r}.dial_in: {name!r} is already {claimed[name]!r}'s"
+                )
+            claimed[name] = app.name
     return tuple(applications)
 
 

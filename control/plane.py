@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from control.store.records import Conference
 from control.voicemail import VoiceMail, is_voice_mail_room, tenant_of
 
 log = structlog.get_logger(__name__)
+PURGE_EVERY = timedelta(hours=1)  # how often ended conferences past retention are purged
 
 Clock = Callable[[], datetime]
 
@@ -81,6 +82,7 @@ class ControlPlane:
         self.voicemail = VoiceMail(bridge, store, voicemail_dir, clock, self._publish)
         self._unsubscribe_voicemail: Callable[[], None] | None = None
         self.owners: dict[str, str] = {}  # every name on record (ended ones too) -> tenant id
+        self.dial_in: dict[str, str] = {}  # [[application]] dial_in names -> tenant id
         self.dialouts = DialOuts(
             bridge, config, is_open=self.is_open, finished=self._call_out_finished
         )
@@ -96,7 +98,8 @@ class ControlPlane:
             tenants = self.store.tenants
             tenant = await tenants.get_tenant(app.name) or await tenants.create_tenant(app.name)
             await tenants.add_token(tenant.id, app.token)
-        self.owners = await self.store.conferences.name_owners()
+            self.dial_in.update(dict.fromkeys(app.dial_in, tenant.id))
+        await self.purge_expired()
         for conference in await self.store.conferences.open_conferences():
             self._install(conference)
         self.forwarding.load(await self.store.forwarding.all_rules())
@@ -300,11 +303,26 @@ class ControlPlane:
                 self.bridge.forget_room(conference.name, action.reason)
         return conference
 
+    async def purge_expired(self) -> None:
+        """Forget conferences that ended more than `conferences.retention_days` ago; their
+        names are free again (and may then be created by dialling)."""
+        days = self.config.conferences.retention_days
+        if days:
+            purged = await self.store.conferences.purge_ended(self.clock() - timedelta(days=days))
+            if purged:
+                log.info("conference.purged", count=purged, retention_days=days)
+        self.owners = await self.store.conferences.name_owners()
+        self.owners.update({c.name: c.tenant_id for c in self.conferences.values()})
+
     async def _scheduler(self) -> None:
+        next_purge = self.clock() + PURGE_EVERY
         while True:
             self._reschedule.clear()
             try:
                 await self.advance()
+                if self.clock() >= next_purge:
+                    next_purge = self.clock() + PURGE_EVERY
+                    await self.purge_expired()
             except Exception:
                 log.exception("control.scheduler_failed")
             deadlines = [

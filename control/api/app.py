@@ -14,6 +14,7 @@ from control.api import (
     conferences,
     errors,
     recordings,
+    rooms,
     subscriptions,
 )
 from control.api.dialects import (
@@ -42,6 +43,7 @@ def create_app(plane: ControlPlane, metrics: Metrics) -> FastAPI:
     app.include_router(conferences.router)
     app.include_router(subscriptions.router)
     app.include_router(admin.router)
+    app.include_router(rooms.router)
     app.include_router(calls.router)
     app.include_router(recordings.router)
     app.include_router(announcements.router)

@@ -161,6 +161,16 @@ class ConferenceQueries(StoreBase):
         async with self._session() as session:
             return {name: tenant for name, tenant in (await session.execute(query)).all()}
 
+    async def purge_ended(self, before: datetime) -> int:
+        """Delete the conferences that ended before `before` (their callers go with them;
+        call records stay, unlinked): their names are free again. Returns how many."""
+        query = delete(ConferenceRow).where(
+            ConferenceRow.state == COMPLETED, ConferenceRow.ended_at < before
+        )
+        async with self._session() as session, session.begin():
+            result = await session.execute(query)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     async def list_conferences(
         self, tenant_id: str, offset: int = 0, limit: int = 100
     ) -> tuple[list[Conference], int]:

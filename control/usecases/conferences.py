@@ -58,6 +58,7 @@ def check_name_free(plane: ControlPlane, tenant: Tenant, name: str) -> None:
     dialled = any(room.name == name and not room.managed for room in plane.bridge.live_rooms())
     if (
         (owner is not None and owner != tenant.id)
+        or plane.dial_in.get(name, tenant.id) != tenant.id
         or is_config_room(plane.config, name)
         or name in plane.config.rooms.ivr_users
         or dialled

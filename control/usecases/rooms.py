@@ -1,6 +1,8 @@
-"""The operator's view: every room the bridge has now, whoever made it (a tenant's conference,
-the configuration file, or a caller dialling a free name), and control of anyone in it. Only
-the admin token reaches these; tenants see their conferences through `conferences`."""
+"""Live rooms: the operator's view of every room the bridge has now, whoever made it (a
+tenant's conference, the configuration file, or a caller dialling a free name), and control of
+anyone in it (admin token); and a tenant's view of the live rooms that are its own: its
+conferences' and those made by dialling one of its `[[application]] dial_in` names. Another
+tenant's room is NotFound, exactly as a missing one."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass
 
 from bridge.control_port import ParticipantView
 from control.plane import ControlPlane
+from control.store.records import Tenant
 from control.usecases.errors import NotFound
 
 
@@ -17,7 +20,7 @@ class LiveRoom:
     participants: int
     ringing: int
     origin: str  # "conference" (a tenant's), "config" ([[room]] or rooms.names), "dialled"
-    tenant_id: str | None  # the conference's tenant
+    tenant_id: str | None  # the conference's tenant, or the one whose dial-in name it is
     conference_id: str | None
 
 
@@ -38,7 +41,7 @@ def live(plane: ControlPlane) -> list[LiveRoom]:
                 room.participants,
                 room.ringing,
                 origin,
-                conference.tenant_id if conference else None,
+                conference.tenant_id if conference else plane.dial_in.get(room.name),
                 conference.id if conference else None,
             )
         )
@@ -55,3 +58,15 @@ def find(plane: ControlPlane, name: str) -> LiveRoom:
 def members(plane: ControlPlane, name: str) -> list[ParticipantView]:
     find(plane, name)
     return plane.bridge.participants(name)
+
+
+def of_tenant(plane: ControlPlane, tenant: Tenant) -> list[LiveRoom]:
+    """The tenant's live rooms: its conferences' and its dial-in names' (made by dialling)."""
+    return [room for room in live(plane) if room.tenant_id == tenant.id]
+
+
+def find_own(plane: ControlPlane, tenant: Tenant, name: str) -> LiveRoom:
+    room = next((r for r in of_tenant(plane, tenant) if r.name == name), None)
+    if room is None:
+        raise NotFound(f"room {name!r}")
+    return room
