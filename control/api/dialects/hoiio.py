@@ -22,9 +22,11 @@ Choices where the document is silent:
   (`error_dest_invalid`). Numbers go to `dialout.trunk`; with no trunk configured (or a trunk
   that does not resolve) the answer is `error_dest_not_supported`.
 - `room`: omitted -> a new generated id (`c` and 9 digits). The application's open room of that
-  name is reused; an unused name creates an open, unreserved conference with at most 8
-  participants; another application's open room, a room of the configuration file, or the
-  application's own room while still RESERVED is `error_invalid_room`. A request that would
+  id is reused; an id it has no open room of creates an open, unreserved conference with at
+  most 8 participants, under the application's private name when another application, the
+  configuration file or a caller holds that name (`hoiio_rooms.py`: ids are per application,
+  and the answer never tells which happened). The application's own room while still RESERVED
+  is `error_invalid_room`. A request that would
   put more than 8 people in the room (present participants plus calls still being placed plus
   this request's numbers) is `error_invalid_room` too: the document names no status for a full
   room and the room is what cannot take them. Dial-in callers beyond 8 get 486 from the bridge.
@@ -65,18 +67,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from control.api.auth import plane_of
+from control.api.dialects.hoiio_rooms import private_name, public_id
 from control.dialout import E164
 from control.plane import ControlPlane
 from control.schedule import ConferenceState
 from control.store.records import Conference, Tenant
 from control.usecases import calls, conferences
 from control.usecases.auth import authenticate as token_owner
-from control.usecases.conferences import NewConference, is_config_room
+from control.usecases.conferences import NewConference
 from control.usecases.errors import (
     DomainError,
     Invalid,
     LimitExceeded,
     NameTaken,
+    NameUnavailable,
     NotFound,
     Unauthorized,
 )
@@ -267,40 +271,46 @@ async def resolvable(host: str, port: int | None) -> None:
 # --- the room ---------------------------------------------------------------------------------
 
 
-async def own_open_room(plane: ControlPlane, tenant: Tenant, name: str) -> Conference | None:
-    """The application's open room of that name; error_invalid_room when it cannot take calls
-    yet or the name is taken by someone else."""
-    try:
-        conference: Conference | None = await conferences.find(plane, tenant, name)
-    except NotFound:
-        conference = None
-    if conference is not None and conference.state != ConferenceState.COMPLETED:
+async def own_open_room(plane: ControlPlane, tenant: Tenant, room_id: str) -> Conference | None:
+    """The application's open room of that id (under its plain or its private name);
+    error_invalid_room when it cannot take calls yet."""
+    for name in (room_id, private_name(tenant, room_id)):
+        try:
+            conference = await conferences.find(plane, tenant, name)
+        except NotFound:
+            continue
+        if conference.state == ConferenceState.COMPLETED:
+            continue
         if conference.state == ConferenceState.RESERVED:
             fail("error_invalid_room")
         return conference
-    taken = await plane.store.conferences.conference_by_name(name)
-    if taken is not None or is_config_room(plane.config, name):
-        fail("error_invalid_room")
     return None
 
 
 async def check_room(plane: ControlPlane, tenant: Tenant, room: str | None, count: int) -> None:
     """error_invalid_room when the room is not the application's to use, or `count` more
     people would make it hold more than ROOM_CAPACITY."""
-    if room is None or await own_open_room(plane, tenant, room) is None:
+    conference = None if room is None else await own_open_room(plane, tenant, room)
+    if conference is None:
         return
-    if calls.load(plane, room) + count > ROOM_CAPACITY:
+    if calls.load(plane, conference.name) + count > ROOM_CAPACITY:
         fail("error_invalid_room")
 
 
 async def create_room(plane: ControlPlane, tenant: Tenant, name: str | None) -> str:
-    """A new open conference for the application (generated id when `name` is None)."""
-    spec = NewConference(name=name or conferences.new_name(), max_participants=ROOM_CAPACITY)
+    """A new open conference for the application (generated id when `name` is None), under
+    its private name when the plain one is not the application's to take."""
+    name = name or conferences.new_name()
+    try:
+        conferences.check_name_free(plane, tenant, name)
+    except NameUnavailable:
+        name = private_name(tenant, name)
+    spec = NewConference(name=name, max_participants=ROOM_CAPACITY)
     try:
         created = await conferences.create(plane, tenant, spec)
     except NameTaken:
         if name is not None:
-            conference = await own_open_room(plane, tenant, name)  # lost a race to ourselves?
+            conference = await own_open_room(plane, tenant, public_id(name))  # a race with us?
             if conference is not None:
                 return conference.name
         fail("error_invalid_room")
@@ -348,9 +358,8 @@ async def check(plane: ControlPlane, request: Request, params: dict[str, str]) -
 
 
 async def place(plane: ControlPlane, order: CallOrder) -> dict[str, Any]:
-    room = order.room
-    if room is None or await own_open_room(plane, order.tenant, room) is None:
-        room = await create_room(plane, order.tenant, room)
+    own = None if order.room is None else await own_open_room(plane, order.tenant, order.room)
+    room = own.name if own is not None else await create_room(plane, order.tenant, order.room)
     try:
         placed = await calls.place(
             plane,
@@ -369,7 +378,7 @@ async def place(plane: ControlPlane, order: CallOrder) -> dict[str, Any]:
         fail("error_concurrent_call_limit_reached")
     except DomainError:  # the room ended or was reserved meanwhile
         fail("error_invalid_room")
-    return {"txn_refs": [c.ref for c in placed], "room": room, "status": "success_ok"}
+    return {"txn_refs": [c.ref for c in placed], "room": public_id(room), "status": "success_ok"}
 
 
 async def conference_call(request: Request) -> JSONResponse:

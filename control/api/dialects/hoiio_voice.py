@@ -46,6 +46,7 @@ from control.api.dialects.hoiio import (
     required,
     wrong_method,
 )
+from control.api.dialects.hoiio_rooms import public_id
 from control.plane import ControlPlane
 from control.store.records import Tenant
 from control.usecases import history
@@ -68,7 +69,7 @@ def transaction_fields(plane: ControlPlane, txn: Transaction) -> dict[str, str]:
     if txn.outcome is not None:
         fields["call_status_dest1"] = txn.outcome
     fields["call_state"] = "ended" if txn.ended else "ongoing"
-    fields["room"] = txn.room
+    fields["room"] = public_id(txn.room)
     if txn.started_at is not None:
         fields["date"] = txn.started_at.astimezone(GMT8).strftime(DATE_FORMAT)
     fields["currency"] = plane.config.dialout.currency
