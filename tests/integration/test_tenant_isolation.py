@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             await runtime.stop()
 
 
+def unstamped(text: str) -> str:
+    """Aculab's error bodies carry the time of the answer: two answers may straddle a second."""
+    return re.sub(r"\d{4}-\d\d-\d\d_\d\d:\d\d:\d\d", "<time>", text)
+
+
 def swap(text: str, owned: Owned) -> str:
     for theirs, missing in zip(vars(owned).values(), vars(MISSING).values(), strict=True):
         text = text.replace(theirs, missing)
@@ -200,7 +206,7 @@ async def test_aculab(world: World) -> None:
         theirs = await ask_aculab(path, **{field: getattr(world.owned, key)}, **extra)
         missing = await ask_aculab(path, **{field: getattr(MISSING, key)}, **extra)
         assert theirs.status_code == missing.status_code == 404, (path, theirs.text)
-        assert swap(theirs.text, world.owned) == missing.text, path
+        assert unstamped(swap(theirs.text, world.owned)) == unstamped(missing.text), path
     for path in ("conference_participant_set_options", "conference_participant_eject"):
         params = {"conference_name": "alpha", "participant_id": world.owned.participant,
                   "muted": "true"}  # fmt: skip
