@@ -9,8 +9,8 @@ it when the conference is full; `callForwardingNotReachable` when the conference
 calls (not started yet, or locked); `callForwardingNoAnswer` when a call to a manual-answer
 conference is still ringing after `numberOfRings` rings of RING_S seconds (default
 DEFAULT_RINGS). `voiceMessaging` (BroadWorks' name; no number) sends to voice mail the callers
-who cannot get in otherwise: a locked conference's, and a manual-answer conference's call still
-ringing after those rings; a forwarding rule that applies goes first. A number is reached
+who cannot get in otherwise: a locked or full conference's, and a manual-answer conference's
+call still ringing after those rings; a forwarding rule that applies goes first. A number is reached
 through `dialout.trunk` (`sip:<number>@<trunk>`), a SIP URI as it is. `ringSplash` is kept
 and shown: there is no phone of the user's to ring.
 """

@@ -151,9 +151,10 @@ class ControlPlane:
             return None
         if self.forwarding.do_not_disturb(conference.tenant_id):
             return Reroute(self.voicemail.room_for(conference.tenant_id))
+        full = self._is_full(conference)
         forwarded = self.forwarding.decide(
             conference.tenant_id,
-            full=self._is_full(conference),
+            full=full,
             unreachable=conference.state == ConferenceState.RESERVED or conference.locked,
         )
         if forwarded is not None:
@@ -163,9 +164,9 @@ class ControlPlane:
                 contact = ("Contact", self._divert_uri(conference.divert_to))
                 return Refusal(302, "Conference not started", (contact,))
             return Refusal(486, "Conference not started")
+        if (conference.locked or full) and self.forwarding.voice_mail(conference.tenant_id):
+            return Reroute(self.voicemail.room_for(conference.tenant_id))
         if conference.locked:
-            if self.forwarding.voice_mail(conference.tenant_id):
-                return Reroute(self.voicemail.room_for(conference.tenant_id))
             return Refusal(403, "Conference locked")
         if conference.manual_answer:
             tenant_id = conference.tenant_id

@@ -4,7 +4,7 @@ and is recorded until `#`, hang-up or MAX_MESSAGE_S; the file becomes a voice me
 
 The line of a Teaming user (an application) is every one of its conferences; a call to one
 while `doNotDisturb` is active goes to voice mail, and so does, with `voiceMessaging` active, a
-call to a locked one or one left ringing unanswered (`control.forwarding`,
+call to a locked or full one or one left ringing unanswered (`control.forwarding`,
 `control.plane.ControlPlane.gate`).
 
 The gate sends the call to a room named `vm.<application id>.<random>` and keeps nothing: a

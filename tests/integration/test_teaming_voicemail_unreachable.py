@@ -1,7 +1,8 @@
 """Teaming's voice mail for the callers who cannot get in (seed 002, issue 16), through the
 dialect's own routes: with `voiceMessaging` active, a SIPp caller to a **locked** conference and
 one left **unanswered** on a manual-answer conference each leave 3 s of a 1 kHz tone, returned
-as a WAV whose dominant frequency is 1 kHz and whose length is 3 s +- 0.5 (check 2's form);
+as a WAV whose dominant frequency is 1 kHz and whose length is 3 s +- 0.5 (check 2's form), and
+a caller to a full conference is answered by voice mail too;
 "Voice Messaging" subscribers hear of new and deleted messages, "Basic Call" ones of the call
 that went to voice mail; and calls that never reach a voice-mail room (cancelled while ringing,
 hung up during the prompt, answered by the operator) leave nothing behind in the bridge or the
@@ -142,6 +143,20 @@ async def test_locked_conference_takes_a_message(tmp_path: Path) -> None:
             await eventually(lambda: len(receiver.delivered) == 2, timeout=10)
             assert receiver.delivered[1]["type"] == "voicemail.deleted"
             assert receiver.delivered[1]["data"]["message_id"] == message["messageId"]
+
+            await conference(user, "small", max_participants=2)  # full: voice mail too
+            port = runtime.bridge.transports.udp_port
+            phones = [Phone(LOOPBACK, port, "small", user=f"+493011{n}") for n in range(3)]
+            try:
+                assert [await phone.call() for phone in phones] == [200, 200, 200]
+                assert len(runtime.bridge.control.participants("small")) == 2
+                await eventually(lambda: len(runtime.plane.voicemail.pending) == 1, timeout=5)
+                await phones[2].hangup()  # before the tone: no message
+            finally:
+                for phone in phones:
+                    await phone.hangup()
+            await eventually(lambda: nothing_left(runtime), timeout=10)
+            assert await user.messages() == []
     finally:
         await receiver.close()
         await runtime.stop()

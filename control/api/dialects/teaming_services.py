@@ -16,11 +16,11 @@ a manual-answer conference still ringing then is forwarded.
 
 `voiceMessaging` is ours: the document lists no voice-mail switch, BroadWorks (where Teaming's
 call ids come from) has one by that name. Active (default off, so a locked conference still
-answers 403, as Orange's `none` mode needs), it sends to voice mail the calls to a locked
-conference and those left ringing on a manual-answer one after callForwardingNoAnswer's
-`numberOfRings` (set even while that forwarding is off); a forwarding rule that applies goes
-first. What each service does to incoming calls is in `control/forwarding.py`. An unknown
-service is 404 code 60; a bad field 400 code 22.
+answers 403, as Orange's `none` mode needs), it sends to voice mail the calls to a locked or
+full conference (BroadWorks' busy redirect) and those left ringing on a manual-answer one
+after callForwardingNoAnswer's `numberOfRings` (set even while that forwarding is off); a
+forwarding rule that applies goes first. What each service does to incoming calls is in
+`control/forwarding.py`. An unknown service is 404 code 60; a bad field 400 code 22.
 """
 
 from __future__ import annotations
