@@ -18,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.media.resample import RATES, Resampler
+
 RATE = 8000
 FRAME_SAMPLES = 160
+ANNOUNCEMENT_RATE = 48000
+"""Uploaded announcements are stored at this rate (the packaged prompts are 8 kHz)."""
+ANNOUNCEMENT_RATES = RATES
 PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
 _NAME = re.compile(r"[a-z0-9_]+")
 
@@ -51,19 +56,25 @@ class Prompt(StrEnum):
 
 def read_wav(path: Path) -> np.ndarray:
     """An 8 kHz mono 16-bit WAV file as int16 samples; ValueError naming the file otherwise."""
+    return read_wav_at(path, (RATE,))[0]
+
+
+def read_wav_at(path: Path, rates: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """A mono 16-bit WAV file at one of `rates`: its int16 samples and rate; ValueError naming
+    the file otherwise."""
     try:
         with wave.open(str(path), "rb") as wav:
             shape = (wav.getframerate(), wav.getnchannels(), wav.getsampwidth())
             data = wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as exc:
         raise ValueError(f"{path}: not a PCM WAV file ({exc})") from exc
-    if shape != (RATE, 1, 2):
-        rate, channels, width = shape
+    rate, channels, width = shape
+    if rate not in rates or (channels, width) != (1, 2):
         raise ValueError(
-            f"{path}: need {RATE} Hz mono 16-bit, got {rate} Hz, {channels} channel(s), "
-            f"{8 * width}-bit"
+            f"{path}: need {' or '.join(map(str, rates))} Hz mono 16-bit, got {rate} Hz, "
+            f"{channels} channel(s), {8 * width}-bit"
         )
-    return np.frombuffer(data, dtype="<i2").astype(np.int16)
+    return np.frombuffer(data, dtype="<i2").astype(np.int16), rate
 
 
 def load_prompt(name: str) -> np.ndarray:
@@ -86,9 +97,10 @@ def _load_cached(name: str) -> np.ndarray:
     return samples
 
 
-def load_file(path: str) -> np.ndarray:
-    """An uploaded announcement (an 8 kHz mono WAV the control plane wrote), read-only, read
-    once per version of the file."""
+def load_file(path: str) -> dict[int, np.ndarray]:
+    """An uploaded announcement (a mono WAV the control plane wrote, 48 kHz; 8 kHz before)
+    at each mixing rate up to its own (8 kHz always), read-only, read once per version of the
+    file: a wideband room plays it at the room's rate, a G.711 room at 8 kHz."""
     file = Path(path)
     try:
         version = file.stat().st_mtime_ns
@@ -98,10 +110,16 @@ def load_file(path: str) -> np.ndarray:
 
 
 @cache
-def _load_file_cached(path: str, version: int) -> np.ndarray:
-    samples = read_wav(Path(path))
-    samples.setflags(write=False)
-    return samples
+def _load_file_cached(path: str, version: int) -> dict[int, np.ndarray]:
+    samples, rate = read_wav_at(Path(path), ANNOUNCEMENT_RATES)
+    padded = np.concatenate([samples, np.zeros(-samples.size % (rate // 50), np.int16)])
+    copies = {rate: padded}
+    for lower in ANNOUNCEMENT_RATES:
+        if lower < rate:
+            copies[lower] = Resampler(rate, lower).process(padded)
+    for copy in copies.values():
+        copy.setflags(write=False)
+    return copies
 
 
 def available_prompts() -> list[str]:
@@ -112,9 +130,9 @@ def available_prompts() -> list[str]:
 @dataclass
 class _Queued:
     name: str
-    samples: np.ndarray
+    copies: dict[int, np.ndarray]  # the prompt at each rate it is held at (8 kHz always)
     replace_room_audio: bool
-    position: int = 0
+    position: int = 0  # in 8 kHz samples
 
 
 class PromptPlayer:
@@ -147,8 +165,10 @@ class PromptPlayer:
         reported by its name. Unknown names fail here, not halfway through a call.
         """
         if isinstance(name_or_samples, str) and name_or_samples.startswith("/"):
-            name, samples = name_or_samples, load_file(name_or_samples)  # an announcement
-        elif isinstance(name_or_samples, str):
+            name = name_or_samples  # an announcement
+            self._queue.append(_Queued(name, load_file(name), replace_room_audio))
+            return
+        if isinstance(name_or_samples, str):
             name, samples = str(name_or_samples), load_prompt(name_or_samples)
         else:
             samples = np.asarray(name_or_samples)
@@ -157,7 +177,7 @@ class PromptPlayer:
                     f"prompt samples must be 1-D int16, got {samples.ndim}-D {samples.dtype}"
                 )
             name = label or "samples"
-        self._queue.append(_Queued(name, samples, replace_room_audio))
+        self._queue.append(_Queued(name, {RATE: samples}, replace_room_audio))
 
     def clear(self) -> list[str]:
         """Stop the current prompt and drop the queued ones; returns their names.
@@ -168,8 +188,13 @@ class PromptPlayer:
         self._queue.clear()
         return dropped
 
-    def next_frame(self, frame_samples: int = FRAME_SAMPLES) -> tuple[np.ndarray, bool] | None:
-        """The next frame and whether it replaces the room audio (else mixed over it).
+    def next_frame(
+        self, frame_samples: int = FRAME_SAMPLES, rate: int = RATE
+    ) -> tuple[np.ndarray, bool] | None:
+        """The next frame (`frame_samples` at 8 kHz) and whether it replaces the room audio
+        (else mixed over it). At `rate` when the prompt is held at that rate (an uploaded
+        announcement in a wideband room: the frame is then `rate / 8000` times as long), else
+        at 8 kHz: the caller tells by its size.
 
         None when idle. Full frames are read-only views into the prompt; the last frame of a
         prompt is a new zero-padded array.
@@ -178,15 +203,18 @@ class PromptPlayer:
             raise ValueError("frame_samples must be at least 1")
         while self._queue:
             item = self._queue[0]
-            start, end = item.position, item.position + frame_samples
-            if start >= item.samples.size:  # an empty prompt: finished without a frame
+            at = rate if rate in item.copies else RATE
+            samples, scale = item.copies[at], at // RATE
+            start = item.position * scale
+            end = start + frame_samples * scale
+            if start >= samples.size:  # an empty prompt: finished without a frame
                 self._finish()
                 continue
-            if end < item.samples.size:
-                item.position = end
-                return item.samples[start:end], item.replace_room_audio
-            frame = np.zeros(frame_samples, dtype=np.int16)
-            frame[: item.samples.size - start] = item.samples[start:]
+            if end < samples.size:
+                item.position += frame_samples
+                return samples[start:end], item.replace_room_audio
+            frame = np.zeros(end - start, dtype=np.int16)
+            frame[: samples.size - start] = samples[start:]
             self._finish()
             return frame, item.replace_room_audio
         return None

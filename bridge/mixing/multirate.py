@@ -179,7 +179,8 @@ class MultiRateMix:
                     music = self._hold_music_frame()
                 participant.send_payload(state.encoder().encode(state.prompt_up.process(music)))
                 continue
-            prompt = participant.prompts.next_frame() if participant.prompts.busy else None
+            rate = native_rate(participant.codec)
+            prompt = participant.prompts.next_frame(rate=rate) if participant.prompts.busy else None
             if prompt is None and participant.volume_db == 0 and not participant.deaf:
                 if row == shared_row:
                     key = _encoder_key(participant.codec)
@@ -208,7 +209,9 @@ class MultiRateMix:
                 heard = np.clip(np.rint(heard * gain), -32768, 32767).astype(np.int16)
             if prompt is not None:
                 frame, replace = prompt
-                heard = overlay(heard, state.prompt_up.process(frame), replace=replace)
+                if frame.size != heard.size:  # an 8 kHz prompt
+                    frame = state.prompt_up.process(frame)
+                heard = overlay(heard, frame, replace=replace)
             participant.send_payload(state.encoder().encode(heard))
 
     def _hold_music_frame(self) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Announcements: audio files a tenant uploads (WAV, Ogg, MP3, anything PyAV reads), kept as
-8 kHz mono WAV next to the packaged prompts' format, and played with the packaged prompts to a
-whole conference or to one participant.
+48 kHz mono WAV, and played with the packaged prompts to a whole conference or to one
+participant, at the room's rate (a G.711 room hears them at 8 kHz, a G.722 one at 16 kHz, an
+Opus one at 48 kHz).
 
 Decoding happens here, once, at upload: a file that is not audio, has no audio stream or runs
 too long is refused naming the problem, and the bridge only ever reads a WAV it can play.
@@ -18,7 +19,8 @@ import av
 import numpy as np
 from av.audio.resampler import AudioResampler
 
-from bridge.media.prompt import RATE, available_prompts
+from bridge.media.prompt import ANNOUNCEMENT_RATE as RATE
+from bridge.media.prompt import available_prompts
 from control.plane import ControlPlane
 from control.store.records import Conference, Tenant
 from control.usecases.conferences import require_open
@@ -43,7 +45,7 @@ def check_name(name: str) -> None:
 
 
 def decode(data: bytes, max_seconds: int) -> np.ndarray:
-    """Any audio PyAV reads, as 8 kHz mono int16 samples (CPU-bound: run it off the loop)."""
+    """Any audio PyAV reads, as 48 kHz mono int16 samples (CPU-bound: run it off the loop)."""
     limit = max_seconds * RATE
     chunks: list[np.ndarray] = []
     count = 0
@@ -84,8 +86,8 @@ def listing(plane: ControlPlane, tenant: Tenant) -> list[Announcement]:
     folder = directory(plane, tenant)
     found = []
     for path in sorted(folder.glob("*.wav"), key=lambda p: p.stem) if folder.is_dir() else []:
-        with wave.open(str(path)) as wav:
-            found.append(Announcement(path.stem, round(wav.getnframes() / RATE, 2)))
+        with wave.open(str(path)) as wav:  # 8 kHz for files stored before 48 kHz was
+            found.append(Announcement(path.stem, round(wav.getnframes() / wav.getframerate(), 2)))
     return found
 
 

@@ -1,7 +1,8 @@
 """Check 5 and the upload half of check 6 of the wideband issue, and end-on-exit, through the
 HTTP API against the running bridge: uploaded announcements (a 44.1 kHz stereo WAV, an MP3)
 decoded and resampled by PyAV; one played to one participant is heard by that participant only
-(FFT), one played to the room by all. A non-audio upload is a 400 naming the problem, a 1 GiB
+(FFT), one played to the room by all; stored at 48 kHz, an announcement reaches a G.722
+softphone with its 6 kHz. A non-audio upload is a 400 naming the problem, a 1 GiB
 one a 413 answered from its headers, and the calls in the room carry on meanwhile.
 """
 
@@ -20,6 +21,7 @@ import pytest
 from bridge.media.tones import sine, tone_levels
 from bridge.tools.phone import Phone
 from control.runtime import Runtime
+from tests.integration.baresip import Baresip
 from tests.integration.harness import LOOPBACK, eventually, loopback_config, with_control
 from tests.integration.test_control_api import create, http, token_for
 
@@ -243,4 +245,46 @@ async def test_end_on_exit_the_leader_leaving_ends_the_conference(tmp_path: Path
     finally:
         for phone in (boss, guest):
             await phone.hangup()
+        await runtime.stop()
+
+
+async def test_an_announcement_reaches_a_g722_softphone_at_16_khz(tmp_path: Path) -> None:
+    """Stored at 48 kHz, played at the room's rate: baresip with G.722 hears the upload's
+    6 kHz (an 8 kHz copy, as before, cut everything above 4 kHz), and its 1 kHz."""
+    runtime = await start(tmp_path)
+    port = runtime.bridge.transports.udp_port
+    quiet = tmp_path / "quiet.wav"
+    quiet.write_bytes(wav_bytes(100.0, 30.0, rate=48000))  # below what the FFT looks at
+    phone = Baresip(tmp_path / "g722", tone_hz=440, user="wide", codecs="G722/16000/1",
+                    source_file=quiet)
+    try:
+        async with http(runtime) as client:
+            headers = await token_for(client, "app")
+            await create(client, headers, "wide")
+            upload = wav_bytes(1000.0, 3.0, rate=48000)
+            both = np.frombuffer(upload[44:], "<i2").reshape(-1, 2)[:, 0].astype(np.int32)
+            both += sine(6000.0, 3.0, amplitude=8000, rate=48000)
+            body = io.BytesIO()
+            with wave.open(body, "wb") as wav:
+                wav.setnchannels(1)
+                wav.setsampwidth(2)
+                wav.setframerate(48000)
+                wav.writeframes(both.astype("<i2").tobytes())
+            reply = await client.put("/v1/announcements/wideband", content=body.getvalue(),
+                                     headers=headers)
+            assert reply.status_code in (200, 201), reply.text
+            await phone.start()
+            await phone.dial(f"sip:wide@{LOOPBACK}:{port}")
+            await eventually(lambda: len(runtime.bridge.control.participants("wide")) == 1)
+            reply = await client.post("/v1/conferences/wide/announcements",
+                                      json={"announcement": "wideband"}, headers=headers)
+            assert reply.status_code in (200, 202, 204), reply.text
+            await asyncio.sleep(3.5)
+            await phone.hangup()
+        await phone.stop()
+        heard = phone.heard()
+        got = tone_levels(heard[-int(3.0 * 16000):], [1000.0, 6000.0], 16000)
+        assert min(got.values()) > HEARD_DB, got
+    finally:
+        await phone.stop()
         await runtime.stop()

@@ -7,6 +7,7 @@ G.711 tables) and decodes what it is sent with a real decoder; an FFT says what 
 
 from __future__ import annotations
 
+import wave
 from itertools import pairwise
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from bridge.media.codecs import MediaCodec, WidebandCodec, codec_for, native_rate
 from bridge.media.g711 import Codec
 from bridge.media.opus import OpusEncoder, OpusParams
-from bridge.media.tones import ToneSource, tone_levels
+from bridge.media.tones import ToneSource, sine, tone_levels
 from bridge.mixing.backend import DigitPressed, RemoveParticipant, TalkingChanged
 from bridge.mixing.engine import MediaEngine
 from bridge.mixing.participant import Participant
@@ -287,3 +288,29 @@ def test_a_lone_talkers_pause_goes_on_as_it_sent_it_until_it_is_muted():
     talker.member.muted = True
     run(engine, [talker, listener], 10, start=81)
     assert not any(payload in sent for payload in got[-5:])
+
+
+def test_an_uploaded_announcement_plays_at_the_rooms_rate(tmp_path):
+    """An announcement stored at 48 kHz (as uploads are) keeps its 6 kHz to wideband ears: the
+    Opus member hears it at 48 kHz, the G.722 one at 16 kHz; the PCMU one at 8 kHz hears its
+    1 kHz only (an 8 kHz copy would have cut the 6 kHz for everyone)."""
+    path = tmp_path / "welcome.wav"
+    tones = sine(1000.0, 2.0, amplitude=6000, rate=48000).astype(np.int32) + sine(
+        6000.0, 2.0, amplitude=6000, rate=48000)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(48000)
+        wav.writeframes(tones.astype("<i2").tobytes())
+    engine = MediaEngine()
+    phones = [Phone(engine, name, codec, []) for name, codec in (
+        ("opus", opus()), ("g722", codec_for("G722")), ("pcmu", codec_for("PCMU")))]
+    run(engine, phones, 5)
+    for phone in phones:
+        phone.member.prompts.play(str(path))
+    run(engine, phones, 60, start=5)
+    for phone in phones[:2]:
+        got = phone.levels([1000.0, 6000.0], since=15)
+        assert min(got.values()) > HEARD_DB, (phone.member.id, got)
+    got = phones[2].levels([1000.0], since=15)
+    assert got[1000.0] > HEARD_DB, got
