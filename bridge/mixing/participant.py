@@ -199,7 +199,6 @@ class Participant:
             packet = self.srtp.protect(packet)
         self.send(packet, self.latched or remote)
 
-
     def drop_payload(self) -> None:
         """Send nothing this tick, as a lost packet (see `RtpSender.drop`)."""
         self.sender.drop(self.codec.clock_rate // 50)
