@@ -90,6 +90,8 @@ class ParticipantView:
     packets_out: int
     packets_lost: int
     jitter_ms: float
+    srtp: bool = False  # its media is SRTP (SDES keys)
+    srtp_rejected: int = 0  # SRTP packets dropped: forged, replayed, or plain RTP
 
 
 @dataclass(frozen=True)

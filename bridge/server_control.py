@@ -257,4 +257,6 @@ class ServerControl:
             packets_out=stats.counters.packets_out if stats else 0,
             packets_lost=stats.lost if stats else 0,
             jitter_ms=round(stats.jitter_ms, 2) if stats else 0.0,
+            srtp=leg.srtp is not None,
+            srtp_rejected=stats.counters.srtp_rejected if stats else 0,
         )

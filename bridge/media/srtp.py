@@ -91,15 +91,18 @@ class SrtpSession:
         return self._tx.protect(packet)
 
     def unprotect(self, packet: bytes) -> bytes | None:
-        """The RTP packet inside an SRTP one; None (counted) for a forged, replayed, damaged or
-        RTCP packet (SRTCP is not read: the bridge does not use RTCP)."""
+        """The RTP (or, multiplexed on the port, RTCP) packet inside an SRTP (SRTCP) one;
+        None (counted) for a forged, replayed or damaged one."""
         if self._rx is None:
             self._rx = self._context(outbound=False)
-        if len(packet) < 12 or 192 <= packet[1] <= 223:  # RTCP types 192..223 (RFC 5761)
+        if len(packet) < 12:
             self.counters.rejected += 1
             return None
         try:
-            plain = self._rx.unprotect(packet)
+            if 192 <= packet[1] <= 223:  # RTCP packet types 192..223 (RFC 5761 §4)
+                plain = self._rx.unprotect_rtcp(packet)
+            else:
+                plain = self._rx.unprotect(packet)
         except pylibsrtp.Error:
             self.counters.rejected += 1
             return None

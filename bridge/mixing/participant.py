@@ -114,9 +114,12 @@ class Participant:
         The hot path: a plain RTP packet (no CSRC, extension or padding) in the negotiated codec
         is unpacked here and queued with no RtpPacket made; anything else takes `_receive_other`.
         An SRTP leg's packet is authenticated and decrypted first: a forged or replayed one is
-        dropped (counted in `srtp.counters`) before it can latch the source.
+        dropped (`counters.srtp_rejected`) before it can latch the source; non-RTP bytes too.
         """
         if self.srtp is not None:
+            if not data or data[0] & 0xC0 != 0x80:  # not RTP at all (STUN, noise): no latching
+                self.counters.bad_packets += 1
+                return
             plain = self.srtp.unprotect(data)
             if plain is None:
                 self.counters.srtp_rejected += 1

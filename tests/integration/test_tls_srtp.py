@@ -114,6 +114,8 @@ async def test_baresip_and_linphone_talk_over_tls_and_srtp_and_the_wire_shows_no
             await linphone.dial(tls_uri(room, tls_port))
             await members(bridge, room, 2)
             assert "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)" in softphone.output
+            views = bridge.control.participants(room)
+            assert [(p.srtp, p.srtp_rejected) for p in views] == [(True, 0), (True, 0)]
             await asyncio.sleep(3.0)
             await linphone.hangup()
             await softphone.hangup()
@@ -157,6 +159,7 @@ async def test_control_run_without_srtp_the_capture_shows_the_tones(tmp_path: Pa
         async with capture:
             await softphone.dial(f"sip:{room}@{LOOPBACK}:{port}")
             await members(bridge, room, 2)
+            assert not any(p.srtp for p in bridge.control.participants(room))
             await asyncio.sleep(2.0)
             await softphone.hangup()
     finally:

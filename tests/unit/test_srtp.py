@@ -259,3 +259,20 @@ def test_update_media_changes_or_drops_the_session() -> None:
 def test_keys_never_show_in_logs() -> None:
     keys = SrtpKeys(SUITE_80, local=KEY, remote=KEY)
     assert INLINE not in repr(keys) and str(KEY) not in repr(keys)
+
+
+def test_srtcp_is_authenticated_and_ignored_and_stun_is_not_srtp() -> None:
+    keys = SrtpKeys(SUITE_80, local=os.urandom(30), remote=os.urandom(30))
+    participant = member(keys, [])
+    tx, _ = phone_side(keys)
+    receiver_report = bytes([0x80, 201, 0, 1]) + (1234).to_bytes(4, "big")
+    participant.receive_rtp(tx.protect_rtcp(receiver_report), ("127.0.0.1", 4000), 0.0)
+    assert participant.counters.srtp_rejected == 0 and participant.counters.packets_in == 0
+    forged = bytearray(tx.protect_rtcp(receiver_report))
+    forged[-1] ^= 1
+    participant.receive_rtp(bytes(forged), ("127.0.0.1", 4000), 0.0)
+    assert participant.counters.srtp_rejected == 1
+    stun = bytes.fromhex("000100002112a442") + os.urandom(12)
+    participant.receive_rtp(stun, ("127.0.0.1", 5000), 0.0)
+    assert participant.counters.bad_packets == 1 and participant.counters.srtp_rejected == 1
+    assert participant.latched == ("127.0.0.1", 4000)  # the SRTCP latched; STUN never does
