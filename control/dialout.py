@@ -28,6 +28,7 @@ from bridge.config import Config, DialOutConfig
 from bridge.control_port import ConferenceControl, DialRequest
 from bridge.events import BridgeEvent, DialOutEnded, DialOutRinging, DialOutSettled
 from bridge.sip.auth import Credentials
+from bridge.sip.routing import DEFAULT_TLS_PORT  # a TLS target without a port (no SIPS SRV)
 from bridge.sip.transaction import Peer
 from control.callout import DIALLING, FAILED, RINGING, CallOut, NotifyFormat
 from control.locate import LocateError, locate
@@ -36,7 +37,6 @@ log = structlog.get_logger(__name__)
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CALLER_ID = re.compile(r"^[+]?[0-9]{1,20}$")
-TLS_PORT = 5061  # a TLS target without a port (no SRV look-up for SIPS yet)
 KEEP_FINISHED = 10_000  # finished calls kept for GET /v1/dialouts/{ref}; older ones are dropped
 
 
@@ -84,7 +84,7 @@ def _direct_route(dest: str, config: DialOutConfig) -> Route:
         tls = config.trunk_transport == "tls"
         params = Parameters(transport="tls") if tls else Parameters()
         target = URI(scheme="sip", user=dest, host=host, parameters=params)
-        port_number = int(port) if port else (TLS_PORT if tls else None)
+        port_number = int(port) if port else (DEFAULT_TLS_PORT if tls else None)
         transport = "tls" if tls else "udp"
         return Route(target, host, port_number, credentials, True, transport=transport)
     if dest.lower().startswith(("sip:", "sips:")):
@@ -101,7 +101,7 @@ def _direct_route(dest: str, config: DialOutConfig) -> Route:
             raise RouteError(f"dest: {dest!r}: calls out go over UDP or TLS, not {transport}")
         if uri.port is not None and not 0 < uri.port < 65536:
             raise RouteError(f"dest: {dest!r}: bad port")
-        port = uri.port if uri.port is not None or transport == "udp" else TLS_PORT
+        port = uri.port if uri.port is not None or transport == "udp" else DEFAULT_TLS_PORT
         return Route(uri, uri.host, port, None, False, transport=transport)
     raise RouteError(f"dest: {dest!r} must be an E.164 number (+ and digits) or a sip: URI")
 
