@@ -7,9 +7,10 @@ cannot be pickled, so they are made on first use in whichever process the partic
 and dropped when it is pickled. Whatever reads or writes the socket (in-process, a worker, a
 batched I/O path) calls only `protect(packet) -> bytes` and `unprotect(packet) -> bytes | None`.
 
-A new context after a hand-over starts its rollover counter at 0: a leg that spent more than
-65,536 packets (about 22 minutes) in the lobby before joining would be out of step. Keys are
-per leg, so nothing else is shared between participants.
+A new context starts its rollover counter (RFC 3711 §3.3.1) at 0, and pylibsrtp cannot set it:
+after a hand-over of a leg whose sequence numbers have wrapped (more than 65,536 packets, about
+22 minutes), each direction's new context is walked up to where the stream is (`StreamPosition`)
+with a few throw-away packets, so both ends still agree on the packet index.
 """
 
 from __future__ import annotations
@@ -54,18 +55,51 @@ class SrtpCounters:
     rejected: int = 0  # failed authentication, replayed, or too short: dropped
 
 
+_STEP = 30_000  # packet indices between throw-away packets: under 2^15, as libsrtp estimates
+
+
+@dataclass
+class StreamPosition:
+    """One direction's stream as SRTP counts it: SSRC, rollover counter, last sequence number."""
+
+    ssrc: int = -1
+    roc: int = 0
+    seq: int = 0
+
+    def advance(self, packet: bytes) -> None:
+        ssrc = int.from_bytes(packet[8:12], "big")
+        seq = (packet[2] << 8) | packet[3]
+        if ssrc != self.ssrc:
+            self.ssrc, self.roc, self.seq = ssrc, 0, seq
+        elif (seq - self.seq) & 0xFFFF < 0x8000:  # newer, modulo 2^16
+            if seq < self.seq:
+                self.roc += 1
+            self.seq = seq
+
+    def walk(self) -> list[bytes]:
+        """Throw-away RTP packets that bring a new context from index 0 to this position."""
+        target = (self.roc << 16) | self.seq
+        ssrc = self.ssrc.to_bytes(4, "big")
+        return [
+            bytes([0x80, 0]) + (index & 0xFFFF).to_bytes(2, "big") + bytes(4) + ssrc + bytes(4)
+            for index in [*range(0, target, _STEP), target]
+        ]
+
+
 @dataclass(eq=False)
 class SrtpSession:
     """Both directions of one leg's SRTP; libsrtp's contexts are made where they are used."""
 
     keys: SrtpKeys
     counters: SrtpCounters = field(default_factory=SrtpCounters)
+    sent: StreamPosition = field(default_factory=StreamPosition)
+    received: StreamPosition = field(default_factory=StreamPosition)
     _tx: pylibsrtp.Session | None = None
     _rx: pylibsrtp.Session | None = None
 
     def __getstate__(self) -> dict[str, object]:
         # The contexts stay behind: the receiving process builds its own from the keys.
-        return {"keys": self.keys, "counters": self.counters, "_tx": None, "_rx": None}
+        return {**self.__dict__, "_tx": None, "_rx": None}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -83,28 +117,50 @@ class SrtpSession:
         )
         return pylibsrtp.Session(policy)
 
+    def _new_tx(self) -> pylibsrtp.Session:
+        tx = self._context(outbound=True)
+        if self.sent.roc:  # a hand-over after the sequence numbers wrapped
+            for packet in self.sent.walk():
+                tx.protect(packet)
+        return tx
+
+    def _new_rx(self) -> pylibsrtp.Session:
+        rx = self._context(outbound=False)
+        if self.received.roc:  # walk it with packets protected by the peer's own key
+            peer = pylibsrtp.Session(
+                pylibsrtp.Policy(
+                    key=self.keys.remote,
+                    ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                    srtp_profile=_PROFILES[self.keys.suite],
+                )
+            )
+            for packet in self.received.walk():
+                rx.unprotect(peer.protect(packet))
+        return rx
+
     def protect(self, packet: bytes) -> bytes:
         """An RTP packet as SRTP: payload encrypted, authentication tag appended."""
         if self._tx is None:
-            self._tx = self._context(outbound=True)
+            self._tx = self._new_tx()
         self.counters.protected += 1
+        self.sent.advance(packet)
         return self._tx.protect(packet)
 
     def unprotect(self, packet: bytes) -> bytes | None:
         """The RTP (or, multiplexed on the port, RTCP) packet inside an SRTP (SRTCP) one;
         None (counted) for a forged, replayed or damaged one."""
         if self._rx is None:
-            self._rx = self._context(outbound=False)
+            self._rx = self._new_rx()
         if len(packet) < 12:
             self.counters.rejected += 1
             return None
         try:
             if 192 <= packet[1] <= 223:  # RTCP packet types 192..223 (RFC 5761 §4)
-                plain = self._rx.unprotect_rtcp(packet)
-            else:
-                plain = self._rx.unprotect(packet)
+                return self._rx.unprotect_rtcp(packet)
+            plain = self._rx.unprotect(packet)
         except pylibsrtp.Error:
             self.counters.rejected += 1
             return None
         self.counters.unprotected += 1
+        self.received.advance(plain)
         return plain

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import pickle
 
 import pylibsrtp
 import pytest
@@ -276,3 +277,32 @@ def test_srtcp_is_authenticated_and_ignored_and_stun_is_not_srtp() -> None:
     participant.receive_rtp(stun, ("127.0.0.1", 5000), 0.0)
     assert participant.counters.bad_packets == 1 and participant.counters.srtp_rejected == 1
     assert participant.latched == ("127.0.0.1", 4000)  # the SRTCP latched; STUN never does
+
+
+def test_a_hand_over_after_the_sequence_numbers_wrapped_keeps_both_directions() -> None:
+    """70,000 packets each way (the rollover counter is 1), then a hand-over: the new contexts
+    are walked to the stream's index, so the peer, whose contexts never moved, still agrees."""
+    keys = SrtpKeys(SUITE_32, local=os.urandom(30), remote=os.urandom(30))
+    profile = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32
+    peer_tx = pylibsrtp.Session(
+        pylibsrtp.Policy(keys.remote, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
+    )
+    peer_rx = pylibsrtp.Session(
+        pylibsrtp.Policy(keys.local, pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile)
+    )
+    session = SrtpSession(keys)
+    ours, theirs = RtpSender(payload_type=0), RtpSender(payload_type=0)
+    ours.sequence = theirs.sequence = 60_000  # the wrap comes sooner
+    for _ in range(10_000):
+        assert peer_rx.unprotect(session.protect(ours.packet(b"\x01" * 160)))
+        assert session.unprotect(peer_tx.protect(theirs.packet(b"\x02" * 160))) is not None
+    assert (session.sent.roc, session.received.roc) == (1, 1)
+    replay = peer_tx.protect(theirs.packet(b"\x02" * 160))
+    assert session.unprotect(replay) is not None
+
+    moved = pickle.loads(pickle.dumps(session))
+    assert moved._tx is None and moved._rx is None
+    assert peer_rx.unprotect(moved.protect(ours.packet(b"\x03" * 160)))[12:] == b"\x03" * 160
+    plain = moved.unprotect(peer_tx.protect(theirs.packet(b"\x04" * 160)))
+    assert plain is not None and plain[12:] == b"\x04" * 160
+    assert moved.unprotect(replay) is None  # the packet before the move is still a replay
