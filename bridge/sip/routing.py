@@ -64,14 +64,16 @@ def first_hop(
     """Where an in-dialog request goes (§12.2.1.1 then §8.1.2): the first route when there is
     a route set (loose or strict, the first hop is the same), else the remote target.
 
-    A stream peer keeps its connection (`fallback`): TCP requests go back on the socket the
-    dialog came in on. Host names we cannot resolve without DNS also fall back, and so does a
-    peer behind NAT without a proxy (its Contact cannot be reached, its source can)."""
+    A stream peer keeps its connection (`fallback`): TCP and TLS requests go back on the socket
+    the dialog came in on. A `sips:` or `;transport=tls` hop of a UDP dialog is reached over
+    TLS (the transport connects); TCP ones and host names we cannot resolve without DNS fall
+    back, and so does a peer behind NAT without a proxy (its Contact cannot be reached, its
+    source can)."""
     if fallback.reliable or (nated and not route_set):
         return fallback
     uri = route_set[0].uri if route_set else remote_target
     peer = uri_peer(uri)
-    if peer is None or peer.transport != "udp":
+    if peer is None or peer.transport == "tcp":
         return fallback
     return peer
 

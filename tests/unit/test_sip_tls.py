@@ -5,10 +5,10 @@ client transactions a failed connection ends at once (§17.1.4)."""
 from __future__ import annotations
 
 import pytest
-from sipmessage import URI
+from sipmessage import URI, Address
 
 from bridge.config import ConfigError, DialOutConfig, load_config
-from bridge.sip.routing import uri_peer
+from bridge.sip.routing import first_hop, uri_peer
 from bridge.sip.transaction import Peer, TransactionLayer, TransactionTimeout
 from control.dialout import RouteError, plan_route
 from tests.unit.test_transaction import outgoing_request
@@ -69,3 +69,16 @@ def test_a_failed_connection_ends_its_client_transactions_at_once() -> None:
     assert event == TransactionTimeout(first, "INVITE", False, unreachable=True)
     assert layer.next_event() is None
     assert len(layer) == 1 and second
+
+
+def test_in_dialog_requests_follow_a_tls_hop_and_keep_a_tls_connection() -> None:
+    udp = Peer("127.0.0.9", 5060, "udp")
+    tls_route = [Address.parse("<sips:proxy@10.0.0.7;lr>")]
+    assert first_hop(tls_route, URI.parse("sip:alice@10.0.0.8"), udp) == Peer(
+        "10.0.0.7", 5061, "tls"
+    )
+    target = URI.parse("sip:alice@10.0.0.8:5071;transport=tls")
+    assert first_hop([], target, udp) == Peer("10.0.0.8", 5071, "tls")
+    assert first_hop([], URI.parse("sip:alice@10.0.0.8;transport=tcp"), udp) == udp
+    connection = Peer("127.0.0.9", 40000, "tls")  # the caller's own TLS connection
+    assert first_hop(tls_route, target, connection) == connection
