@@ -165,6 +165,7 @@ class BridgeStats:
     flood_limited: int = 0  # new-dialog requests over a source's limit (503 or dropped)
     flood_sources: int = 0  # times a source went over its limit
     rtp_unmatched: int = 0  # datagrams on shared RTP ports from no call's address (dropped)
+    srtp_rejected: int = 0  # SRTP packets dropped: forged, replayed, or plain RTP
 
 
 class ConferenceControl(Protocol):

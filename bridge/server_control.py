@@ -222,6 +222,7 @@ class ServerControl:
             packets_out=totals.packets_out,
             packets_lost=totals.packets_lost,
             rtp_unmatched=totals.unmatched,
+            srtp_rejected=totals.srtp_rejected,
             lateness_counts=totals.lateness_counts,
             lateness_total_s=totals.lateness_total_s,
             workers=workers,

@@ -215,6 +215,7 @@ class MediaTotals:
     lateness_counts: tuple[int, ...]
     lateness_total_s: float
     unmatched: int = 0  # datagrams on shared RTP ports from no call's address (dropped)
+    srtp_rejected: int = 0  # SRTP packets dropped: forged, replayed, or plain RTP
 
 
 class MediaBackend(Protocol):

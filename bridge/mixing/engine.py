@@ -95,11 +95,13 @@ class EndedTotals:
     packets_in: int = 0
     packets_out: int = 0
     lost: int = 0
+    srtp_rejected: int = 0
 
     def add(self, counters: MediaCounters, lost: int) -> None:
         self.packets_in += counters.packets_in
         self.packets_out += counters.packets_out
         self.lost += lost
+        self.srtp_rejected += counters.srtp_rejected
 
 
 @dataclass

@@ -114,8 +114,13 @@ def totals_of(engine: MediaEngine, lateness: LatenessHistogram) -> MediaTotals:
     """The engine's ended legs plus its legs up now."""
     ended = engine.ended
     packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
+    srtp_rejected = ended.srtp_rejected
     for p in engine.members.values():
         packets_in += p.counters.packets_in
         packets_out += p.counters.packets_out
         lost += p.loss.lost
-    return MediaTotals(packets_in, packets_out, lost, tuple(lateness.counts), lateness.total_s)
+        srtp_rejected += p.counters.srtp_rejected
+    return MediaTotals(
+        packets_in, packets_out, lost, tuple(lateness.counts), lateness.total_s,
+        srtp_rejected=srtp_rejected,
+    )  # fmt: skip

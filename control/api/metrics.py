@@ -39,6 +39,8 @@ class BridgeCollector(Collector):
             ("confbridge_rtp_packets_lost", "RTP frames lost (concealed)", stats.packets_lost),
             ("confbridge_rtp_unmatched", "Datagrams on shared RTP ports from no call (dropped)",
              stats.rtp_unmatched),
+            ("confbridge_srtp_rejected", "SRTP packets dropped: forged, replayed or plain RTP",
+             stats.srtp_rejected),
         ):
             # since start: the calls that ended plus the calls up now (workers' figures are
             # at most a second old)

@@ -453,6 +453,7 @@ async def test_metrics_and_live_events(runtime: Runtime) -> None:
         metrics = (await client.get("/metrics")).text
         assert "confbridge_participants 1.0" in metrics
         assert "confbridge_tick_lateness_seconds_count" in metrics
+        assert "confbridge_srtp_rejected_total 0.0" in metrics
         assert "process_cpu_seconds_total" in metrics
         assert 'confbridge_api_requests_total{method="POST",status="201"}' in metrics
         await caller.hangup()

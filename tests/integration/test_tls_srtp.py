@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import re
+import socket
 import wave
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,14 @@ async def test_baresip_and_linphone_talk_over_tls_and_srtp_and_the_wire_shows_no
             assert "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)" in softphone.output
             views = bridge.control.participants(room)
             assert [(p.srtp, p.srtp_rejected) for p in views] == [(True, 0), (True, 0)]
+            # Forged SRTP (random bytes after an RTP header) at baresip's leg: dropped, counted.
+            port = re.search(r"receiving from 127\.0\.0\.1:(\d+)", softphone.output)
+            assert port is not None, softphone.output
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forger:
+                for _ in range(5):
+                    forged = bytes([0x80, 0]) + os.urandom(10) + os.urandom(170)
+                    forger.sendto(forged, (LOOPBACK, int(port.group(1))))
+            await eventually(lambda: bridge.control.stats().srtp_rejected == 5)
             await asyncio.sleep(3.0)
             await linphone.hangup()
             await softphone.hangup()

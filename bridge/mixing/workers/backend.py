@@ -326,10 +326,12 @@ class WorkerMedia:
         local = self.local.totals()
         ended = self.ended
         packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
+        srtp_rejected = ended.srtp_rejected
         for placed in self.placed.values():
             packets_in += placed.stats.counters.packets_in
             packets_out += placed.stats.counters.packets_out
             lost += placed.stats.lost
+            srtp_rejected += placed.stats.counters.srtp_rejected
         lateness = self.pool.lateness
         return MediaTotals(
             local.packets_in + packets_in,
@@ -338,6 +340,7 @@ class WorkerMedia:
             tuple(lateness.counts),
             lateness.total_s,
             sum(w.last_stats.unmatched for w in self.pool.workers if w.last_stats),
+            local.srtp_rejected + srtp_rejected,
         )
 
     @property
