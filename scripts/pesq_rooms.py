@@ -15,7 +15,6 @@ path, through a relay and real softphones: tests/integration/test_wideband_loss.
 from __future__ import annotations
 
 import argparse
-import io
 import subprocess
 import sys
 
@@ -29,6 +28,7 @@ from bridge.mixing.engine import MediaEngine
 from bridge.mixing.participant import Participant, SendFunction
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import RtpSender, parse_rtp
+from bridge.tools.audio_files import decode_mono
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog. A conference bridge mixes the voices of "
@@ -43,16 +43,6 @@ def load_speech(path: str | None) -> bytes:
             return file.read()
     return subprocess.run(["espeak-ng", "--stdout", TEXT], check=True, capture_output=True).stdout
 
-
-def at_rate(data: bytes, rate: int) -> np.ndarray:
-    """Mono int16 at `rate`, decoded and resampled by PyAV."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-    chunks = []
-    with av.open(io.BytesIO(data)) as container:
-        for frame in container.decode(container.streams.audio[0]):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(chunks).astype(np.int16)
 
 
 def frames_of(samples: np.ndarray, size: int) -> list[np.ndarray]:
@@ -178,11 +168,11 @@ def run(speech_file: str | None, loss: float, seed: int) -> list[tuple[str, floa
                         ("OPUS", "Opus 48 kHz (P.862.2 at 16 kHz)")):
         media = codec_for(name, 96)
         rate = native_rate(media)
-        speech = at_rate(data, rate)
+        speech = decode_mono(data, rate)
         room = score(speech, through_room(media, speech, 0.0, True, seed), rate)
         rows.append((label, round(score(speech, direct(media, speech), rate), 2), round(room, 2)))
     opus = codec_for("OPUS", 96)
-    speech = at_rate(data, 48000)
+    speech = decode_mono(data, 48000)
     for fec in (True, False):
         heard = through_room(opus, speech, loss, fec, seed)
         alone = direct(opus, speech, loss, fec, seed)

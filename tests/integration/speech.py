@@ -8,22 +8,13 @@ import subprocess
 import wave
 from pathlib import Path
 
-import av
 import numpy as np
 from pesq import pesq
 
+from bridge.tools.audio_files import decode_mono as resampled
+
 TEXT = "The quick brown fox jumps over the lazy dog. Seven, eight, nine, ten: the meeting starts."
 
-
-def resampled(data: bytes, rate: int) -> np.ndarray:
-    """Mono int16 at `rate` from any audio file PyAV reads."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-    chunks = []
-    with av.open(io.BytesIO(data)) as container:
-        for frame in container.decode(container.streams.audio[0]):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(chunks).astype(np.int16)
 
 
 def to_wav(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
