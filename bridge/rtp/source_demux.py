@@ -8,10 +8,13 @@ source address is all that tells the calls apart. The rule, in this order:
    The call latches to it.
 2. **Latching an unknown source**: a source matching no call is given to the *only* call not
    yet latched that came from the source's IP (its SIP did, or its SDP's address has that IP)
-   while its SDP named another IP: a phone behind a NAT whose SDP names its private address.
-   That call latches to it from then on. A call whose SDP named the source's very IP is waited
-   for at its exact port: another port on that host is another program (say a phone whose own
-   call is not set up here yet), never guessed to be it.
+   and has been on the port for LATCH_GRACE_S without a packet from its exact address: a
+   phone behind a NAT whose SDP names its private address, or a relay on the phone's host.
+   That call latches to it from then on. The grace keeps another phone on the same host,
+   whose first packets arrive before its own call is set up here, from being taken for a call
+   that simply has not been heard yet (that call's own packets latch it exactly meanwhile).
+   With two or more unlatched calls from that IP (however young) nothing is guessed: a wrong
+   guess would send one caller's audio to another.
 3. **Else the datagram is dropped and counted** (`unmatched`): a stranger, a second unknown
    port from an IP with no unlatched call, or one unknown source from an IP with two or more
    unlatched calls (two callers behind one NAT address are told apart only once each has
@@ -32,6 +35,7 @@ import numpy as np
 
 Address = tuple[str, int]
 UNMATCHED = -1
+LATCH_GRACE_S = 0.2  # rule 2 waits this long for a call's packets from its exact address
 
 
 def address_key(host: str, port: int) -> int:
@@ -47,6 +51,7 @@ def address_key(host: str, port: int) -> int:
 class _Entry:
     sdp: int  # key of the SDP address (-1: none)
     hosts: frozenset[int]  # IPs rule 2 accepts: the SDP address' and the signalling host's
+    added_at: float
     latched: int = -1
 
 
@@ -62,10 +67,10 @@ class SourceDemux:
     _dirty: bool = True
     newly_latched: list[str] = field(default_factory=list)  # since the caller last took them
 
-    def add(self, slot: str, sdp: Address, signalling_host: str) -> None:
+    def add(self, slot: str, sdp: Address, signalling_host: str, now: float) -> None:
         key = address_key(*sdp) if sdp[1] else -1
         hosts = {k >> 16 for k in (key, address_key(signalling_host, 0)) if k >= 0}
-        self.entries[slot] = _Entry(key, frozenset(hosts))
+        self.entries[slot] = _Entry(key, frozenset(hosts), now)
         self._dirty = True
 
     def update(self, slot: str, sdp: Address) -> None:
@@ -104,7 +109,9 @@ class SourceDemux:
         self._unlatched = np.array([self.entries[s].latched < 0 for s in self._slots], bool)
         self._dirty = False
 
-    def route(self, ips: np.ndarray, ports: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def route(
+        self, ips: np.ndarray, ports: np.ndarray, now: float
+    ) -> tuple[np.ndarray, list[str]]:
         """Each datagram's index into the returned slot list, or UNMATCHED (counted)."""
         if self._dirty:
             self._rebuild()
@@ -113,7 +120,7 @@ class SourceDemux:
         unknown = np.flatnonzero(index < 0)
         if unknown.size:
             for key in np.unique(keys[unknown]).tolist():
-                self._latch_unknown(int(key))
+                self._latch_unknown(int(key), now)
             if self._dirty:
                 self._rebuild()
                 index = self._match(keys)
@@ -139,14 +146,16 @@ class SourceDemux:
             self._unlatched[i] = False
             self.newly_latched.append(slot)
 
-    def _latch_unknown(self, key: int) -> None:
+    def _latch_unknown(self, key: int, now: float) -> None:
         ip = key >> 16
         candidates = [
             (slot, entry)
             for slot, entry in self.entries.items()
-            if entry.latched < 0 and ip in entry.hosts and (entry.sdp < 0 or entry.sdp >> 16 != ip)
+            if entry.latched < 0 and ip in entry.hosts
         ]
-        if len(candidates) == 1:  # rule 2
+        # rule 2: one candidate, past its grace (a younger one counts too: never a guess
+        # between two, which could send one caller's audio to another)
+        if len(candidates) == 1 and now - candidates[0][1].added_at >= LATCH_GRACE_S:
             slot, entry = candidates[0]
             entry.latched = key
             self.newly_latched.append(slot)

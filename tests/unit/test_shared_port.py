@@ -64,7 +64,7 @@ def test_a_batch_reaches_each_callers_jitter_buffer(port: SharedRtpPort) -> None
     phones = [phone() for _ in range(3)]
     members = [member(f"m{i}", p.getsockname()) for i, p in enumerate(phones)]
     for m in members:
-        port.add(m)
+        port.add(m, 0.0)
     for sequence in range(5):
         for i, p in enumerate(phones):
             p.sendto(rtp(100 * i + sequence, payload=bytes([i]) * 160), ("127.0.0.1", port.port))
@@ -83,7 +83,7 @@ def test_a_batch_reaches_each_callers_jitter_buffer(port: SharedRtpPort) -> None
 def test_the_slow_path_and_strangers(port: SharedRtpPort) -> None:
     caller, stranger = phone(), phone()
     m = member("m", caller.getsockname())
-    port.add(m)
+    port.add(m, 0.0)
     caller.sendto(rtp(1), ("127.0.0.1", port.port))
     drain(port, 1)
     # telephone-event "5" (a key press' first packet), then a truncated datagram, a stranger
@@ -107,7 +107,7 @@ def test_sends_leave_in_batches_from_the_shared_port(port: SharedRtpPort) -> Non
     phones = [phone() for _ in range(3)]
     members = [member(f"m{i}", p.getsockname()) for i, p in enumerate(phones)]
     for m in members:
-        port.add(m)
+        port.add(m, 0.0)
     count = BATCH // 3 + 10  # two sendmmsg calls, each phone's receive buffer not full
     for n in range(count):
         for i, m in enumerate(members):
@@ -144,7 +144,7 @@ def test_an_srtp_leg_on_the_shared_port_is_unprotected_and_protected(port: Share
     caller = phone()
     m = member("srtp", caller.getsockname())
     m.srtp = SrtpSession(keys)
-    port.add(m)
+    port.add(m, 0.0)
     for sequence in (1, 2, 3):  # (the jitter buffer's probation wants two in a row)
         packet = phone_tx.protect(rtp(sequence, payload=b"\x11" * 160))
         caller.sendto(packet, ("127.0.0.1", port.port))

@@ -42,7 +42,7 @@ from bridge.mixing.backend import (
 )
 from bridge.mixing.engine import EndedTotals, new_participant
 from bridge.mixing.local import LocalMedia
-from bridge.mixing.workers.handoff import _not_connected, pack
+from bridge.mixing.workers.handoff import pack
 from bridge.mixing.workers.pool import WorkerHandle, WorkerPool
 from bridge.mixing.workers.protocol import (
     HandOver,
@@ -201,9 +201,18 @@ class WorkerMedia:
         `command.room` is None: "press # to join", or a full room's apology)."""
         worker, room = self.shared_reserved.pop(command.leg)
         self.pool.removed(worker)  # counted again by `add`
+        if command.room is not None and command.room != room:  # its plan changed (voice mail)
+            on = self.room_workers.get(command.room)
+            self._unpin(command.leg, room)
+            if on is not None and on != worker:
+                self._lose(command.leg, command.room, on)
+                return
+            room = command.room
+            self.room_workers[room] = worker
+            self.room_legs.setdefault(room, set()).add(command.leg)
         rtp = self.rtp
-        participant = new_participant(
-            command, _not_connected, rtp.jitter_target_ms, rtp.jitter_max_ms
+        participant = new_participant(  # (`pack` gives it the travelling send function)
+            command, lambda data, address: None, rtp.jitter_target_ms, rtp.jitter_max_ms
         )
         mixing = self.mixing.get(room, True)
         self.pool.add(worker, HandOver(command.room, mixing, pack(participant), None, True), None)
@@ -223,9 +232,7 @@ class WorkerMedia:
         placed = self.placed[command.leg]
         on = self.room_workers.get(command.room)
         if on is not None and on != placed.worker:
-            log.error("room.on_other_worker", leg=command.leg, room=command.room, worker=on)
-            self.reports.append(ParticipantLost(command.leg, ROOM_ON_OTHER_WORKER))
-            self.on_lost()
+            self._lose(command.leg, command.room, on)
             return
         self.room_workers[command.room] = placed.worker
         if command.room != placed.room:
@@ -233,6 +240,11 @@ class WorkerMedia:
             placed.room = command.room
             self.room_legs.setdefault(command.room, set()).add(command.leg)
         self.pool.send(placed.worker, command)
+
+    def _lose(self, leg: str, room: str, on: int) -> None:
+        log.error("room.on_other_worker", leg=leg, room=room, worker=on)
+        self.reports.append(ParticipantLost(leg, ROOM_ON_OTHER_WORKER))
+        self.on_lost()
 
     def _unpin(self, leg: str, room: str) -> None:
         legs = self.room_legs.get(room, set())

@@ -137,7 +137,7 @@ class Worker:
         if self.shared is None:  # the main process thinks we have one: never mixes it
             log.error("worker.no_shared_port", worker=self.index, leg=participant.call_key)
             return
-        self.shared.add(participant)
+        self.shared.add(participant, asyncio.get_running_loop().time())
 
     def _shared_follows(self, command: object) -> None:
         """The shared port's demultiplexer follows its members' SDP addresses."""

@@ -44,10 +44,10 @@ class SharedRtpPort:
 
     # --- members ----------------------------------------------------------------------------
 
-    def add(self, participant: Participant) -> None:
+    def add(self, participant: Participant, now: float) -> None:
         leg = participant.call_key
         self.members[leg] = participant
-        self.demux.add(leg, participant.remote, participant.signalling_host)
+        self.demux.add(leg, participant.remote, participant.signalling_host, now)
         participant.send = self.queue
 
     def update(self, participant: Participant) -> None:
@@ -73,14 +73,14 @@ class SharedRtpPort:
             count = io.receive()
             if count == 0:
                 return
-            self._deliver(count, now - time.time())
+            self._deliver(count, now, now - time.time())
             if count < io.batch:
                 return
 
-    def _deliver(self, count: int, to_loop_clock: float) -> None:
+    def _deliver(self, count: int, now: float, to_loop_clock: float) -> None:
         io = self.io
         ips, ports = io.sources(count)
-        index, slots = self.demux.route(ips, ports)
+        index, slots = self.demux.route(ips, ports, now)
         if slots is not self._slots:
             self._slots = slots
             self._parts = [self.members.get(leg) for leg in slots]
