@@ -335,7 +335,12 @@ class Worker:
         self.mine = [everyone[i] for i in orders.indices]
         self.tones = tone_plan(orders.spec.rooms, orders.spec.talkers)
         self.agent = SipAgent(Peer(orders.host, orders.port, "udp"))
-        self.streams = Streams(max(1, len(self.mine)), orders.spec.codec, LOCAL)
+        self.streams = Streams(
+            max(1, len(self.mine)),
+            orders.spec.codec,
+            LOCAL,
+            per_call_address=orders.spec.per_call_addresses,
+        )
         self.pacer = Pacer(self.streams)
         self.calls: list[LoadCall] = []
         self.cpu_at_measure = 0.0

@@ -57,6 +57,7 @@ class PlanSpec:
     codec: str = "PCMU"
     wav: str | None = None
     room_prefix: str = "load"
+    per_call_addresses: bool = False  # each call its own 127.64.x.y source (shared RTP ports)
 
     def __post_init__(self) -> None:
         if self.rooms < 1 or self.per_room < 2:

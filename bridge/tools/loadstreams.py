@@ -126,13 +126,15 @@ class Streams:
     `send_due` per pacer slot, `receive` on every pacer wake, `digest` now and then."""
 
     def __init__(
-        self, capacity: int, codec: str, host: str = "127.0.0.1", per_call_address: bool = True
+        self, capacity: int, codec: str, host: str = "127.0.0.1", per_call_address: bool = False
     ) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # Each call its own loopback address (127.64.0.0 + row + 1) on this one socket, as if
-        # each were a phone of its own: a bridge port shared by many calls tells them apart by
-        # source address. The socket then listens on the wildcard address, held to the
-        # loopback device; where that is refused, every call shares `host`.
+        # With `per_call_address` (a bridge on shared RTP ports, which tells calls apart by
+        # source address), each call its own loopback address (127.64.0.0 + row + 1) on this one
+        # socket, as if each were a phone of its own. The socket then listens on the wildcard
+        # address held to the loopback device (SO_BINDTODEVICE: nothing from another interface
+        # reaches it); where that is refused, every call shares `host`. Otherwise the socket is
+        # bound to `host` alone, and the bridge's per-call sockets tell the calls apart.
         self.per_call_address = per_call_address and host.startswith("127.")
         if self.per_call_address:
             try:

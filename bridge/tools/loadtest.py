@@ -68,12 +68,25 @@ class LoadOptions:
     loop: str = "uvloop"
     warmup: float = 1.0
     bridge_env: list[str] = field(default_factory=list)  # KEY=VALUE for a private bridge
+    per_call_addresses: bool = False  # also on when bridge_env turns the shared RTP port on
     progress: bool = True
     table: bool = True
 
     def spec(self) -> PlanSpec:
+        shared_port = any(
+            item.split("=", 1)[0] == "CONFBRIDGE_RTP_SHARED_PORT"
+            and item.split("=", 1)[1].lower() in ("1", "true", "yes", "on")
+            for item in self.bridge_env
+            if "=" in item
+        )
         return PlanSpec(
-            self.rooms, self.per_room, self.talkers, self.ramp, codec=self.codec, wav=self.wav
+            self.rooms,
+            self.per_room,
+            self.talkers,
+            self.ramp,
+            codec=self.codec,
+            wav=self.wav,
+            per_call_addresses=self.per_call_addresses or shared_port,
         )
 
 
@@ -391,6 +404,12 @@ def parse_args(argv: list[str] | None = None) -> LoadOptions:
         default=[],
         metavar="KEY=VALUE",
         help="extra environment for the private bridge (repeatable)",
+    )
+    add(
+        "--per-call-addresses",
+        action="store_true",
+        help="each call sends from its own 127.64.x.y address (a bridge with rtp.shared_port "
+        "needs it; on by itself with --bridge-env CONFBRIDGE_RTP_SHARED_PORT=true)",
     )
     add("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)

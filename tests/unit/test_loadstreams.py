@@ -58,3 +58,21 @@ def test_array_stats_match_the_per_packet_stats(seed: int) -> None:
         assert stats.jitter[call] == pytest.approx(expected.jitter, rel=1e-9, abs=1e-12)
         assert stats.max_jitter[call] == pytest.approx(expected.max_jitter, rel=1e-9, abs=1e-12)
     assert sum(s.late for s in reference) > 0 and sum(s.reordered for s in reference) > 0
+
+
+def test_calls_get_addresses_of_their_own_only_for_a_shared_port_bridge() -> None:
+    """The generator binds 127.0.0.1 unless the bridge tells calls apart by source address."""
+    from bridge.tools.loadstreams import Streams
+    from bridge.tools.loadtest import LoadOptions
+
+    assert not LoadOptions().spec().per_call_addresses
+    assert LoadOptions(per_call_addresses=True).spec().per_call_addresses
+    shared = LoadOptions(bridge_env=["CONFBRIDGE_MEDIA_WORKERS=2", "CONFBRIDGE_RTP_SHARED_PORT=1"])
+    assert shared.spec().per_call_addresses
+    off = LoadOptions(bridge_env=["CONFBRIDGE_RTP_SHARED_PORT=false"])
+    assert not off.spec().per_call_addresses
+    streams = Streams(4, "PCMU")
+    try:
+        assert streams.io.sock.getsockname()[0] == "127.0.0.1" and not streams.per_call_address
+    finally:
+        streams.io.close()
