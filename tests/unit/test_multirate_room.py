@@ -85,6 +85,19 @@ def run(engine: MediaEngine, phones: list[Phone], ticks: int, start: int = 0) ->
     return reports
 
 
+def payloads_arriving(phone: Phone) -> list[bytes]:
+    """The payloads of the packets reaching `phone`'s member, in order, as they arrive."""
+    sent: list[bytes] = []
+    original = phone.member.receive_rtp
+
+    def keep(data: bytes, source: tuple[str, int], now: float) -> None:
+        sent.append(parse_rtp(data).payload)
+        original(data, source, now)
+
+    phone.member.receive_rtp = keep  # type: ignore[method-assign]
+    return sent
+
+
 def opus(fmtp: str | None = None) -> MediaCodec:
     return codec_for("OPUS", OPUS_PT, fmtp)
 
@@ -209,14 +222,7 @@ def test_a_lone_talker_reaches_listeners_of_its_codec_as_it_sent_it():
     second G.722 or Opus encoding); a listener of another codec still gets the mix encoded."""
     engine = MediaEngine()
     talker = Phone(engine, "talker", codec_for("G722"), [1000.0])
-    sent: list[bytes] = []
-    original = talker.member.receive_rtp
-
-    def keep(data: bytes, source: tuple[str, int], now: float) -> None:
-        sent.append(parse_rtp(data).payload)
-        original(data, source, now)
-
-    talker.member.receive_rtp = keep  # type: ignore[method-assign]
+    sent = payloads_arriving(talker)
     same = Phone(engine, "same", codec_for("G722"), [])
     other = Phone(engine, "other", opus(), [])
     payloads: list[bytes] = []
@@ -235,14 +241,7 @@ def test_a_lone_talkers_lost_packet_reaches_listeners_of_its_codec_as_a_gap():
     engine = MediaEngine()
     talker = Phone(engine, "talker", opus(), [1000.0])
     talker.encoder = OpusEncoder(OpusParams(inband_fec=True))
-    sent: list[bytes] = []
-    original = talker.member.receive_rtp
-
-    def keep(data: bytes, source: tuple[str, int], now: float) -> None:
-        sent.append(parse_rtp(data).payload)
-        original(data, source, now)
-
-    talker.member.receive_rtp = keep  # type: ignore[method-assign]
+    sent = payloads_arriving(talker)
     listener = Phone(engine, "listener", opus(), [])
     got: list[tuple[int, int, bytes]] = []
 
@@ -269,14 +268,7 @@ def test_a_lone_talkers_pause_goes_on_as_it_sent_it_until_it_is_muted():
     it is muted, our encoder's silence goes out instead."""
     engine = MediaEngine()
     talker = Phone(engine, "talker", opus(), [1000.0])
-    sent: list[bytes] = []
-    original = talker.member.receive_rtp
-
-    def keep(data: bytes, source: tuple[str, int], now: float) -> None:
-        sent.append(parse_rtp(data).payload)
-        original(data, source, now)
-
-    talker.member.receive_rtp = keep  # type: ignore[method-assign]
+    sent = payloads_arriving(talker)
     listener = Phone(engine, "listener", opus(), [])
     got: list[bytes] = []
     listener.member.send = lambda data, address: got.append(parse_rtp(data).payload)
