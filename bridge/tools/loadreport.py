@@ -25,6 +25,7 @@ SPEECH_DB = -50.0  # WAV mode: a listener whose audio is over this hears the tal
 MAX_DELAY = 1.0  # s: an onset later than this after the last burst belongs to no burst
 PACKETS_IN = "confbridge_rtp_packets_in_total"
 PACKETS_LOST = "confbridge_rtp_packets_lost_total"
+UNMATCHED = "confbridge_rtp_unmatched_total"
 PARTICIPANTS = "confbridge_participants"
 
 BridgeRead = tuple[Scrape | None, float | None, float]  # metrics, bridge CPU s, monotonic time
@@ -252,6 +253,9 @@ def _bridge(record: RunRecord) -> dict[str, Any]:
         result["rtp_in"] = bridge_in
         result["generator_sent"] = sent
         result["rx_missing"] = sent - bridge_in
+        # of those, what a shared RTP port dropped as from no call (a call's first packets
+        # coming before its worker knew the call would land here)
+        result["rtp_unmatched"] = int(drained.get(UNMATCHED))
     if first is not None and last is not None:  # at the window's end: streams still running
         result["concealed"] = int(last.get(PACKETS_LOST) - first.get(PACKETS_LOST))
         # the window's counts on both sides (the loss check above needs whole-run totals: a
@@ -462,6 +466,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             "bridge RTP in / generator sent, whole run",
             f"{_fmt(bridge.get('rtp_in'))} / {_fmt(bridge.get('generator_sent'))}",
         ),
+        ("bridge datagrams from no call (shared ports)", _fmt(bridge.get("rtp_unmatched"))),
         ("bridge concealed frames", _fmt(bridge.get("concealed"))),
         ("bridge CPU %", _fmt(cpu.get("bridge_percent"))),
         ("bridge CPU s per participant-minute", _fmt(cpu.get("bridge_s_per_participant_minute"))),
