@@ -127,6 +127,7 @@ class MediaEngine:
 
     def add(self, participant: Participant, room: str | None) -> None:
         """Take a member whose media state is ready (new, or handed over by another process)."""
+        self._changed()
         self.members[participant.call_key] = participant
         self._room(room).add(participant)
         if participant.prompts.busy:
@@ -135,6 +136,7 @@ class MediaEngine:
     def apply(self, command: MediaCommand) -> Participant | None:
         """Apply any command but AddParticipant; returns the member a RemoveParticipant took
         out (its socket is the caller's to close)."""
+        self._changed()
         if isinstance(command, RemoveParticipant):
             removed = self.remove(command.leg)
             if removed is not None:
@@ -173,6 +175,10 @@ class MediaEngine:
             self.prompt_sequence[command.leg] = command.sequence
         return None
 
+    def _changed(self) -> None:
+        if self.vector is not None:
+            self.vector.changed()  # who it sends to as rows is sorted again
+
     def _record(self, command: StartRecording | StopRecording) -> None:
         room = self.rooms.get(command.room)
         if isinstance(command, StopRecording):
@@ -190,6 +196,7 @@ class MediaEngine:
 
     def remove(self, leg: str) -> Participant | None:
         """Take a member out (for good, or to hand it to another process)."""
+        self._changed()
         participant = self.members.pop(leg, None)
         self.prompt_sequence.pop(leg, None)
         if participant is not None:

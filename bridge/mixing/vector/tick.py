@@ -29,7 +29,9 @@ import numpy as np
 
 from bridge.media.g711 import Codec
 from bridge.media.prompt import overlay
+from bridge.mixing.participant import Participant
 from bridge.mixing.room import VOICE_POWER, Digit, Room, _scaled, gather_frames
+from bridge.rtp.sender_columns import ColumnSender, SenderColumns
 
 G711_RATE = 8000
 G711_NAMES = frozenset({"PCMU", "PCMA"})
@@ -56,6 +58,22 @@ class _Plan:
     rooms_with: list[int] = field(default_factory=list)
 
 
+_RowSends = tuple[SenderColumns, str, int, np.ndarray, np.ndarray]
+"""Stream columns, codec name, payload type, members' positions, their stream slots."""
+
+
+@dataclass
+class _Sends:
+    """How the tick sends to the members of `rooms` (`members`: each room's, when sorted):
+    per stream columns and codec, the members' positions (room after room) and stream slots
+    sent as rows; per room, the members sent one by one."""
+
+    rooms: list[Room]
+    members: list[list[Participant]]
+    rows: list[_RowSends] = field(default_factory=list)
+    slow: list[list[int]] = field(default_factory=list)
+
+
 class VectorTick:
     """Buffers for one process' tick over many rooms at `rate` (G.711: 8000 Hz, 160 samples).
 
@@ -68,6 +86,7 @@ class VectorTick:
         self.samples = rate // 50
         self._frames = np.zeros((0, self.samples), np.int16)
         self._tables: dict[str, np.ndarray] = {}
+        self._sends: _Sends | None = None
 
     def takes(self, room: Room) -> bool:
         """True when every member is G.711 at this tick's rate (an empty room is skipped)."""
@@ -201,28 +220,83 @@ class VectorTick:
         return wide.astype(np.int16)
 
     @staticmethod
-    def _encode(mixed: np.ndarray, codecs: dict[str, Codec]) -> dict[str, bytes]:
+    def _encode(mixed: np.ndarray, codecs: dict[str, Codec]) -> dict[str, np.ndarray]:
+        """Each codec's payload rows (uint8), one per row of `mixed`."""
         as_index = mixed.view(np.uint16)
-        return {name: codec.encode_table.take(as_index).tobytes() for name, codec in codecs.items()}
+        return {name: codec.encode_table.take(as_index) for name, codec in codecs.items()}
+
+    def changed(self) -> None:
+        """A member's flags, prompts, media or sender changed, or who is in which room: the
+        next tick sorts its members again into row sends and one-by-one sends. The engine
+        calls it on every command; who changes members otherwise must call it too."""
+        self._sends = None
+
+    def _sorted(self, rooms: Sequence[Room]) -> _Sends:
+        """Who gets the tick's packet as a row (`sends_as_rows`), by stream columns and
+        codec, and who one by one; kept while nothing changes."""
+        sends = self._sends
+        if (
+            sends is not None
+            and sends.rooms == list(rooms)
+            and all(
+                room.participants == members
+                for room, members in zip(rooms, sends.members, strict=True)
+            )
+        ):
+            return sends
+        sends = _Sends(list(rooms), [list(room.participants) for room in rooms])
+        grouped: dict[tuple[int, str, int], tuple[SenderColumns, list[int], list[int]]] = {}
+        position = 0
+        for room in rooms:
+            slow: list[int] = []
+            for j, participant in enumerate(room.participants):
+                sender = participant.sender
+                if isinstance(sender, ColumnSender) and sends_as_rows(participant):
+                    codec = participant.codec
+                    key = (id(sender.columns), codec.name, codec.payload_type)
+                    group = grouped.get(key)
+                    if group is None:
+                        group = grouped[key] = (sender.columns, [], [])
+                    group[1].append(position + j)
+                    group[2].append(sender.slot)
+                else:
+                    slow.append(j)
+            sends.slow.append(slow)
+            position += len(room.participants)
+        for (_, name, payload_type), (columns, positions, slots) in grouped.items():
+            at = np.array(positions, np.int64)
+            sends.rows.append((columns, name, payload_type, at, np.array(slots, np.int64)))
+        self._sends = sends
+        return sends
 
     def _send(
         self,
         rooms: Sequence[Room],
         plan: _Plan,
         mixed: np.ndarray,
-        encoded: dict[str, bytes],
+        encoded: dict[str, np.ndarray],
         digits: list[list[Digit]],
     ) -> list[list[Digit]]:
-        """Each member's payload, as `Room.tick` sends it."""
+        """Each member's payload, as `Room.tick` sends it: the common case as rows of its
+        streams' columns, the rest one by one."""
         samples = self.samples
         row_of, shared_base = plan.row_of, len(plan.contributors)
+        sends = self._sorted(rooms)
+        if sends.rows:
+            rows = np.array(row_of, np.int64)
+            rows = np.where(rows < 0, shared_base - 1 - rows, rows)  # -1 - k: room k's total
+            for columns, name, payload_type, positions, slots in sends.rows:
+                columns.send_rows(slots, payload_type, encoded[name], rows[positions], samples)
         for k, room in enumerate(rooms):
-            first, n = plan.room_rows[k]
+            slow = sends.slow[k]
+            if not slow:
+                continue
+            first = plan.room_rows[k][0]
             people = room.participants
             shared = shared_base + k
             totals: dict[str, bytes] = {}
             music: dict[str, bytes] = {}
-            for j in range(n):
+            for j in slow:
                 participant = people[j]
                 if participant.on_hold:
                     continue
@@ -235,21 +309,22 @@ class VectorTick:
                 row = row_of[first + j]
                 if row < 0:
                     row = shared
-                prompt = participant.prompts.next_frame() if participant.prompts.busy else None
+                prompts = participant.prompts
+                prompt = None
+                if prompts.busy:
+                    prompt = prompts.next_frame()
+                    if not prompts.busy:
+                        self._sends = None  # its prompts are over: it may take the rows now
                 if prompt is None and participant.volume_db == 0:
                     if participant.deaf:
                         participant.send_payload(codec.silence)
                     elif row == shared:
                         total = totals.get(codec.name)
                         if total is None:
-                            start = shared * samples
-                            total = totals[codec.name] = encoded[codec.name][
-                                start : start + samples
-                            ]
+                            total = totals[codec.name] = encoded[codec.name][shared].tobytes()
                         participant.send_payload(total)
                     else:
-                        start = row * samples
-                        participant.send_payload(encoded[codec.name][start : start + samples])
+                        participant.send_payload(encoded[codec.name][row].tobytes())
                     continue
                 heard = np.zeros(samples, np.int16) if participant.deaf else mixed[row]
                 if participant.volume_db:
@@ -259,3 +334,17 @@ class VectorTick:
                     heard = overlay(heard, frame, replace=replace)
                 participant.send_payload(codec.encode(heard))
         return digits
+
+
+def sends_as_rows(participant: Participant) -> bool:
+    """Whether the tick's packet to this member is its room's total or its own mix-minus row,
+    as is: no prompt, volume, hold, deafness or SRTP, and an address to send to."""
+    return not (
+        participant.on_hold
+        or participant.held
+        or participant.deaf
+        or participant.volume_db
+        or participant.prompts.busy
+        or participant.srtp is not None
+        or participant.remote[1] == 0
+    )

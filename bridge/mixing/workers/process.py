@@ -112,6 +112,8 @@ class Worker:
                     else:
                         self._add(command, fds.pop(0))
                     continue
+                if self.shared is not None and isinstance(command, RemoveParticipant):
+                    self.shared.remove(command.leg)  # first: its counters settled
                 removed = self.engine.apply(command)
                 if self.shared is not None:
                     self._shared_follows(command)
@@ -142,9 +144,7 @@ class Worker:
     def _shared_follows(self, command: object) -> None:
         """The shared port's demultiplexer follows its members' SDP addresses."""
         assert self.shared is not None
-        if isinstance(command, RemoveParticipant):
-            self.shared.remove(command.leg)
-        elif isinstance(command, UpdateMedia) and command.leg in self.shared.members:
+        if isinstance(command, UpdateMedia) and command.leg in self.shared.members:
             self.shared.update(self.shared.members[command.leg])
 
     def _add(self, command: HandOver, fd: int) -> None:
@@ -172,6 +172,8 @@ class Worker:
         reports: list[Report] = [*self.reports, *engine.take_reports()]
         self.reports = []
         if engine.ticks % STATS_EVERY_TICKS == 0:
+            if shared is not None:
+                shared.senders.settle()  # the tick's array sends into packets_out
             reports.append(
                 WorkerStats(
                     at=now,

@@ -21,7 +21,8 @@ import numpy as np
 
 from bridge.mixing.participant import Participant
 from bridge.net.mmsg import BatchSocket, set_buffers
-from bridge.rtp.source_demux import SourceDemux, address_key
+from bridge.rtp.sender_columns import ColumnSender, SenderColumns
+from bridge.rtp.source_demux import SourceDemux
 
 BATCH = 512
 DATAGRAM_BYTES = 1536  # a G.711 packet is 172, an Opus one at most a few hundred
@@ -38,9 +39,7 @@ class SharedRtpPort:
         self._slots: list[str] | None = None
         self._parts: list[Participant | None] = []
         self._fast_type = np.full(1, -2, np.int16)
-        self._out: list[bytes] = []
-        self._to: list[int] = []
-        self._keys: dict[tuple[str, int], int] = {}
+        self.senders = SenderColumns()  # the members' outgoing streams, and what waits to go
 
     # --- members ----------------------------------------------------------------------------
 
@@ -49,15 +48,28 @@ class SharedRtpPort:
         self.members[leg] = participant
         self.demux.add(leg, participant.remote, participant.signalling_host, now)
         participant.send = self.queue
+        participant.sender = self.senders.attach(participant.sender, participant.counters)
+        self._aim(participant)
+
+    def _aim(self, participant: Participant) -> None:
+        """Where the tick's array sends to it go: where `send_payload` would send."""
+        sender = participant.sender
+        if isinstance(sender, ColumnSender):
+            self.senders.set_destination(sender, participant.latched or participant.remote)
 
     def update(self, participant: Participant) -> None:
         """After a re-INVITE: its SDP address, its codec or its SRTP may have changed."""
         self.demux.update(participant.call_key, participant.remote)
         self._slots = None  # remake the members' payload types
+        self._aim(participant)
 
     def remove(self, leg: str) -> None:
-        self.members.pop(leg, None)
+        """Before the engine takes it out: its counters settled, its stream a plain sender
+        again (it may be handed on)."""
+        participant = self.members.pop(leg, None)
         self.demux.remove(leg)
+        if participant is not None and isinstance(participant.sender, ColumnSender):
+            participant.sender = self.senders.detach(participant.sender)
 
     @property
     def unmatched(self) -> int:
@@ -98,6 +110,7 @@ class SharedRtpPort:
             participant = self.members.get(leg)
             if participant is not None:
                 participant.latched = self.demux.latched(leg)
+                self._aim(participant)
         parts = self._parts
         lengths = io.lengths(count)
         rows = io.rx.data[:count]
@@ -139,33 +152,18 @@ class SharedRtpPort:
     def queue(self, data: bytes, address: tuple[str, int]) -> None:
         """A participant's send function: kept until `flush`, after the tick (an SRTP leg's
         packet comes protected)."""
-        key = self._keys.get(address)
-        if key is None:
-            key = address_key(*address)
-            if len(self._keys) > 65536:
-                self._keys.clear()
-            self._keys[address] = key
-        if key >= 0:
-            self._out.append(data)
-            self._to.append(key)
+        self.senders.queue(data, address)
 
     def flush(self) -> None:
-        """Send what the tick queued, in batches of up to BATCH datagrams per system call."""
-        out, to = self._out, self._to
-        if not out:
-            return
-        self._out, self._to = [], []
-        keys = np.array(to, np.int64)
-        lengths = np.fromiter(map(len, out), np.int64, len(out))
-        blob = np.frombuffer(b"".join(out), np.uint8)
-        offsets = np.zeros(len(out), np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
-        for first in range(0, len(out), BATCH):
-            last = min(first + BATCH, len(out))
-            self.io.send_from(
-                blob, offsets[first:last], lengths[first:last],
-                keys[first:last] >> 16, keys[first:last] & 0xFFFF,
-            )  # fmt: skip
+        """Send what the tick queued, in order, up to BATCH datagrams per system call."""
+        for segment in self.senders.take():
+            offsets, lengths, to = segment.offsets, segment.lengths, segment.destinations
+            for first in range(0, len(offsets), BATCH):
+                last = first + BATCH
+                self.io.send_from(
+                    segment.blob, offsets[first:last], lengths[first:last],
+                    to[first:last] >> 16, to[first:last] & 0xFFFF,
+                )  # fmt: skip
 
     def close(self) -> None:
         self.io.close()
