@@ -20,6 +20,7 @@ from bridge.media.srtp import SrtpSession
 from bridge.media.tones import DBM0_PEAK
 from bridge.mixing.stream_state import StreamState
 from bridge.rtp.jitter import JitterBuffer
+from bridge.rtp.jitter_columns import ColumnJitter, ColumnLoss
 from bridge.rtp.packet import RtpError, RtpSender, is_rtcp, parse_rtp
 from bridge.rtp.packet import unpack_header as _unpack_header
 from bridge.rtp.stream_loss import StreamLoss
@@ -79,7 +80,7 @@ class Participant:
     remote: Address
     signalling_host: str
     send: SendFunction
-    jitter: JitterBuffer
+    jitter: JitterBuffer | ColumnJitter  # the latter on a shared port: bridge/mixing/columnar.py
     telephone_event_pt: int | None = None
     muted: bool = False
     deaf: bool = False
@@ -94,7 +95,7 @@ class Participant:
     sender: RtpSender = field(default_factory=RtpSender)
     concealer: Concealer = field(default_factory=Concealer)
     counters: MediaCounters = field(default_factory=MediaCounters)
-    loss: StreamLoss = field(default_factory=StreamLoss)  # over every payload type
+    loss: StreamLoss | ColumnLoss = field(default_factory=StreamLoss)  # every payload type
     prompts: PromptPlayer = field(default_factory=PromptPlayer)
     rfc4733: TelephoneEventDecoder = field(default_factory=TelephoneEventDecoder)
     inband: DtmfState | None = None  # the room's detector state, set when the room takes us
@@ -185,6 +186,10 @@ class Participant:
         if payload is not None:
             self.concealer.good_payload(payload, self.codec.decode_into)
         return payload
+
+    def keep_good(self, payload: bytes) -> None:
+        """The concealer keeps a frame that played (popped in a batch: `ColumnJitter`)."""
+        self.concealer.good_payload(payload, self.codec.decode_into)
 
     @property
     def destination(self) -> Address:

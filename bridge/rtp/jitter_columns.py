@@ -27,6 +27,8 @@ shared port's array path is G.711.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from bridge.rtp.jitter import EMPTY_POPS_TO_REBUFFER, MAX_SEQUENCE_JUMP, JitterBuffer, JitterStats
@@ -644,9 +646,21 @@ def _or_none(value: np.integer) -> int | None:
 class ColumnJitter:
     """A member's `JitterBuffer` while its state lives in `JitterColumns` (same methods)."""
 
-    def __init__(self, columns: JitterColumns, slot: int) -> None:
+    def __init__(
+        self, columns: JitterColumns, slot: int, on_played: Callable[[bytes], None] | None = None
+    ) -> None:
         self.columns = columns
         self.slot = slot
+        self.on_played = on_played
+        """Told the payload `pop_batch` last played, before anything may need to conceal it:
+        the member's concealer (`Participant.keep_good`)."""
+
+    def settle(self) -> None:
+        """Hand the concealer what the batch pops played since it last heard (a member whose
+        frame is missing conceals from it)."""
+        played = self.columns.take_fresh(self.slot)
+        if played is not None and self.on_played is not None:
+            self.on_played(played)
 
     @property
     def target_frames(self) -> int:
@@ -698,8 +712,8 @@ class ColumnJitter:
 
     def pop(self) -> bytes | None:
         """As `JitterBuffer.pop`; the caller keeps its concealer (`Participant.next_payload`)."""
+        self.settle()
         columns, m = self.columns, self.slot
-        columns.fresh[m] = False
         row = columns.pop_one(m)
         return None if row == NONE else columns._payload(m, row)
 

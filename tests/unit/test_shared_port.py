@@ -15,6 +15,7 @@ from bridge.mixing.participant import Participant
 from bridge.mixing.workers.shared_port import BATCH, SharedRtpPort
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import parse_rtp
+from bridge.rtp.stream_loss import StreamLoss
 
 
 def rtp(sequence: int, payload_type: int = 0, payload: bytes = b"\xff" * 160) -> bytes:
@@ -46,6 +47,7 @@ def port() -> Iterator[SharedRtpPort]:
 
 
 def heard(shared: SharedRtpPort) -> int:
+    shared.fold()  # the array path counts packets in the columns
     counted = (p.counters.packets_in + p.counters.bad_packets for p in shared.members.values())
     return shared.unmatched + sum(counted)
 
@@ -95,7 +97,10 @@ def test_the_slow_path_and_strangers(port: SharedRtpPort) -> None:
     assert m.counters.bad_packets == 1
     assert m.counters.packets_in == 2
     assert port.unmatched == 1
-    port.remove("m")
+    port.remove("m")  # it leaves with its own jitter buffer and counts, as they stood
+    assert isinstance(m.jitter, JitterBuffer) and isinstance(m.loss, StreamLoss)
+    assert (m.jitter.stats.received, m.loss.received, m.counters.packets_in) == (1, 2, 2)
+    assert m.jitter.queued == 1 and m.last_rtp != 0.0
     caller.sendto(rtp(4), ("127.0.0.1", port.port))
     drain(port, 2)  # (m's own counters no longer count here)
     assert port.unmatched == 2  # a removed call's packets are nobody's

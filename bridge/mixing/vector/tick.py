@@ -11,8 +11,9 @@ listeners who contribute nothing share its total, encoded once per codec, as in 
 
 What stays per room: in-band DTMF detection (the room's own `DtmfDetector`, only in rooms
 where someone keys in-band), hold music, prompts and listening volume (per listener, as in the
-reference). What stays per participant: the jitter buffer pop and the send, Python objects as
-before.
+reference). What stays per participant: the send, Python objects as before; the jitter
+buffer pop too, but for members whose buffers live in `JitterColumns` (a shared RTP port's):
+those pop in one call and their payloads go straight to the decode lookup.
 
 The output is the reference tick's, bit for bit (`tests/unit/test_vector_tick.py` runs random
 rooms through both): same payloads to the same members in the same order per member, same
@@ -29,8 +30,10 @@ import numpy as np
 
 from bridge.media.g711 import Codec
 from bridge.media.prompt import overlay
+from bridge.mixing.columnar import column_of
 from bridge.mixing.participant import Participant
 from bridge.mixing.room import VOICE_POWER, Digit, Room, _scaled, gather_frames
+from bridge.rtp.jitter_columns import ColumnJitter, JitterColumns
 from bridge.rtp.sender_columns import ColumnSender, SenderColumns
 
 G711_RATE = 8000
@@ -74,6 +77,47 @@ class _Sends:
     slow: list[list[int]] = field(default_factory=list)
 
 
+@dataclass
+class _ColumnGroup:
+    """The members of one `JitterColumns` in a tick: their rows of the frames, their slots,
+    and which of them are in each codec."""
+
+    columns: JitterColumns
+    members: list[Participant] = field(default_factory=list)
+    room_of: list[int] = field(default_factory=list)
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    by_codec: dict[str, tuple[Codec, np.ndarray]] = field(default_factory=dict)
+    _rows: list[int] = field(default_factory=list)
+    _slots: list[int] = field(default_factory=list)
+
+    def add(self, row: int, slot: int, participant: Participant, room: int) -> None:
+        self._rows.append(row)
+        self._slots.append(slot)
+        self.members.append(participant)
+        self.room_of.append(room)
+
+    def freeze(self) -> None:
+        self.rows = np.array(self._rows, np.int64)
+        self.slots = np.array(self._slots, np.int64)
+        names: dict[str, tuple[Codec, list[int]]] = {}
+        for j, participant in enumerate(self.members):
+            codec = participant.codec
+            names.setdefault(codec.name, (codec, []))[1].append(j)  # type: ignore[arg-type]
+        self.by_codec = {n: (c, np.array(js, np.int64)) for n, (c, js) in names.items()}
+
+
+@dataclass
+class _Layout:
+    """The rooms' members as last seen: those popping from columns, by columns, and the rest
+    (room, row, participant)."""
+
+    key: list[list[Participant]]
+    others: list[tuple[int, int, Participant]] = field(default_factory=list)
+    columnar: dict[int, _ColumnGroup] = field(default_factory=dict)
+    generations: list[tuple[JitterColumns, int]] = field(default_factory=list)
+
+
 class VectorTick:
     """Buffers for one process' tick over many rooms at `rate` (G.711: 8000 Hz, 160 samples).
 
@@ -87,6 +131,7 @@ class VectorTick:
         self._frames = np.zeros((0, self.samples), np.int16)
         self._tables: dict[str, np.ndarray] = {}
         self._sends: _Sends | None = None
+        self._layout: _Layout | None = None
 
     def takes(self, room: Room) -> bool:
         """True when every member is G.711 at this tick's rate (an empty room is skipped)."""
@@ -176,7 +221,12 @@ class VectorTick:
     ) -> tuple[list[list[Digit]], dict[str, Codec]]:
         """Each member's frame for this tick into `frames` (room after room): the usual full
         frames in one table lookup per codec, a loss being faded or an odd-sized payload on
-        its own. Returns each room's digits received and the codecs in use."""
+        its own. Members whose jitter buffers live in `JitterColumns` (a shared port's) pop
+        in one call per columns and their rows go straight to the lookup. Returns each room's
+        digits received and the codecs in use."""
+        layout = self._layout_of(rooms)
+        if layout.columnar:
+            return self._decode_with_columns(rooms, frames, layout)
         samples = self.samples
         digits: list[list[Digit]] = []
         codecs: dict[str, Codec] = {}
@@ -187,15 +237,113 @@ class VectorTick:
             members = room.participants
             digits.append(gather_frames(members, frames, i, samples, batches, silent, codecs))
             i += len(members)
+        self._decode_batches(frames, batches, codecs, silent, i)
+        return digits, codecs
+
+    def _decode_batches(
+        self,
+        frames: np.ndarray,
+        batches: dict[str, tuple[list[int], list[bytes]]],
+        codecs: dict[str, Codec],
+        silent: list[int],
+        count: int,
+    ) -> None:
         if silent:
             frames[silent] = 0
         for name, (rows, payloads) in batches.items():
             codes = np.frombuffer(b"".join(payloads), np.uint8)
             table = self._table(codecs[name])
-            if len(rows) == i:  # everyone, in one codec: in place
+            if len(rows) == count:  # everyone, in one codec: in place
                 table.take(codes, out=frames.reshape(-1))
             else:
-                frames[rows] = table.take(codes).reshape(len(rows), samples)
+                frames[rows] = table.take(codes).reshape(len(rows), self.samples)
+
+    def _layout_of(self, rooms: Sequence[Room]) -> _Layout:
+        """Which members pop from columns (cached while the rooms' members and the columns'
+        attachments stay the same)."""
+        key = [room.participants for room in rooms]
+        layout = self._layout
+        if (
+            layout is not None
+            and layout.key == key
+            and all(c.generation == g for c, g in layout.generations)
+        ):
+            return layout
+        layout = _Layout([list(members) for members in key])
+        row = 0
+        generations: dict[int, tuple[JitterColumns, int]] = {}
+        for k, members in enumerate(key):
+            for participant in members:
+                view = column_of(participant)
+                if view is None or participant.codec.name not in G711_NAMES:
+                    layout.others.append((k, row, participant))
+                else:
+                    columns = view.columns
+                    generations[id(columns)] = (columns, columns.generation)
+                    group = layout.columnar.setdefault(id(columns), _ColumnGroup(columns))
+                    group.add(row, view.slot, participant, k)
+                row += 1
+        layout.generations = list(generations.values())
+        for group in layout.columnar.values():
+            group.freeze()
+        self._layout = layout
+        return layout
+
+    def _decode_with_columns(
+        self, rooms: Sequence[Room], frames: np.ndarray, layout: _Layout
+    ) -> tuple[list[list[Digit]], dict[str, Codec]]:
+        samples = self.samples
+        codecs: dict[str, Codec] = {}
+        batches: dict[str, tuple[list[int], list[bytes]]] = {}
+        silent: list[int] = []
+        found: list[tuple[int, int, Digit]] = []  # (room, row, digit)
+        for k, row, participant in layout.others:
+            got = gather_frames((participant,), frames, row, samples, batches, silent, codecs)
+            found.extend((k, row, digit) for digit in got)
+        self._decode_batches(frames, batches, codecs, silent, -1)
+        silent = []
+        for group in layout.columnar.values():
+            columns = group.columns
+            payloads, lengths = columns.pop_batch(group.slots)
+            full = lengths == samples
+            for name, (codec, members) in group.by_codec.items():
+                codecs.setdefault(name, codec)
+                chosen = members[full[members]]
+                if chosen.size:
+                    frames[group.rows[chosen]] = self._table(codec).take(payloads[chosen])
+            if full.all():
+                continue
+            for j in np.flatnonzero(~full).tolist():
+                participant, row, slot = group.members[j], int(group.rows[j]), int(group.slots[j])
+                length = int(lengths[j])
+                if length >= 0:  # an odd-sized payload
+                    payload = (
+                        columns.last_payload(slot)
+                        if length > columns.width
+                        else payloads[j, :length].tobytes()
+                    )
+                    participant.codec.decode_into(payload, frames[row])
+                    continue
+                view = participant.jitter
+                assert isinstance(view, ColumnJitter)
+                view.settle()
+                faded = participant.concealer.fade()
+                if faded is None:
+                    silent.append(row)
+                else:
+                    frames[row] = faded
+        if silent:
+            frames[silent] = 0
+        for group in layout.columnar.values():
+            for j, participant in enumerate(group.members):
+                if participant.digits:
+                    k, row = group.room_of[j], int(group.rows[j])
+                    found.extend((k, row, (participant, d, m)) for d, m in participant.digits)
+                    participant.digits.clear()
+        digits: list[list[Digit]] = [[] for _ in rooms]
+        found.sort(key=lambda item: item[1])  # stable: a member's own digits keep their order
+        for k, _, digit in found:
+            digits[k].append(digit)
         return digits, codecs
 
     def _table(self, codec: Codec) -> np.ndarray:

@@ -113,7 +113,7 @@ class Worker:
                         self._add(command, fds.pop(0))
                     continue
                 if self.shared is not None and isinstance(command, RemoveParticipant):
-                    self.shared.remove(command.leg)  # first: its counters settled
+                    self.shared.remove(command.leg)  # first: it leaves with its counts
                 removed = self.engine.apply(command)
                 if self.shared is not None:
                     self._shared_follows(command)
@@ -174,6 +174,7 @@ class Worker:
         if engine.ticks % STATS_EVERY_TICKS == 0:
             if shared is not None:
                 shared.senders.settle()  # the tick's array sends into packets_out
+                shared.fold()  # and its array receives into packets_in
             reports.append(
                 WorkerStats(
                     at=now,

@@ -7,6 +7,10 @@ and counted) and its header parsed as array columns; what the tick sends is queu
 in one or a few `sendmmsg` calls after it. Symmetric RTP: a call receives from the port its
 SDP answer named (this one) and is sent to from it.
 
+The fast path's packets (plain RTP in the member's codec) go to the members' jitter buffers,
+loss counts and packet counters as one batch: they live in `JitterColumns` while the member is
+on the port (`bridge/mixing/columnar.py`), and the vectorised tick pops them in one call.
+
 SRTP legs share the port too: their datagrams take the per-packet path (`receive_rtp`, which
 unprotects and authenticates before anything is parsed), never the array fast path, and
 `send_payload` protects what it hands to `queue`.
@@ -19,8 +23,10 @@ import time
 
 import numpy as np
 
+from bridge.mixing import columnar
 from bridge.mixing.participant import Participant
 from bridge.net.mmsg import BatchSocket, set_buffers
+from bridge.rtp.jitter_columns import JitterColumns
 from bridge.rtp.sender_columns import ColumnSender, SenderColumns
 from bridge.rtp.source_demux import SourceDemux
 
@@ -40,6 +46,8 @@ class SharedRtpPort:
         self._parts: list[Participant | None] = []
         self._fast_type = np.full(1, -2, np.int16)
         self.senders = SenderColumns()  # the members' outgoing streams, and what waits to go
+        self._column = np.zeros(1, np.int64)  # each demux slot's row of `columns`
+        self.columns = JitterColumns()  # the members' incoming streams
 
     # --- members ----------------------------------------------------------------------------
 
@@ -50,6 +58,8 @@ class SharedRtpPort:
         participant.send = self.queue
         participant.sender = self.senders.attach(participant.sender, participant.counters)
         self._aim(participant)
+        columnar.attach(self.columns, participant)
+        self._slots = None
 
     def _aim(self, participant: Participant) -> None:
         """Where the tick's array sends to it go: where `send_payload` would send."""
@@ -62,14 +72,24 @@ class SharedRtpPort:
         self.demux.update(participant.call_key, participant.remote)
         self._slots = None  # remake the members' payload types
         self._aim(participant)
+        self.columns.generation += 1  # and the tick its layout (the codec may have changed)
 
     def remove(self, leg: str) -> None:
         """Before the engine takes it out: its counters settled, its stream a plain sender
-        again (it may be handed on)."""
+        again and its own jitter buffer and loss count back (it may be handed on)."""
         participant = self.members.pop(leg, None)
         self.demux.remove(leg)
-        if participant is not None and isinstance(participant.sender, ColumnSender):
-            participant.sender = self.senders.detach(participant.sender)
+        if participant is not None:
+            if isinstance(participant.sender, ColumnSender):
+                participant.sender = self.senders.detach(participant.sender)
+            columnar.detach(participant)
+        self._slots = None
+
+    def fold(self) -> None:
+        """The members' packets in and last RTP time, counted in the columns, into their
+        `Participant`s (before their stats are read)."""
+        for participant in self.members.values():
+            columnar.fold(participant)
 
     @property
     def unmatched(self) -> int:
@@ -96,16 +116,18 @@ class SharedRtpPort:
         if slots is not self._slots:
             self._slots = slots
             self._parts = [self.members.get(leg) for leg in slots]
+            views = [None if p is None else columnar.column_of(p) for p in self._parts]
             self._fast_type = np.array(
                 [
                     # the payload type a member's packets take the array path with; an SRTP
                     # leg's (header in clear, payload not) never do: -1
-                    -1 if p is None or p.srtp is not None else p.codec.payload_type
-                    for p in self._parts
+                    -1 if p is None or v is None or p.srtp is not None else p.codec.payload_type
+                    for p, v in zip(self._parts, views, strict=True)
                 ]
                 + [-2],  # (index -1: unmatched)
                 np.int16,
             )
+            self._column = np.array([0 if v is None else v.slot for v in views] + [0], np.int64)
         for leg in self.demux.take_latched():
             participant = self.members.get(leg)
             if participant is not None:
@@ -116,35 +138,27 @@ class SharedRtpPort:
         rows = io.rx.data[:count]
         arrivals = io.arrivals(count) + to_loop_clock
         arrivals = np.where(np.isnan(arrivals), time.time() + to_loop_clock, arrivals)
-        blob = rows.tobytes()
-        size = DATAGRAM_BYTES
         # the array path: a plain RTP header (no CSRC, extension, padding) in the member's codec
         fast = (lengths >= 12) & (rows[:, 0] == 0x80) & (rows[:, 1] == self._fast_type[index])
         chosen = np.flatnonzero(fast)
         if chosen.size:
             head = rows[chosen]
-            sequence = (head[:, 2].astype(np.int64) << 8) | head[:, 3]
             fields = head[:, 4:12].copy().view(">u4")
-            for i, slot, length, seq, ts, ssrc, at in zip(
-                chosen.tolist(), index[chosen].tolist(), lengths[chosen].tolist(),
-                sequence.tolist(), fields[:, 0].tolist(), fields[:, 1].tolist(),
-                arrivals[chosen].tolist(), strict=True,
-            ):  # fmt: skip
-                participant = parts[slot]
-                participant.counters.packets_in += 1  # type: ignore[union-attr]
-                participant.last_rtp = at  # type: ignore[union-attr]
-                participant.loss.observe(ssrc, seq)  # type: ignore[union-attr]
-                start = i * size + 12
-                participant.jitter.push_frame(  # type: ignore[union-attr]
-                    seq, ts, ssrc, blob[start : start + length - 12], at
-                )
+            self.columns.push_batch(
+                self._column[index[chosen]],
+                (head[:, 2].astype(np.int64) << 8) | head[:, 3],
+                fields[:, 0],
+                fields[:, 1],
+                head[:, 12:],
+                lengths[chosen] - 12,
+                arrivals[chosen],
+            )
         # the rest, as on a call's own socket: RTCP, malformed, telephone-event, SRTP
         for i in np.flatnonzero(~fast & (index >= 0)).tolist():
             participant = parts[int(index[i])]
             if participant is None:
                 continue  # its leg was removed since the slots were made
-            start = i * size
-            data = blob[start : start + int(lengths[i])]
+            data = rows[i, : int(lengths[i])].tobytes()
             participant.receive_rtp(data, participant.latched, float(arrivals[i]))  # type: ignore[arg-type]
 
     # --- send -------------------------------------------------------------------------------
