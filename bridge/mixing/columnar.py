@@ -18,7 +18,12 @@ from bridge.rtp.stream_loss import StreamLoss
 def attach(columns: JitterColumns, participant: Participant) -> int:
     """Move the participant's jitter buffer and loss count into a slot of `columns`."""
     jitter, loss = participant.jitter, participant.loss
-    assert isinstance(jitter, JitterBuffer) and isinstance(loss, StreamLoss), "attached twice"
+    if isinstance(jitter, ColumnJitter):  # already in columns: into these ones
+        if jitter.columns is columns:
+            return jitter.slot
+        detach(participant)
+        jitter, loss = participant.jitter, participant.loss
+    assert isinstance(jitter, JitterBuffer) and isinstance(loss, StreamLoss)
     slot = columns.attach(jitter, loss)
     participant.jitter = ColumnJitter(columns, slot, participant.keep_good)
     participant.loss = ColumnLoss(columns, slot)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bridge.mixing import columnar
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.jitter_columns import ColumnJitter, ColumnLoss, JitterColumns
 from bridge.rtp.stream_loss import StreamLoss
+from tests.unit.test_room_shared_mix import Wire, make_member
 
 WIDTH = 160
 SIZES = [(1, 1), (1, 3), (2, 3), (2, 2), (3, 10), (1, 2)]
@@ -212,3 +214,16 @@ def test_a_slot_given_back_is_empty_when_reused() -> None:
     assert columns.odd == {}
     with pytest.raises(ValueError):
         columns.new_slot(3, 2)
+
+
+def test_a_participant_attached_twice_keeps_its_slot() -> None:
+    columns, other = JitterColumns(), JitterColumns()
+    member = make_member(0, "PCMU", None, Wire())
+    member.jitter.push_frame(7, 0, 1, bytes(160), 0.0)
+    slot = columnar.attach(columns, member)
+    assert columnar.attach(columns, member) == slot
+    columnar.attach(other, member)  # moved: its state goes along
+    assert member.jitter.stats.received == 1 and member.jitter.queued == 1
+    assert not columns.used[slot]
+    columnar.detach(member)
+    assert isinstance(member.jitter, JitterBuffer) and member.jitter.queued == 1

@@ -142,7 +142,9 @@ class SharedRtpPort:
         fast = (lengths >= 12) & (rows[:, 0] == 0x80) & (rows[:, 1] == self._fast_type[index])
         chosen = np.flatnonzero(fast)
         if chosen.size:
-            head = rows[chosen]
+            # a G.711 packet's header and payload: no need to copy the rest of the buffer rows
+            kept = 12 + self.columns.width
+            head = rows[chosen] if lengths[chosen].max() > kept else rows[chosen, :kept]
             fields = head[:, 4:12].copy().view(">u4")
             self.columns.push_batch(
                 self._column[index[chosen]],
