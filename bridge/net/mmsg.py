@@ -138,6 +138,7 @@ class BatchSocket:
         if timestamps:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.pktinfo = False  # `with_pktinfo`: per-datagram local addresses both ways
+        self._aimed_elsewhere = False  # tx's iovecs point into a `send_from` caller's buffer
         self.sent = 0
         self.dropped = 0  # datagrams a full send buffer (or a bad destination) refused
         self.receive_errors = 0
@@ -181,6 +182,20 @@ class BatchSocket:
         tx = self.tx
         if count > tx.count:
             raise ValueError(f"at most {tx.count} datagrams per send")
+        if self._aimed_elsewhere:  # at a caller's buffer since `send_from`: back to tx.data
+            tx.iovecs["base"] = _address(tx.data) + tx.size * np.arange(tx.count, dtype=np.uint64)
+            self._aimed_elsewhere = False
+        return self._send(count, hosts, ports, lengths, sources)
+
+    def _send(
+        self,
+        count: int,
+        hosts: np.ndarray,
+        ports: np.ndarray,
+        lengths: np.ndarray,
+        sources: np.ndarray | None = None,
+    ) -> int:
+        tx = self.tx
         tx.names["addr"][:count] = hosts
         tx.names["port"][:count] = ports
         tx.iovecs["len"][:count] = lengths
@@ -221,12 +236,8 @@ class BatchSocket:
         if count > tx.count:
             raise ValueError(f"at most {tx.count} datagrams per send")
         tx.iovecs["base"][:count] = _address(blob) + offsets.astype(np.uint64)
-        try:
-            return self.send(count, hosts, ports, lengths)
-        finally:
-            tx.iovecs["base"] = _address(tx.data) + tx.size * np.arange(
-                tx.count, dtype=np.uint64
-            )
+        self._aimed_elsewhere = True  # (left so: the next `send_from` sets them again)
+        return self._send(count, hosts, ports, lengths)
 
     def sources(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The (addr, port) integer arrays of the last `receive`'s first `count` datagrams."""

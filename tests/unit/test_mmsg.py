@@ -113,3 +113,22 @@ def test_pktinfo_sends_from_and_tells_apart_many_local_addresses() -> None:
     assert not np.isnan(batch.arrivals(2)).any()  # the time stamps are still read
     batch.close()
     peer.close()
+
+
+def test_sends_from_a_callers_buffer_then_from_its_own_rows() -> None:
+    """`send_from` aims the iovecs at the caller's buffer and leaves them so (no reset per
+    call); a later `send` of `tx.data` rows must still send those rows."""
+    batch = BatchSocket(udp(), batch=8, size=64)
+    peer = udp()
+    peer.settimeout(1.0)
+    host, port = np.full(3, ipv4(LOCAL), np.uint32), np.full(3, peer.getsockname()[1], np.uint16)
+    blob = np.frombuffer(b"aaaabbbbbbcc", np.uint8)
+    offsets, lengths = np.array([0, 4, 10]), np.array([4, 6, 2])
+    for _ in range(2):
+        assert batch.send_from(blob, offsets, lengths, host, port) == 3
+        assert [peer.recv(64) for _ in range(3)] == [b"aaaa", b"bbbbbb", b"cc"]
+    batch.tx.data[:3, :2] = [[1, 2], [3, 4], [5, 6]]
+    assert batch.send(3, host, port, np.full(3, 2)) == 3
+    assert [peer.recv(64) for _ in range(3)] == [b"\x01\x02", b"\x03\x04", b"\x05\x06"]
+    batch.close()
+    peer.close()

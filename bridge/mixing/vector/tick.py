@@ -132,15 +132,21 @@ class VectorTick:
         self._tables: dict[str, np.ndarray] = {}
         self._sends: _Sends | None = None
         self._layout: _Layout | None = None
+        self._takes: dict[Room, tuple[list[Participant], bool]] = {}
 
     def takes(self, room: Room) -> bool:
         """True when every member is G.711 at this tick's rate (an empty room is skipped)."""
         if self.rate != G711_RATE:
             return False
-        return all(
+        known = self._takes.get(room)  # a codec changes by a command (`changed`)
+        if known is not None and known[0] == room.participants:
+            return known[1]
+        taken = all(
             p.codec.name in G711_NAMES and p.codec.clock_rate == G711_RATE
             for p in room.participants
         )
+        self._takes[room] = (list(room.participants), taken)
+        return taken
 
     def tick(self, rooms: Sequence[Room]) -> list[list[Digit]]:
         """Mix one 20 ms frame of every room in `rooms`; each room's digits, as `Room.tick`."""
@@ -374,10 +380,11 @@ class VectorTick:
         return {name: codec.encode_table.take(as_index) for name, codec in codecs.items()}
 
     def changed(self) -> None:
-        """A member's flags, prompts, media or sender changed, or who is in which room: the
+        """A member's flags, prompts, media (codec) or sender changed, or who is in which room: the
         next tick sorts its members again into row sends and one-by-one sends. The engine
         calls it on every command; who changes members otherwise must call it too."""
         self._sends = None
+        self._takes.clear()
 
     def _sorted(self, rooms: Sequence[Room]) -> _Sends:
         """Who gets the tick's packet as a row (`sends_as_rows`), by stream columns and
