@@ -60,7 +60,8 @@ def ipv4(host: str) -> int:
     return int.from_bytes(socket.inet_aton(host), "big")
 
 
-def _address(array: np.ndarray) -> int:
+def buffer_address(array: np.ndarray) -> int:
+    """Where an array's data starts in memory (for iovecs pointing into it)."""
     return int(array.__array_interface__["data"][0])
 
 
@@ -101,15 +102,21 @@ class _Batch:
         self.names = np.zeros(count, SOCKADDR_IN)
         self.iovecs = np.zeros(count, IOVEC)
         self.headers = np.zeros(count, MMSGHDR)
-        self.iovecs["base"] = _address(self.data) + size * np.arange(count, dtype=np.uint64)
+        at = np.arange(count, dtype=np.uint64)
+        self.aim_at_rows()
         self.iovecs["len"] = size
-        self.headers["name"] = _address(self.names) + 16 * np.arange(count, dtype=np.uint64)
+        self.headers["name"] = buffer_address(self.names) + 16 * at
         self.headers["namelen"] = 16
-        self.headers["iov"] = _address(self.iovecs) + 16 * np.arange(count, dtype=np.uint64)
+        self.headers["iov"] = buffer_address(self.iovecs) + 16 * at
         self.headers["iovlen"] = 1
         self.controls = np.zeros(count, CONTROL)
-        self.headers["control"] = _address(self.controls) + 64 * np.arange(count, dtype=np.uint64)
-        self.pointer = _address(self.headers)
+        self.headers["control"] = buffer_address(self.controls) + 64 * at
+        self.pointer = buffer_address(self.headers)
+
+    def aim_at_rows(self) -> None:
+        """Each message's iovec at its own row of `data`."""
+        rows = np.arange(self.count, dtype=np.uint64)
+        self.iovecs["base"] = buffer_address(self.data) + self.size * rows
 
 
 class BatchSocket:
@@ -183,7 +190,7 @@ class BatchSocket:
         if count > tx.count:
             raise ValueError(f"at most {tx.count} datagrams per send")
         if self._aimed_elsewhere:  # at a caller's buffer since `send_from`: back to tx.data
-            tx.iovecs["base"] = _address(tx.data) + tx.size * np.arange(tx.count, dtype=np.uint64)
+            tx.aim_at_rows()
             self._aimed_elsewhere = False
         return self._send(count, hosts, ports, lengths, sources)
 
@@ -229,15 +236,26 @@ class BatchSocket:
         ports: np.ndarray,
     ) -> int:
         """Send datagrams that lie back to back in `blob` (bytes `offsets[i]` on, `lengths[i]`
-        long) without copying them into `tx.data`: the iovecs point into `blob`, which must
-        stay alive for the call (it does: the send is synchronous). How many went."""
+        long) without copying them into `tx.data`. How many went."""
+        starts = buffer_address(blob) + offsets.astype(np.uint64)
+        return self.send_at(starts, lengths, hosts, ports)
+
+    def send_at(
+        self, starts: np.ndarray, lengths: np.ndarray, hosts: np.ndarray, ports: np.ndarray
+    ) -> int:
+        """Send datagrams from memory the caller holds (`starts`: addresses, as
+        `buffer_address` gives, of buffers it keeps alive for the call: the send is
+        synchronous), in batches of up to `batch` per system call. The iovecs point there
+        and stay so until a `send` needs `tx.data` again. How many went."""
         tx = self.tx
-        count = len(offsets)
-        if count > tx.count:
-            raise ValueError(f"at most {tx.count} datagrams per send")
-        tx.iovecs["base"][:count] = _address(blob) + offsets.astype(np.uint64)
-        self._aimed_elsewhere = True  # (left so: the next `send_from` sets them again)
-        return self._send(count, hosts, ports, lengths)
+        self._aimed_elsewhere = True
+        done = 0
+        for first in range(0, len(starts), tx.count):
+            last = first + tx.count
+            count = len(starts[first:last])
+            tx.iovecs["base"][:count] = starts[first:last]
+            done += self._send(count, hosts[first:last], ports[first:last], lengths[first:last])
+        return done
 
     def sources(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The (addr, port) integer arrays of the last `receive`'s first `count` datagrams."""

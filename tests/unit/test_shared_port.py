@@ -165,3 +165,40 @@ def test_an_srtp_leg_on_the_shared_port_is_unprotected_and_protected(port: Share
     assert data[12:] != b"\x33" * 160  # ciphertext on the wire
     assert parse_rtp(phone_rx.unprotect(data)).payload == b"\x33" * 160
     caller.close()
+
+
+def test_row_sends_and_one_by_one_sends_leave_together_in_order(port: SharedRtpPort) -> None:
+    """A tick's array sends (`send_rows` on the members' stream columns) and packets queued
+    one by one before and after them leave in one flush, each member's in the order queued,
+    with one sequence space per member; past BATCH datagrams in several system calls."""
+    import numpy as np
+
+    phones = [phone() for _ in range(3)]
+    members = [member(f"m{i}", p.getsockname()) for i, p in enumerate(phones)]
+    for m in members:
+        port.add(m, 0.0)
+    slots = np.array([m.sender.slot for m in members])  # type: ignore[attr-defined]
+    payloads = np.arange(3 * 160, dtype=np.uint8).reshape(3, 160) % 251
+    rounds = BATCH // 6 + 5  # two datagrams per member per round: over BATCH in all
+    for n in range(rounds):
+        members[n % 3].send_payload(b"one by one")
+        port.senders.send_rows(slots, 0, payloads, np.array([2, 1, 0]), 160)
+    port.flush()
+    assert port.io.sent == rounds + 3 * rounds
+    for i, p in enumerate(phones):
+        expected = []
+        for n in range(rounds):
+            if n % 3 == i:
+                expected.append(b"one by one")
+            expected.append(payloads[2 - i].tobytes())
+        got = [parse_rtp(p.recvfrom(2048)[0]) for _ in expected]
+        assert [packet.payload for packet in got] == expected
+        first = got[0].sequence
+        assert [packet.sequence for packet in got] == [
+            (first + k) & 0xFFFF for k in range(len(got))
+        ]
+    port.senders.settle()
+    one_by_one = [(rounds + 2 - i) // 3 for i in range(3)]
+    assert [m.counters.packets_out for m in members] == [rounds + k for k in one_by_one]
+    for p in phones:
+        p.close()
