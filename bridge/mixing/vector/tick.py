@@ -11,9 +11,12 @@ listeners who contribute nothing share its total, encoded once per codec, as in 
 
 What stays per room: in-band DTMF detection (the room's own `DtmfDetector`, only in rooms
 where someone keys in-band), hold music, prompts and listening volume (per listener, as in the
-reference). What stays per participant: the send, Python objects as before; the jitter
-buffer pop too, but for members whose buffers live in `JitterColumns` (a shared RTP port's):
-those pop in one call and their payloads go straight to the decode lookup.
+reference). What stays per participant: the jitter buffer pop and the send, Python objects as
+before, but for a shared RTP port's members: their buffers live in `JitterColumns`, popped in
+one call, payloads straight to the decode lookup; their streams live in `SenderColumns`, and
+those who hear their room's total or their own mix-minus row as is (no prompt, volume, hold,
+deafness or SRTP: `sends_as_rows`) get it as rows of one buffer, headers built from the
+columns (`_send`). Who goes which way is sorted once per change (`changed`), not per tick.
 
 The output is the reference tick's, bit for bit (`tests/unit/test_vector_tick.py` runs random
 rooms through both): same payloads to the same members in the same order per member, same
