@@ -171,13 +171,16 @@ def test_the_random_streams_reach_every_rule() -> None:
     """The streams above really rebuffer, overflow, wait, reset, reject jumps, see late and
     duplicated packets and lose some (else the equivalence would prove little)."""
     rng = np.random.default_rng(99)
-    totals: dict[str, int] = {}
+    totals: dict[str, int] = {"rebuffered": 0}
     for _ in range(20):
         stream, buffer = Stream(rng), JitterBuffer(2, 3)
         for tick in range(400):
             for sequence, timestamp, ssrc, payload, at in stream.arrivals(tick):
                 buffer.push_frame(sequence, timestamp, ssrc, payload, at)
+            playing = buffer.playing
             buffer.pop()
+            if playing and not buffer.playing:  # five empty pops: buffering again
+                totals["rebuffered"] += 1
         for name in ("overflow", "waited", "reset", "rejected_jump", "late", "duplicate", "lost"):
             totals[name] = totals.get(name, 0) + getattr(buffer.stats, name)
     assert all(count > 0 for count in totals.values()), totals
