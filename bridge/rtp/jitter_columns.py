@@ -110,6 +110,7 @@ class JitterColumns:
             ("fresh", np.bool_, False, ()),
             ("last_len", np.int64, 0, ()),
             ("last_good", np.uint8, 0, (self.width,)),
+            ("_seen", np.int64, 0, ()),  # scratch: which packet of a batch wrote each slot last
         ]
         for name, dtype, fill, shape in specs:
             setattr(self, name, column(dtype, fill, *shape))
@@ -478,10 +479,15 @@ class JitterColumns:
         ssrcs = np.asarray(ssrcs, np.int64)
         lengths = np.asarray(lengths, np.int64)
         arrivals = np.asarray(arrivals, np.float64)
-        rank = _rank_within(slots)
-        rounds = int(rank.max()) + 1
+        order = np.arange(slots.size)
+        self._seen[slots] = order
+        if (self._seen[slots] == order).all():  # one packet per member: one round
+            rank, rounds = order, 1
+        else:
+            rank = _rank_within(slots)
+            rounds = int(rank.max()) + 1
         for k in range(rounds):
-            chosen = np.flatnonzero(rank == k) if rounds > 1 else np.arange(slots.size)
+            chosen = np.flatnonzero(rank == k) if rounds > 1 else order
             self._push_round(
                 slots[chosen], sequences[chosen], timestamps[chosen], ssrcs[chosen],
                 payloads, chosen, lengths[chosen], arrivals[chosen],
