@@ -309,7 +309,7 @@ class VectorTick:
         for k, row, participant in layout.others:
             got = gather_frames((participant,), frames, row, samples, batches, silent, codecs)
             found.extend((k, row, digit) for digit in got)
-        self._decode_batches(frames, batches, codecs, silent, -1)
+        self._decode_batches(frames, batches, codecs, silent, -1)  # (-1: never all the rows)
         silent = []
         for group in layout.columnar.values():
             columns = group.columns
