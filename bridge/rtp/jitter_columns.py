@@ -616,8 +616,8 @@ class JitterColumns:
             self.empty_pops[k] = 0
             self.last_played[k] = played
             self.played[k] += 1
-        if not hit.all():
-            for i in np.flatnonzero(~hit).tolist():
+        if not hit.all():  # (buffering: nothing to pop and nothing changes)
+            for i in np.flatnonzero(~hit & (following != NONE)).tolist():
                 rows[i] = self.pop_one(int(m[i]))
         good = rows != NONE
         lengths = np.where(good, self.ring_len[m, np.maximum(rows, 0)], NONE)
