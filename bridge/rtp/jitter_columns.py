@@ -33,6 +33,7 @@ import numpy as np
 
 from bridge.rtp.jitter import EMPTY_POPS_TO_REBUFFER, MAX_SEQUENCE_JUMP, JitterBuffer, JitterStats
 from bridge.rtp.packet import RtpPacket
+from bridge.rtp.seq import seq_delta
 from bridge.rtp.stream_loss import MAX_DROPOUT, MAX_MISORDER, StreamLoss
 
 RING = 256
@@ -43,11 +44,6 @@ _STAT_FIELDS = (
     "received", "played", "lost", "late", "duplicate", "reset", "overflow", "rejected_jump",
     "waited",
 )  # fmt: skip
-
-
-def _seq_delta(a: int, b: int) -> int:
-    d = (a - b) & 0xFFFF
-    return d - 0x10000 if d >= 0x8000 else d
 
 
 class JitterColumns:
@@ -289,7 +285,7 @@ class JitterColumns:
                 self._reset(m)
             self.ssrc[m] = ssrc
         reference = self._reference(m)
-        if reference is not None and abs(_seq_delta(sequence, reference)) > MAX_SEQUENCE_JUMP:
+        if reference is not None and abs(seq_delta(sequence, reference)) > MAX_SEQUENCE_JUMP:
             held = int(self.probation_seq[m])
             if held == NONE or sequence != (held + 1) & 0xFFFF:
                 self._set_probation(m, sequence, timestamp, payload)
@@ -323,10 +319,10 @@ class JitterColumns:
         self._update_jitter(m, timestamp, now)
         following = self.next[m]
         if following != NONE:
-            late = _seq_delta(sequence, int(following)) < 0
+            late = seq_delta(sequence, int(following)) < 0
         else:
             played = self.last_played[m]
-            late = played != NONE and _seq_delta(sequence, int(played)) <= 0
+            late = played != NONE and seq_delta(sequence, int(played)) <= 0
         if late:
             self.late[m] += 1
             return False
@@ -367,7 +363,7 @@ class JitterColumns:
         queued = self._queued(m)
         oldest = queued[0]
         for sequence in queued:
-            if _seq_delta(sequence, oldest) < 0:
+            if seq_delta(sequence, oldest) < 0:
                 oldest = sequence
         return oldest
 
