@@ -19,6 +19,7 @@ from bridge.media.prompt import PromptPlayer
 from bridge.media.srtp import SrtpSession
 from bridge.media.tones import DBM0_PEAK
 from bridge.mixing.stream_state import StreamState
+from bridge.mixing.voice import ColumnVoice, VoiceActivity
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.jitter_columns import ColumnJitter, ColumnLoss
 from bridge.rtp.packet import RtpError, RtpSender, is_rtcp, parse_rtp
@@ -42,29 +43,6 @@ class MediaCounters:
 
 VOICE_POWER = (DBM0_PEAK**2 / 2) * 10 ** (-40 / 10)
 """Mean power over which a frame counts as voice: -40 dBm0, well over G.711 idle noise."""
-
-
-@dataclass(slots=True)
-class VoiceActivity:
-    """Talking or not, from frame loudness with hysteresis: starts after 60 ms of voice, stops
-    after 500 ms without, so a pause between words is not a stop."""
-
-    START_FRAMES = 3
-    STOP_FRAMES = 25
-
-    talking: bool = False
-    run: int = 0  # consecutive frames disagreeing with `talking`
-
-    def update(self, loud: bool) -> bool:
-        """Feed one frame; True when `talking` changed."""
-        if loud == self.talking:
-            self.run = 0
-            return False
-        self.run += 1
-        if self.run < (self.STOP_FRAMES if self.talking else self.START_FRAMES):
-            return False
-        self.talking, self.run = loud, 0
-        return True
 
 
 @dataclass(eq=False)
@@ -100,7 +78,7 @@ class Participant:
     rfc4733: TelephoneEventDecoder = field(default_factory=TelephoneEventDecoder)
     inband: DtmfState | None = None  # the room's detector state, set when the room takes us
     digits: list[tuple[str, str]] = field(default_factory=list)  # (digit, method) not yet taken
-    voice: VoiceActivity = field(default_factory=lambda: VoiceActivity())
+    voice: VoiceActivity | ColumnVoice = field(default_factory=lambda: VoiceActivity())
     stream: StreamState | None = None  # codec and rate state of the multi-rate tick
     srtp: SrtpSession | None = None  # SRTP leg: every packet in and out goes through it
 

@@ -133,6 +133,8 @@ def change(rng: np.random.Generator, worlds: list[World], member_id: str) -> Non
             room.mixing = not room.mixing
         else:
             member.prompts.clear()
+        if world.vector is not None:
+            world.vector.changed()  # as the engine does on every command
 
 
 @pytest.mark.parametrize("seed", range(30))

@@ -3,7 +3,7 @@ start."""
 
 from __future__ import annotations
 
-from bridge.mixing.participant import VoiceActivity
+from bridge.mixing.voice import VoiceActivity
 
 
 def feed(voice: VoiceActivity, frames: str) -> list[int]:

@@ -36,6 +36,7 @@ from bridge.media.prompt import overlay
 from bridge.mixing.columnar import column_of
 from bridge.mixing.participant import Participant
 from bridge.mixing.room import VOICE_POWER, Digit, Room, _scaled, gather_frames
+from bridge.mixing.voice import ColumnVoice, VoiceColumns
 from bridge.rtp.jitter_columns import ColumnJitter, JitterColumns
 from bridge.rtp.sender_columns import ColumnSender, SenderColumns
 
@@ -52,16 +53,42 @@ def _decode_table(codec: Codec) -> np.ndarray:
 
 @dataclass
 class _Plan:
-    """One tick's mix layout: contributors' rows of the frames (room after room), the room of
-    each, every member's row of the mix (its own, or -1 - k for room k's shared total), each
-    room's first member row and size, and the segment starts of rooms with contributors."""
+    """One tick's mix layout: every member's row of the mix (its own, or -1 - k for room k's
+    shared total), contributors' rows of the frames (room after room) and the room of each,
+    each room's first member row and size, the segment starts of rooms with contributors
+    (in the contributors) and those rooms."""
 
-    row_of: list[int]
-    contributors: list[int] = field(default_factory=list)
-    contributor_room: list[int] = field(default_factory=list)
-    room_rows: list[tuple[int, int]] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
-    rooms_with: list[int] = field(default_factory=list)
+    row_of: np.ndarray
+    contributors: np.ndarray
+    contributor_room: np.ndarray
+    room_rows: list[tuple[int, int]]
+    starts: np.ndarray
+    rooms_with: np.ndarray
+
+
+@dataclass
+class _Flags:
+    """Of the members, row after row: who is not held (heard by talking detection), who may
+    contribute (room mixing; not muted, on hold or held); the rooms where someone keys in band."""
+
+    not_held: np.ndarray
+    may_contribute: np.ndarray
+    keying_in_band: list[int]
+
+
+@dataclass
+class _Members:
+    """The rooms' members as last seen (`key`), row after row (`people`), their talking state
+    (`voice`), each row's room (as a list and an array), each room's first row and size, and
+    their flags while no command changed them."""
+
+    key: list[list[Participant]]
+    people: list[Participant]
+    voice: VoiceColumns
+    room_of: list[int]
+    rows_room: np.ndarray
+    room_rows: list[tuple[int, int]]
+    flags: _Flags | None = None
 
 
 _RowSends = tuple[SenderColumns, str, int, np.ndarray, np.ndarray]
@@ -136,6 +163,7 @@ class VectorTick:
         self._sends: _Sends | None = None
         self._layout: _Layout | None = None
         self._takes: dict[Room, tuple[list[Participant], bool]] = {}
+        self._members: _Members | None = None
 
     def takes(self, room: Room) -> bool:
         """True when every member is G.711 at this tick's rate (an empty room is skipped)."""
@@ -174,51 +202,82 @@ class VectorTick:
         digits: list[list[Digit]],
     ) -> _Plan:
         """Who talks (voice activity, talking changes), who contributes to its room's mix,
-        and which row of the mix each member hears; in-band keys where someone keys in-band."""
-        loud = (energies > VOICE_POWER * self.samples).tolist()
-        sounding = (energies > 0).tolist()
-        plan = _Plan(row_of=[0] * len(loud))
-        contributors, row_of = plan.contributors, plan.row_of
-        first = 0
-        for k, room in enumerate(rooms):
+        and which row of the mix each member hears; in-band keys where someone keys in-band.
+        All as arrays over the members, but for the rooms keying in band (their detector)."""
+        members = self._members_of(rooms)
+        flags = members.flags or self._flags_of(rooms, members)
+        loud = energies > VOICE_POWER * self.samples
+        np.logical_and(loud, flags.not_held, out=loud)
+        changed = members.voice.step(loud)
+        if changed.size:  # rare: in row order, so each room's in its members' order
+            people, rooms_of = members.people, members.room_of
+            for i in changed.tolist():
+                rooms[rooms_of[i]].talk_changes.append(people[i])
+        contributing = energies > 0
+        np.logical_and(contributing, flags.may_contribute, out=contributing)
+        for k in flags.keying_in_band:
+            room = rooms[k]
             people = room.participants
-            n = len(people)
-            plan.room_rows.append((first, n))
-            tones: list[bool] | None = None
-            if any(p.telephone_event_pt is None for p in people):  # someone keys in-band
-                states = [p.inband for p in people]
-                found = room.detector.process(frames[first : first + n], states)
-                for participant, digit in zip(people, found, strict=True):
-                    if digit is not None and participant.inband_dtmf:
-                        digits[k].append((participant, digit, "inband"))
-                tones = [p.inband_dtmf and p.inband.tone_present for p in people]  # type: ignore[union-attr]
-            mixing = room.mixing
-            before = len(contributors)
-            for j, participant in enumerate(people):
-                i = first + j
-                held = participant.held
-                if participant.voice.update(loud[i] and not held):
-                    room.talk_changes.append(participant)
-                if (
-                    mixing
-                    and sounding[i]
-                    and not (
-                        participant.muted
-                        or participant.on_hold
-                        or held
-                        or (tones is not None and tones[j])
-                    )
-                ):
-                    row_of[i] = len(contributors)
-                    contributors.append(i)
-                    plan.contributor_room.append(k)
-                else:
-                    row_of[i] = -1 - k  # the room's shared row (after the contributors' rows)
-            if len(contributors) > before:
-                plan.starts.append(before)
-                plan.rooms_with.append(k)
-            first += n
-        return plan
+            first, n = members.room_rows[k]
+            found = room.detector.process(frames[first : first + n], [p.inband for p in people])
+            for participant, digit in zip(people, found, strict=True):
+                if digit is not None and participant.inband_dtmf:
+                    digits[k].append((participant, digit, "inband"))
+            tones = [p.inband_dtmf and p.inband.tone_present for p in people]  # type: ignore[union-attr]
+            contributing[first : first + n] &= ~np.array(tones, np.bool_)
+        contributors = np.flatnonzero(contributing)
+        room_of = members.rows_room
+        row_of = -1 - room_of  # the room's shared row (after the contributors' rows)
+        row_of[contributors] = np.arange(contributors.size)
+        contributor_room = room_of[contributors]
+        starts = np.flatnonzero(np.diff(contributor_room, prepend=-1))
+        return _Plan(
+            row_of, contributors, contributor_room, members.room_rows, starts,
+            contributor_room[starts],
+        )  # fmt: skip
+
+    def _members_of(self, rooms: Sequence[Room]) -> _Members:
+        """The rooms' members row after row, with their talking state in columns (each one's
+        `voice` a view of its row); kept while the rooms' members stay the same. Members who
+        were in the columns and are no longer get a plain `VoiceActivity` with their state."""
+        key = [room.participants for room in rooms]
+        known = self._members
+        if known is not None and known.key == key:
+            return known
+        people = [participant for members in key for participant in members]
+        voices = [participant.voice for participant in people]
+        voice = VoiceColumns(len(people))
+        voice.talking[:] = [v.talking for v in voices]
+        voice.run[:] = [v.run for v in voices]
+        for row, participant in enumerate(people):
+            participant.voice = ColumnVoice(voice, row)
+        if known is not None:
+            for participant in known.people:
+                left = participant.voice
+                if isinstance(left, ColumnVoice) and left.columns is known.voice:
+                    participant.voice = left.plain()
+        sizes = [len(members) for members in key]
+        firsts = np.cumsum([0, *sizes[:-1]]).tolist()
+        rows_room = np.repeat(np.arange(len(key), dtype=np.int64), sizes)
+        self._members = _Members(
+            [list(members) for members in key], people, voice, rows_room.tolist(), rows_room,
+            list(zip(firsts, sizes, strict=True)),
+        )  # fmt: skip
+        return self._members
+
+    @staticmethod
+    def _flags_of(rooms: Sequence[Room], members: _Members) -> _Flags:
+        """What the plan reads of the members' flags, until a command changes them."""
+        people = members.people
+        held = np.array([p.held for p in people], np.bool_)
+        blocked = np.array([p.muted or p.on_hold for p in people], np.bool_)
+        mixing = np.array([room.mixing for room in rooms], np.bool_)
+        may_contribute = mixing[members.rows_room] & ~blocked & ~held
+        keying = [
+            k for k, room in enumerate(rooms) if any(p.inband_dtmf for p in room.participants)
+        ]
+        members.flags = _Flags(~held, may_contribute, keying)
+        return members.flags
 
     def _slots(self, count: int) -> np.ndarray:
         if count > self._frames.shape[0]:
@@ -388,6 +447,8 @@ class VectorTick:
         calls it on every command; who changes members otherwise must call it too."""
         self._sends = None
         self._takes.clear()
+        if self._members is not None:
+            self._members.flags = None
 
     def _sorted(self, rooms: Sequence[Room]) -> _Sends:
         """Who gets the tick's packet as a row (`sends_as_rows`), by stream columns and
@@ -441,8 +502,7 @@ class VectorTick:
         row_of, shared_base = plan.row_of, len(plan.contributors)
         sends = self._sorted(rooms)
         if sends.rows:
-            rows = np.array(row_of, np.int64)
-            rows = np.where(rows < 0, shared_base - 1 - rows, rows)  # -1 - k: room k's total
+            rows = np.where(row_of < 0, shared_base - 1 - row_of, row_of)  # -1 - k: room k's total
             for columns, name, payload_type, positions, slots in sends.rows:
                 columns.send_rows(slots, payload_type, encoded[name], rows[positions], samples)
         for k, room in enumerate(rooms):
@@ -464,7 +524,7 @@ class VectorTick:
                         music = room._hold_music_frames({p.codec.name: p.codec for p in people})
                     participant.send_payload(music[codec.name])
                     continue
-                row = row_of[first + j]
+                row = int(row_of[first + j])
                 if row < 0:
                     row = shared
                 prompts = participant.prompts

@@ -1,0 +1,102 @@
+"""Talking detection with hysteresis: one member's (`VoiceActivity`), or many members' at once
+(`VoiceColumns`, numpy arrays stepped in one go per tick, each member's `Participant.voice` a
+`ColumnVoice` view of its row, so whoever reads or feeds it one member at a time sees the same
+state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+START_FRAMES = 3
+STOP_FRAMES = 25
+
+
+@dataclass(slots=True)
+class VoiceActivity:
+    """Talking or not, from frame loudness with hysteresis: starts after 60 ms of voice, stops
+    after 500 ms without, so a pause between words is not a stop."""
+
+    START_FRAMES = START_FRAMES
+    STOP_FRAMES = STOP_FRAMES
+
+    talking: bool = False
+    run: int = 0  # consecutive frames disagreeing with `talking`
+
+    def update(self, loud: bool) -> bool:
+        """Feed one frame; True when `talking` changed."""
+        if loud == self.talking:
+            self.run = 0
+            return False
+        self.run += 1
+        if self.run < (self.STOP_FRAMES if self.talking else self.START_FRAMES):
+            return False
+        self.talking, self.run = loud, 0
+        return True
+
+
+class VoiceColumns:
+    """`VoiceActivity` of `count` members as two arrays: `step` feeds each one frame at once."""
+
+    def __init__(self, count: int) -> None:
+        self.talking = np.zeros(count, np.bool_)
+        self.run = np.zeros(count, np.int32)
+
+    def step(self, loud: np.ndarray) -> np.ndarray:
+        """Feed each member one frame (`loud`, bool per row); the rows whose `talking` changed,
+        in order. The same rule as `VoiceActivity.update`, row by row."""
+        talking, run = self.talking, self.run
+        disagree = loud != talking
+        np.add(run, 1, out=run)
+        np.multiply(run, disagree, out=run)  # agreeing rows start again from 0
+        flip = run >= np.where(talking, np.int32(STOP_FRAMES), np.int32(START_FRAMES))
+        changed = np.flatnonzero(flip)  # run >= 3 only where disagreeing
+        if changed.size:
+            talking[changed] ^= True
+            run[changed] = 0
+        return changed
+
+
+class ColumnVoice:
+    """One member's `VoiceActivity` as a row of `VoiceColumns`: reads, writes and `update`
+    act on the row. Pickles (a hand-over) as the plain `VoiceActivity` it stands for."""
+
+    __slots__ = ("columns", "row")
+
+    def __init__(self, columns: VoiceColumns, row: int) -> None:
+        self.columns = columns
+        self.row = row
+
+    @property
+    def talking(self) -> bool:
+        return bool(self.columns.talking[self.row])
+
+    @talking.setter
+    def talking(self, value: bool) -> None:
+        self.columns.talking[self.row] = value
+
+    @property
+    def run(self) -> int:
+        return int(self.columns.run[self.row])
+
+    @run.setter
+    def run(self, value: int) -> None:
+        self.columns.run[self.row] = value
+
+    def plain(self) -> VoiceActivity:
+        return VoiceActivity(self.talking, self.run)
+
+    def update(self, loud: bool) -> bool:
+        """As `VoiceActivity.update`, on the row (a room ticked one by one meanwhile)."""
+        voice = self.plain()
+        changed = voice.update(loud)
+        self.talking, self.run = voice.talking, voice.run
+        return changed
+
+    def __reduce__(self) -> tuple[type[VoiceActivity], tuple[bool, int]]:
+        return VoiceActivity, (self.talking, self.run)
+
+    def __repr__(self) -> str:
+        return f"ColumnVoice(talking={self.talking}, run={self.run})"
