@@ -4,7 +4,8 @@ Why: the reference tick (`Room.tick`) costs some fifteen numpy calls per room, ~
 room of ten, whatever the room's size; with hundreds of small rooms per worker that, not the
 arithmetic, is the tick. Here the rooms' frames sit in one matrix, room after room, and each
 step is one numpy call for the whole process: one table lookup per codec to decode, one pass
-for the frames' energies (talking detection and who contributes), one gather of the
+for the frames' energies (talking detection and who contributes: the members' talking state
+lives in `VoiceColumns`, their flags in arrays kept until a command, `changed`), one gather of the
 contributors' rows, one segment sum per room (`np.add.reduceat`), one subtraction for the
 contributors' mix-minus rows, one saturation, one table lookup per codec to encode. A room's
 listeners who contribute nothing share its total, encoded once per codec, as in the reference.
