@@ -195,9 +195,6 @@ def test_columnar_sends_are_what_one_by_one_sends_were(seed: int) -> None:
                 member.receive_rtp(data, member.remote, tick * 0.02)
         if tick > 4 and rng.random() < 0.4:
             change(rng, worlds, str(rng.choice(sorted(callers))))  # type: ignore[arg-type]
-            for world in worlds:
-                assert world.vector is not None
-                world.vector.changed()
         if tick > 4 and rng.random() < 0.3:
             other_change(rng, worlds, str(rng.choice(sorted(callers))))
         if tick > 4 and rng.random() < 0.15:  # someone joins, in a room or a new one
