@@ -36,6 +36,7 @@ def loopback_config(
     announcements: bool = False,
     room: tuple[RoomDefinition, ...] = (),
     media_workers: int | None = None,
+    rtp_ports: int = 400,
 ) -> Config:
     """A loopback-only configuration on free ports with a private RTP range; `sip`, `rtp` and
     `rooms` override single keys of their section. Announcements (prompts and chimes the
@@ -43,13 +44,15 @@ def loopback_config(
 
     Rooms are mixed in-process unless `media_workers` says otherwise, or the environment's
     CONFBRIDGE_TEST_MEDIA_WORKERS does (to run the whole suite over media workers), and on
-    per-call RTP sockets unless CONFBRIDGE_TEST_RTP_SHARED_PORT=1 (workers' shared ports)."""
+    per-call RTP sockets unless CONFBRIDGE_TEST_RTP_SHARED_PORT=1 (workers' shared ports).
+    The private RTP range has `rtp_ports` even ports at a random place in 30000-58800 (where
+    another test's bridge may have its own): a test that nearly fills it asks for more."""
     if media_workers is None:
         media_workers = int(os.environ.get("CONFBRIDGE_TEST_MEDIA_WORKERS", "0"))
     if os.environ.get("CONFBRIDGE_TEST_RTP_SHARED_PORT") == "1":  # the suite on shared ports
         rtp = {"shared_port": True, **(rtp or {})}
     port = free_port()
-    rtp_base = random.randrange(30000, 58000, 2)
+    rtp_base = random.randrange(30000, 58800 - 2 * rtp_ports, 2)
     return Config(
         sip=SipConfig(
             **{
@@ -60,7 +63,9 @@ def loopback_config(
                 **(sip or {}),
             }
         ),
-        rtp=RtpConfig(**{"port_min": rtp_base, "port_max": rtp_base + 798, **(rtp or {})}),
+        rtp=RtpConfig(
+            **{"port_min": rtp_base, "port_max": rtp_base + 2 * rtp_ports - 2, **(rtp or {})}
+        ),
         rooms=RoomsConfig(**(rooms or {})),
         announcements=AnnouncementsConfig(
             only_participant=announcements, join_leave_tones=announcements
