@@ -238,7 +238,9 @@ async def test_full_room_gets_486(tmp_path: Path) -> None:
 
 async def test_flood_of_a_thousand_invites(tmp_path: Path) -> None:
     """1,000 INVITEs at 500/s into one room: every one answered and completed, no one dropped."""
-    server = await BridgeServer(loopback_config(rooms={"max_participants": 1000})).start()
+    # a port for each of the 1,000 calls should they all be up at once (a loaded machine)
+    config = loopback_config(rooms={"max_participants": 1000}, rtp_ports=1200)
+    server = await BridgeServer(config).start()
     try:
         phones = await open_witness(server)
         result = await run_sipp(
