@@ -272,17 +272,20 @@ class Baresip:
             return False
         return True
 
-    def _recording(self, direction: str) -> np.ndarray:
+    def _recording(self, direction: str, last_call: bool = False) -> np.ndarray:
         # libsndfile completes the WAV header only when it closes the file, which happens some
         # time after the hang-up: read the dumps once baresip has quit.
         assert self.process is not None and self.process.returncode is not None, "stop() first"
         files = sorted(self.record_dir.glob(f"dump-*-{direction}.wav"))
-        assert len(files) == 1, (files, self.output)
-        return read_wav(files[0], self.rate)
+        # sndfile names a dump by the second its call started: a later call (a transfer's)
+        # starting in another second has its own, newer file; in the same second, the same one.
+        assert len(files) == 1 or (last_call and files), (files, self.output)
+        return read_wav(files[-1], self.rate)
 
-    def heard(self) -> np.ndarray:
-        """What baresip decoded from the bridge during its call (sndfile's decode dump)."""
-        return self._recording("dec")
+    def heard(self, last_call: bool = False) -> np.ndarray:
+        """What baresip decoded from the bridge during its call (sndfile's decode dump); with
+        last_call, during the newest of several calls (the one a REFER made)."""
+        return self._recording("dec", last_call)
 
     def sent(self) -> np.ndarray:
         """What baresip encoded and sent during its call (sndfile's encode dump)."""
