@@ -26,7 +26,7 @@ from control.runtime import Runtime
 from tests.integration.harness import LOOPBACK, FakeClock, eventually, loopback_config, with_control
 from tests.integration.test_compat_aculab import aculab, app_token, http, reserve, state_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 CAPACITY = 350
 

@@ -236,6 +236,7 @@ async def test_full_room_gets_486(tmp_path: Path) -> None:
         await server.stop()
 
 
+@pytest.mark.heavy
 async def test_flood_of_a_thousand_invites(tmp_path: Path) -> None:
     """1,000 INVITEs at 250/s into one room: every one answered and completed, no one dropped
     (at 500/s, beside the worker pass starting on the same 2 cores, 192 calls once timed out)."""

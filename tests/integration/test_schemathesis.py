@@ -22,7 +22,7 @@ import pytest
 from control.runtime import Runtime
 from tests.integration.harness import ADMIN_TOKEN, loopback_config, with_control
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 EXAMPLES = 3  # per operation and phase in CI; the note's run used 15 (2,231 cases)
 PHASES = os.environ.get("CONFBRIDGE_SCHEMATHESIS_PHASES", "examples,fuzzing,stateful")

@@ -29,7 +29,7 @@ from tests.integration.harness import (
     with_control,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 HEARD_DB = -30.0
 ABSENT_DB = -50.0
