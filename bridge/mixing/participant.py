@@ -162,7 +162,7 @@ class Participant:
         No numpy here: the caller decodes the payload, and the concealer only keeps it."""
         payload = self.jitter.pop()
         if payload is not None:
-            self.concealer.good_payload(payload, self.codec.decode_into)
+            self.keep_good(payload)
         return payload
 
     def keep_good(self, payload: bytes) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge.rtp.row_field import RowField
+
 START_FRAMES = 3
 STOP_FRAMES = 25
 
@@ -69,21 +71,8 @@ class ColumnVoice:
         self.columns = columns
         self.row = row
 
-    @property
-    def talking(self) -> bool:
-        return bool(self.columns.talking[self.row])
-
-    @talking.setter
-    def talking(self, value: bool) -> None:
-        self.columns.talking[self.row] = value
-
-    @property
-    def run(self) -> int:
-        return int(self.columns.run[self.row])
-
-    @run.setter
-    def run(self, value: int) -> None:
-        self.columns.run[self.row] = value
+    talking = RowField("talking", bool, index="row")
+    run = RowField("run", int, index="row")
 
     def plain(self) -> VoiceActivity:
         return VoiceActivity(self.talking, self.run)

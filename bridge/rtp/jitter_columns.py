@@ -33,6 +33,7 @@ import numpy as np
 
 from bridge.rtp.jitter import EMPTY_POPS_TO_REBUFFER, MAX_SEQUENCE_JUMP, JitterBuffer, JitterStats
 from bridge.rtp.packet import RtpPacket
+from bridge.rtp.row_field import RowField
 from bridge.rtp.seq import seq_delta
 from bridge.rtp.stream_loss import MAX_DROPOUT, MAX_MISORDER, StreamLoss
 
@@ -664,29 +665,10 @@ class ColumnJitter:
         if played is not None and self.on_played is not None:
             self.on_played(played)
 
-    @property
-    def target_frames(self) -> int:
-        return int(self.columns.target[self.slot])
-
-    @property
-    def max_frames(self) -> int:
-        return int(self.columns.max_frames[self.slot])
-
-    @property
-    def clock_rate(self) -> int:
-        return int(self.columns.clock_rate[self.slot])
-
-    @clock_rate.setter
-    def clock_rate(self, value: int) -> None:
-        self.columns.clock_rate[self.slot] = value
-
-    @property
-    def rebuilds_lost(self) -> bool:
-        return bool(self.columns.rebuilds_lost[self.slot])
-
-    @rebuilds_lost.setter
-    def rebuilds_lost(self, value: bool) -> None:
-        self.columns.rebuilds_lost[self.slot] = value
+    target_frames = RowField("target", int, read_only=True)
+    max_frames = RowField("max_frames", int, read_only=True)
+    clock_rate = RowField("clock_rate", int)
+    rebuilds_lost = RowField("rebuilds_lost", bool)
 
     @property
     def stats(self) -> JitterStats:
@@ -697,9 +679,7 @@ class ColumnJitter:
     def playing(self) -> bool:
         return bool(self.columns.next[self.slot] != NONE)
 
-    @property
-    def queued(self) -> int:
-        return int(self.columns.queued[self.slot])
+    queued = RowField("queued", int, read_only=True)
 
     def push(self, packet: RtpPacket, now: float) -> bool:
         return self.push_frame(packet.sequence, packet.timestamp, packet.ssrc, packet.payload, now)
