@@ -421,6 +421,10 @@ class MediaConfig:
     workers: int | str = key("auto", _workers_rule)
     # "vector": every G.711 room of a process in one tick; "reference": room by room (Room.tick)
     tick: str = key("vector", _choice_rule(("vector", "reference")))
+    # 0: a new room goes to the least-loaded worker (spread); N: to the first worker with
+    # fewer than N participants, so one fills before the next opens (a worker's tick has a
+    # fixed cost, paid once per worker: see the README's Figures)
+    fill_workers: int = key(0, _int_rule(0, 1_000_000))
 
     @property
     def worker_count(self) -> int:

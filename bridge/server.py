@@ -87,6 +87,7 @@ class BridgeServer:
                 log_config.format,
                 vector=self.config.media.tick == "vector",
                 shared_host=sip.bind if rtp.shared_port and ":" not in sip.bind else None,
+                fill_workers=self.config.media.fill_workers,
             )
             media.on_lost = self._on_media_lost
         else:

@@ -36,11 +36,13 @@ def loopback_config(
     announcements: bool = False,
     room: tuple[RoomDefinition, ...] = (),
     media_workers: int | None = None,
+    media: dict[str, Any] | None = None,
     rtp_ports: int = 400,
 ) -> Config:
-    """A loopback-only configuration on free ports with a private RTP range; `sip`, `rtp` and
-    `rooms` override single keys of their section. Announcements (prompts and chimes the
-    bridge plays by itself) are off unless asked for, so tone measurements stay clean.
+    """A loopback-only configuration on free ports with a private RTP range; `sip`, `rtp`,
+    `rooms` and `media` override single keys of their section. Announcements (prompts and
+    chimes the bridge plays by itself) are off unless asked for, so tone measurements stay
+    clean.
 
     Rooms are mixed in-process unless `media_workers` says otherwise, or the environment's
     CONFBRIDGE_TEST_MEDIA_WORKERS does (to run the whole suite over media workers), and on
@@ -71,7 +73,7 @@ def loopback_config(
             only_participant=announcements, join_leave_tones=announcements
         ),
         room=room,
-        media=MediaConfig(workers=media_workers),
+        media=MediaConfig(**{"workers": media_workers, **(media or {})}),
     )
 
 

@@ -232,3 +232,38 @@ async def test_a_stuck_worker_is_killed_and_its_calls_hung_up() -> None:
         for phone in (stuck, *fine):
             await phone.hangup()
         await bridge.stop()
+
+
+async def test_with_fill_workers_rooms_fill_one_worker_before_the_next() -> None:
+    """`media.fill_workers = 3`: new rooms go to the first worker until it carries 3
+    participants, then to the next (the default spreads them, as the tests above show); each
+    room still hears only its own."""
+    bridge = await BridgeServer(
+        loopback_config(media_workers=2, media={"fill_workers": 3})
+    ).start()
+    media = bridge.media
+    assert isinstance(media, WorkerMedia)
+    await eventually(lambda: all(w.ready.is_set() for w in media.workers))
+    port = bridge.transports.udp_port
+    tones = {"a": (440.0, 620.0), "b": (1300.0, 1700.0), "c": (900.0,)}
+    phones = {
+        room: [Phone(LOOPBACK, port, room, tone_hz=t, user=f"{room}{int(t)}") for t in hz]
+        for room, hz in tones.items()
+    }
+    try:
+        for room_phones in phones.values():  # a: 2 on worker 0, b: 2 more (0 had 2 < 3)
+            for phone in room_phones:
+                assert await phone.call() == 200
+        assert media.room_workers == {"a": 0, "b": 0, "c": 1}
+        await asyncio.sleep(1.5)
+        now = asyncio.get_running_loop().time()
+        for room, other in (("a", "b"), ("b", "a")):  # its partner, not the other rooms
+            partner, strangers = tones[room][1], [tones[other][0], tones["c"][0]]
+            heard = tone_levels(phones[room][0].audio(now - 1.0), [partner, *strangers])
+            assert heard[partner] > HEARD_DB, (room, heard)
+            assert all(heard[hz] < HEARD_DB for hz in strangers), (room, heard)
+    finally:
+        for room_phones in phones.values():
+            for phone in room_phones:
+                await phone.hangup()
+        await bridge.stop()

@@ -81,6 +81,7 @@ class WorkerMedia:
         log_format: str = "console",
         vector: bool = True,
         shared_host: str | None = None,
+        fill_workers: int = 0,
     ) -> None:
         # the lobby, and every socket until it is handed over
         self.local = LocalMedia(rtp, vector)
@@ -89,6 +90,7 @@ class WorkerMedia:
         self.shared_ports: list[int] = []
         self.shared_reserved: dict[str, tuple[int, str]] = {}  # leg -> (worker, room), not added
         self.pool = WorkerPool(count, self._on_death, log_level, log_format, vector)
+        self.fill_workers = fill_workers  # 0: spread new rooms; N: fill a worker to N first
         self.room_workers: dict[str, int] = {}  # rooms on a worker, while they have people
         self.room_legs: dict[str, set[str]] = {}
         self.placed: dict[str, Placed] = {}
@@ -127,7 +129,7 @@ class WorkerMedia:
     def _place(self, room: str) -> int:
         worker = self.room_workers.get(room)
         if worker is None:
-            worker = self.room_workers[room] = self.pool.least_loaded()
+            worker = self.room_workers[room] = self.pool.for_new_room(self.fill_workers)
             log.info("room.placed", room=room, worker=worker)
         return worker
 
@@ -179,7 +181,7 @@ class WorkerMedia:
             return
         worker = self.room_workers.get(room)
         if worker is None:
-            worker = self.room_workers[room] = self.pool.least_loaded()
+            worker = self.room_workers[room] = self.pool.for_new_room(self.fill_workers)
             log.info("room.placed", room=room, worker=worker)
         participant.room = room
         mixing = self.mixing.get(room, True)

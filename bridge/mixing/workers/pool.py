@@ -40,6 +40,18 @@ RESPAWN_BACKOFF_SECONDS = 2.0
 HUNG_SECONDS = 10.0  # 10 missed reports: not a busy worker (its clock skips ticks), a stuck one
 
 
+def room_worker(loads: list[tuple[bool, int]], fill: int) -> int:
+    """The worker (index into `loads`, each (running, participants)) a new room goes to: with
+    `fill` > 0 the first running one with fewer than `fill` participants, so one worker fills
+    before the next opens; otherwise, or when all are that full, the least loaded, running ones
+    before those (re)starting."""
+    if fill > 0:
+        for index, (running, participants) in enumerate(loads):
+            if running and participants < fill:
+                return index
+    return min(range(len(loads)), key=lambda i: (not loads[i][0], loads[i][1]))
+
+
 @dataclass(eq=False)
 class WorkerHandle:
     """One worker process as the main process sees it."""
@@ -125,9 +137,11 @@ class WorkerPool:
 
     # --- commands -------------------------------------------------------------------------
 
-    def least_loaded(self) -> int:
-        """The worker with the fewest participants, preferring running ones to (re)starting."""
-        return min(self.workers, key=lambda w: (not w.ready.is_set(), w.participants)).index
+    def for_new_room(self, fill: int) -> int:
+        """Where a new room goes: `room_worker` over the workers as they are now."""
+        loads = [(w.ready.is_set(), w.participants) for w in self.workers]
+        return room_worker(loads, fill)
+
 
     def add(self, worker: int, command: HandOver, fd: int | None) -> None:
         """Hand a participant and its RTP socket to `worker`; the caller may close `fd` after.
@@ -219,7 +233,7 @@ class WorkerPool:
         log.error("worker.died", worker=handle.index, pid=handle.process.pid, exit_code=code)
         self.on_death(handle.index)
         # a worker that dies as it starts (a broken install?) is retried every few seconds,
-        # not in a tight loop; meanwhile `least_loaded` prefers the running ones
+        # not in a tight loop; meanwhile `room_worker` prefers the running ones
         lived = self.loop.time() - handle.started_at
         delay = RESPAWN_BACKOFF_SECONDS if lived < RESPAWN_BACKOFF_SECONDS else 0.0
         self.loop.call_later(delay, self._respawn, handle)
