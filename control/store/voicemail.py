@@ -61,6 +61,8 @@ class VoiceMessageQueries(StoreBase):
             rows = (await session.execute(query)).all()
             if rows:
                 total = rows[0].total
+            elif offset == 0:  # none at all (a count now could see a message saved since)
+                total = 0
             else:  # a page past the end
                 count = select(func.count()).select_from(VoiceMessageRow).where(where)
                 total = await session.scalar(count) or 0

@@ -134,6 +134,7 @@ async def test_instants_do_not_lean_on_the_server_time_zone(store: Store) -> Non
 async def test_voice_message_pages_carry_their_total(store: Store) -> None:
     """The page and its total come from one statement (a window count) on PostgreSQL too."""
     tenant = await store.tenants.create_tenant("acme", now=T0)
+    assert await store.voicemail.list_messages(tenant.id, 0, 10) == ([], 0)  # none: no count
     for minute in range(3):
         await store.voicemail.add_message(
             tenant.id, caller=f"+49{minute}", caller_name="Unavailable",
