@@ -179,10 +179,7 @@ class WorkerMedia:
         rtp = self.local.sockets.sockets.get(leg)
         if participant is None or rtp is None:
             return
-        worker = self.room_workers.get(room)
-        if worker is None:
-            worker = self.room_workers[room] = self.pool.for_new_room(self.fill_workers)
-            log.info("room.placed", room=room, worker=worker)
+        worker = self._place(room)
         participant.room = room
         mixing = self.mixing.get(room, True)
         handover = HandOver(room, mixing, pack(participant), sequence)

@@ -142,7 +142,6 @@ class WorkerPool:
         loads = [(w.ready.is_set(), w.participants) for w in self.workers]
         return room_worker(loads, fill)
 
-
     def add(self, worker: int, command: HandOver, fd: int | None) -> None:
         """Hand a participant and its RTP socket to `worker`; the caller may close `fd` after.
         `fd` None: the participant is on the worker's shared port."""
