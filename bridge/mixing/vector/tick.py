@@ -80,13 +80,12 @@ class _Flags:
 @dataclass
 class _Members:
     """The rooms' members as last seen (`key`), row after row (`people`), their talking state
-    (`voice`), each row's room (as a list and an array), each room's first row and size, and
-    their flags while no command changed them."""
+    (`voice`), each row's room, each room's first row and size, and their flags while no
+    command changed them."""
 
     key: list[list[Participant]]
     people: list[Participant]
     voice: VoiceColumns
-    room_of: list[int]
     rows_room: np.ndarray
     room_rows: list[tuple[int, int]]
     flags: _Flags | None = None
@@ -211,9 +210,9 @@ class VectorTick:
         np.logical_and(loud, flags.not_held, out=loud)
         changed = members.voice.step(loud)
         if changed.size:  # rare: in row order, so each room's in its members' order
-            people, rooms_of = members.people, members.room_of
-            for i in changed.tolist():
-                rooms[rooms_of[i]].talk_changes.append(people[i])
+            people = members.people
+            for i, k in zip(changed.tolist(), members.rows_room[changed].tolist(), strict=True):
+                rooms[k].talk_changes.append(people[i])
         contributing = energies > 0
         np.logical_and(contributing, flags.may_contribute, out=contributing)
         for k in flags.keying_in_band:
@@ -261,7 +260,7 @@ class VectorTick:
         firsts = np.cumsum([0, *sizes[:-1]]).tolist()
         rows_room = np.repeat(np.arange(len(key), dtype=np.int64), sizes)
         self._members = _Members(
-            [list(members) for members in key], people, voice, rows_room.tolist(), rows_room,
+            [list(members) for members in key], people, voice, rows_room,
             list(zip(firsts, sizes, strict=True)),
         )  # fmt: skip
         return self._members
