@@ -140,6 +140,8 @@ class Participant:
                 detected = self.rfc4733.receive(packet)
                 if detected is not None:
                     self.digits.append((detected.digit, "rfc4733"))
+                    if isinstance(self.jitter, ColumnJitter):
+                        self.jitter.keyed()
             else:
                 self.counters.other_payload += 1
             return

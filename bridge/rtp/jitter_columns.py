@@ -59,6 +59,9 @@ class JitterColumns:
         self.odd: dict[tuple[int, int], bytes] = {}  # (slot, ring row): payloads over `width`
         self._probation_odd: dict[int, bytes] = {}
         self._last_odd: dict[int, bytes] = {}
+        self.keyed: set[int] = set()
+        """Slots whose member was given a digit (RFC 4733) since the tick last took them: the
+        tick looks for digits there only, not in every member each tick."""
         self._grow(capacity)
 
     # --- slots ------------------------------------------------------------------------------
@@ -143,6 +146,7 @@ class JitterColumns:
         self._drop_odd(m)
 
     def _drop_odd(self, m: int) -> None:
+        self.keyed.discard(m)
         for key in [key for key in self.odd if key[0] == m]:
             del self.odd[key]
         self._probation_odd.pop(m, None)
@@ -657,6 +661,10 @@ class ColumnJitter:
         self.on_played = on_played
         """Told the payload `pop_batch` last played, before anything may need to conceal it:
         the member's concealer (`Participant.keep_good`)."""
+
+    def keyed(self) -> None:
+        """Its member was given a digit: the tick takes it (`JitterColumns.keyed`)."""
+        self.columns.keyed.add(self.slot)
 
     def settle(self) -> None:
         """Hand the concealer what the batch pops played since it last heard (a member whose

@@ -11,7 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from bridge.media.g711 import CODECS
+from bridge.mixing import columnar
 from bridge.mixing.participant import Participant
+from bridge.mixing.room import Room
+from bridge.mixing.vector.tick import VectorTick
 from bridge.mixing.workers.shared_port import BATCH, SharedRtpPort
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.packet import parse_rtp
@@ -106,6 +109,30 @@ def test_the_slow_path_and_strangers(port: SharedRtpPort) -> None:
     assert port.unmatched == 2  # a removed call's packets are nobody's
     caller.close()
     stranger.close()
+
+
+def test_a_key_on_the_shared_port_reaches_the_vector_ticks_digits(port: SharedRtpPort) -> None:
+    """The tick looks for digits only in members the port marked (`JitterColumns.keyed`):
+    a telephone-event taken on the slow path must still come out of the tick, once."""
+    phones = [phone() for _ in range(3)]
+    members = [member(f"m{i}", p.getsockname()) for i, p in enumerate(phones)]
+    room = Room("r", 3)
+    for m in members:
+        port.add(m, 0.0)
+        room.add(m)
+    vector = VectorTick()
+    for p in phones:
+        p.sendto(rtp(1), ("127.0.0.1", port.port))
+    drain(port, 3)
+    assert vector.tick([room]) == [[]]
+    phones[2].sendto(rtp(2, 101, bytes([9, 10, 0, 160])), ("127.0.0.1", port.port))
+    drain(port, 4)
+    assert port.columns.keyed == {columnar.column_of(members[2]).slot}  # type: ignore[union-attr]
+    assert vector.tick([room]) == [[(members[2], "9", "rfc4733")]]
+    assert not port.columns.keyed and members[2].digits == []
+    assert vector.tick([room]) == [[]]
+    for p in phones:
+        p.close()
 
 
 def test_sends_leave_in_batches_from_the_shared_port(port: SharedRtpPort) -> None:

@@ -118,6 +118,8 @@ class _ColumnGroup:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     by_codec: dict[str, tuple[Codec, np.ndarray]] = field(default_factory=dict)
+    member_at: dict[int, int] = field(default_factory=dict)  # slot -> index in `members`
+    span: tuple[int, int] | None = None  # `rows` when they are one run of the frames
     _rows: list[int] = field(default_factory=list)
     _slots: list[int] = field(default_factory=list)
 
@@ -130,6 +132,10 @@ class _ColumnGroup:
     def freeze(self) -> None:
         self.rows = np.array(self._rows, np.int64)
         self.slots = np.array(self._slots, np.int64)
+        self.member_at = {slot: j for j, slot in enumerate(self._slots)}
+        first = self._rows[0] if self._rows else 0
+        if self._rows == list(range(first, first + len(self._rows))):
+            self.span = (first, first + len(self._rows))
         names: dict[str, tuple[Codec, list[int]]] = {}
         for j, participant in enumerate(self.members):
             codec = participant.codec
@@ -374,12 +380,19 @@ class VectorTick:
             columns = group.columns
             payloads, lengths = columns.pop_batch(group.slots)
             full = lengths == samples
+            everyone = bool(full.all())
+            if everyone and group.span is not None and len(group.by_codec) == 1:
+                # the usual tick: one codec, every frame there, the members' rows one run
+                ((name, (codec, _)),) = group.by_codec.items()
+                codecs.setdefault(name, codec)
+                self._table(codec).take(payloads, out=frames[group.span[0] : group.span[1]])
+                continue
             for name, (codec, members) in group.by_codec.items():
                 codecs.setdefault(name, codec)
                 chosen = members[full[members]]
                 if chosen.size:
                     frames[group.rows[chosen]] = self._table(codec).take(payloads[chosen])
-            if full.all():
+            if everyone:
                 continue
             for j in np.flatnonzero(~full).tolist():
                 participant, row, slot = group.members[j], int(group.rows[j]), int(group.slots[j])
@@ -402,12 +415,19 @@ class VectorTick:
                     frames[row] = faded
         if silent:
             frames[silent] = 0
-        for group in layout.columnar.values():
-            for j, participant in enumerate(group.members):
-                if participant.digits:
-                    k, row = group.room_of[j], int(group.rows[j])
-                    found.extend((k, row, (participant, d, m)) for d, m in participant.digits)
-                    participant.digits.clear()
+        for group in layout.columnar.values():  # digits only where one came (`keyed`)
+            keyed = group.columns.keyed
+            if not keyed:
+                continue
+            for slot in keyed:
+                j = group.member_at.get(slot)
+                if j is None:
+                    continue  # not ticked here: its room's own tick takes its digits
+                participant = group.members[j]
+                k, row = group.room_of[j], int(group.rows[j])
+                found.extend((k, row, (participant, d, m)) for d, m in participant.digits)
+                participant.digits.clear()
+            keyed.clear()
         digits: list[list[Digit]] = [[] for _ in rooms]
         found.sort(key=lambda item: item[1])  # stable: a member's own digits keep their order
         for k, _, digit in found:
