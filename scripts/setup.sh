@@ -17,8 +17,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${1:-}" = "--test" ]; then
-    .venv/bin/python -m pip install --quiet -e '.[test]'
     missing=()
+    command -v gcc >/dev/null || missing+=(gcc)  # bridge/rtp/_rtpcols.c (setup.py)
     command -v sipp >/dev/null || missing+=(sip-tester)
     command -v baresip >/dev/null || missing+=(baresip)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)
@@ -35,6 +35,7 @@ if [ "${1:-}" = "--test" ]; then
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
             "${missing[@]}" >/dev/null
     fi
+    .venv/bin/python -m pip install --quiet -e '.[test]'  # after gcc: it builds setup.py's C
 else
     .venv/bin/python -m pip install --quiet -e .
 fi

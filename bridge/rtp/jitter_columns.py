@@ -28,9 +28,11 @@ shared port's array path is G.711.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from bridge.rtp import native
 from bridge.rtp.jitter import EMPTY_POPS_TO_REBUFFER, MAX_SEQUENCE_JUMP, JitterBuffer, JitterStats
 from bridge.rtp.packet import RtpPacket
 from bridge.rtp.row_field import RowField
@@ -50,8 +52,13 @@ _STAT_FIELDS = (
 class JitterColumns:
     """The jitter buffers of many members (slots), their loss counts and packets in."""
 
-    def __init__(self, capacity: int = 16, width: int = 160) -> None:
+    def __init__(self, capacity: int = 16, width: int = 160, compiled: bool | None = None) -> None:
         self.width = width
+        self.compiled = native.wanted() if compiled is None else compiled
+        """The batch calls' path: `_rtpcols.c` or numpy (`bridge/rtp/native.py`)."""
+        self._native: Any = native.module() if self.compiled else None
+        self._table = np.zeros(0, np.uint64)  # the C code's view of the columns
+        self._token = 0  # each compiled push batch's own, for its `deferred` marks
         self.capacity = 0
         self.generation = 0
         """Changes whenever a slot is attached or detached (for callers' cached layouts)."""
@@ -111,11 +118,16 @@ class JitterColumns:
             ("last_len", np.int64, 0, ()),
             ("last_good", np.uint8, 0, (self.width,)),
             ("_seen", np.int64, 0, ()),  # scratch: which packet of a batch wrote each slot last
+            ("deferred", np.int64, 0, ()),  # compiled push: the batch that left it to Python
         ]
         for name, dtype, fill, shape in specs:
             setattr(self, name, column(dtype, fill, *shape))
         self._free.extend(range(capacity - 1, old - 1, -1))
         self.capacity = capacity
+        if self.compiled:
+            self._table = native.table(
+                self, (self.width, RING, MAX_SEQUENCE_JUMP, MAX_DROPOUT, MAX_MISORDER)
+            )
 
     def new_slot(self, target_frames: int = 2, max_frames: int = 3, clock_rate: int = 8000) -> int:
         """An empty buffer's slot (as a new `JitterBuffer(target_frames, max_frames)`)."""
@@ -459,6 +471,79 @@ class JitterColumns:
 
     # --- a whole batch ----------------------------------------------------------------------
 
+    def deliver(
+        self,
+        rows: np.ndarray,
+        lengths: np.ndarray,
+        index: np.ndarray,
+        fast_type: np.ndarray,
+        column: np.ndarray,
+        arrivals: np.ndarray,
+    ) -> np.ndarray:
+        """A receive batch, in arrival order: datagram i is row i of `rows` (`lengths[i]` bytes,
+        header first; a row is at least 12 + width wide), routed to demux entry `index[i]`
+        (-1: nobody's). Those on the array path, a plain RTP header (no CSRC, extension,
+        padding) in their member's payload type (`fast_type[index]`; -1 for a member never on
+        it), are pushed to slot `column[index]` as `push_batch` does. Returns the mask of the
+        others that are someone's (RTCP, telephone-event, malformed, SRTP), for the caller's
+        per-packet path."""
+        if self.compiled:
+            return self._deliver_compiled(rows, lengths, index, fast_type, column, arrivals)
+        theirs = index >= 0
+        fast = (
+            theirs
+            & (lengths >= 12)
+            & (rows[:, 0] == 0x80)
+            & (rows[:, 1] == fast_type[np.where(theirs, index, 0)])
+        )
+        chosen = np.flatnonzero(fast)
+        if chosen.size:
+            # a G.711 packet's header and payload: no need to copy the rest of the buffer rows
+            kept = 12 + self.width
+            head = rows[chosen] if lengths[chosen].max() > kept else rows[chosen, :kept]
+            fields = head[:, 4:12].copy().view(">u4")
+            self.push_batch(
+                column[index[chosen]],
+                (head[:, 2].astype(np.int64) << 8) | head[:, 3],
+                fields[:, 0], fields[:, 1], head[:, 12:], lengths[chosen] - 12,
+                arrivals[chosen],
+            )  # fmt: skip
+        return theirs & ~fast
+
+    def _deliver_compiled(
+        self,
+        rows: np.ndarray,
+        lengths: np.ndarray,
+        index: np.ndarray,
+        fast_type: np.ndarray,
+        column: np.ndarray,
+        arrivals: np.ndarray,
+    ) -> np.ndarray:
+        count = len(index)
+        rows = np.ascontiguousarray(rows, np.uint8)
+        lengths = np.ascontiguousarray(lengths, np.int64)
+        index = np.ascontiguousarray(index, np.int64)
+        fast_type = np.ascontiguousarray(fast_type, np.int16)
+        column = np.ascontiguousarray(column, np.int64)
+        arrivals = np.ascontiguousarray(arrivals, np.float64)
+        kinds = np.empty(count, np.int8)
+        self._token += 1
+        left = self._native.deliver(
+            self._table, self._token, count, rows, rows.strides[0], lengths, index, fast_type,
+            column, arrivals, kinds,
+        )  # fmt: skip
+        if not left:
+            return np.zeros(count, np.bool_)
+        for i in np.flatnonzero(kinds == _ONE_BY_ONE).tolist():  # in order, member by member
+            row = rows[i]
+            self.push_one(
+                int(column[index[i]]), int(row[2]) << 8 | int(row[3]),
+                int.from_bytes(row[4:8].tobytes(), "big"),
+                int.from_bytes(row[8:12].tobytes(), "big"),
+                row[12 : int(lengths[i])].tobytes(), float(arrivals[i]),
+            )  # fmt: skip
+        return kinds == _OTHER
+
     def push_batch(
         self,
         slots: np.ndarray,
@@ -603,6 +688,8 @@ class JitterColumns:
         """Each (distinct) member's frame for this tick: (payload rows, lengths), a length of
         -1 when the frame is missing (conceal it). A row holds `width` bytes; a longer payload
         is `last_payload(slot)`. The concealer's copy is kept for `take_fresh`."""
+        if self.compiled:
+            return self._pop_compiled(np.ascontiguousarray(slots, np.int64))
         m = np.asarray(slots, np.int64)
         following = self.next[m]
         r = following & _MASK
@@ -631,6 +718,24 @@ class JitterColumns:
             for i in np.flatnonzero(lengths > self.width).tolist():
                 self._last_odd[int(m[i])] = self.odd[(int(m[i]), int(rows[i]))]
         return payloads, lengths
+
+
+    def _pop_compiled(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = m.size
+        rows = np.empty(count, np.int64)
+        if self._native.pop_hits(self._table, count, m, rows):
+            for i in np.flatnonzero(rows == _MISSING).tolist():
+                rows[i] = self.pop_one(int(m[i]))
+        lengths = np.empty(count, np.int64)
+        payloads = np.empty((count, self.width), np.uint8)
+        self._native.take_rows(self._table, count, m, rows, lengths, payloads)
+        for i in np.flatnonzero(lengths > self.width).tolist():
+            self._last_odd[int(m[i])] = self.odd[(int(m[i]), int(rows[i]))]
+        return payloads, lengths
+
+
+_ONE_BY_ONE, _OTHER = 1, 2  # what `_rtpcols.deliver` says of a datagram it did not push
+_MISSING = -2  # `_rtpcols.pop_hits`: playing, and its frame is not next in the ring
 
 
 def _rank_within(slots: np.ndarray) -> np.ndarray:

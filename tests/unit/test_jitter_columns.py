@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from bridge.mixing import columnar
+from bridge.rtp import native
 from bridge.rtp.jitter import JitterBuffer
 from bridge.rtp.jitter_columns import ColumnJitter, ColumnLoss, JitterColumns
 from bridge.rtp.stream_loss import StreamLoss
@@ -91,9 +92,35 @@ class Stream:
         return out
 
 
-def _run(seed: int, members: int, ticks: int) -> None:
+def datagram(sequence: int, timestamp: int, ssrc: int, payload: bytes, pt: int = 0) -> bytes:
+    return (
+        bytes([0x80, pt])
+        + sequence.to_bytes(2, "big")
+        + timestamp.to_bytes(4, "big")
+        + (ssrc.to_bytes(4, "big") + payload)
+    )
+
+
+def deliver(columns: JitterColumns, packets: list[tuple[int, tuple]]) -> np.ndarray:
+    """A receive batch as the shared port hands it over: (slot, (sequence, timestamp, ssrc,
+    payload, arrival)) each, routed to demux entry i, all on the array path's payload type."""
+    rows = np.zeros((len(packets), 12 + 400), np.uint8)
+    for i, (_, (sequence, timestamp, ssrc, payload, _)) in enumerate(packets):
+        data = datagram(sequence, timestamp, ssrc, payload)
+        rows[i, : len(data)] = np.frombuffer(data, np.uint8)
+    return columns.deliver(
+        rows,
+        np.array([12 + len(p[3]) for _, p in packets]),
+        np.arange(len(packets)),
+        np.zeros(len(packets), np.int16),
+        np.array([slot for slot, _ in packets]),
+        np.array([p[4] for _, p in packets]),
+    )
+
+
+def _run(seed: int, members: int, ticks: int, compiled: bool) -> None:
     rng = np.random.default_rng(seed)
-    columns = JitterColumns(capacity=4, width=WIDTH)  # grows as members join
+    columns = JitterColumns(capacity=4, width=WIDTH, compiled=compiled)  # grows as they join
     streams, buffers, losses, packets_in, slots = [], [], [], [], []
     for _ in range(members):
         target, most = SIZES[int(rng.integers(0, len(SIZES)))]
@@ -115,18 +142,7 @@ def _run(seed: int, members: int, ticks: int) -> None:
             losses[k].observe(ssrc, sequence)
             buffers[k].push_frame(sequence, timestamp, ssrc, payload, at)
         if batch:
-            rows = np.zeros((len(batch), 400), np.uint8)
-            for i, (_, _, p) in enumerate(batch):
-                rows[i, : len(p[3])] = np.frombuffer(p[3], np.uint8)
-            columns.push_batch(
-                np.array([slots[k] for _, k, _ in batch]),
-                np.array([p[0] for _, _, p in batch]),
-                np.array([p[1] for _, _, p in batch]),
-                np.array([p[2] for _, _, p in batch]),
-                rows,
-                np.array([len(p[3]) for _, _, p in batch]),
-                np.array([p[4] for _, _, p in batch]),
-            )
+            deliver(columns, [(slots[k], p) for _, k, p in batch])
         expected = [buffer.pop() for buffer in buffers]
         one_by_one = set(rng.choice(members, int(rng.integers(0, 3))).tolist())
         batched = [k for k in range(members) if k not in one_by_one]
@@ -162,9 +178,38 @@ def _run(seed: int, members: int, ticks: int) -> None:
             columns.packets_in[slots[k]] = packets_in[k]
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["numpy", "compiled"])
 @pytest.mark.parametrize("seed", range(12))
-def test_columns_pop_and_count_what_jitter_buffers_do(seed: int) -> None:
-    _run(seed, members=int(np.random.default_rng(seed).integers(1, 40)), ticks=400)
+def test_columns_pop_and_count_what_jitter_buffers_do(seed: int, compiled: bool) -> None:
+    _run(
+        seed, members=int(np.random.default_rng(seed).integers(1, 40)), ticks=400, compiled=compiled
+    )
+
+
+def test_the_set_up_built_the_compiled_path() -> None:
+    """`scripts/setup.sh` (pip's build of setup.py) compiles `_rtpcols.c`; without it the
+    bridge runs numpy's path, slower: the suite must know which one it tested."""
+    assert native.compiled is not None
+    assert JitterColumns().compiled
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["numpy", "compiled"])
+def test_what_is_not_on_the_array_path_goes_back_to_the_caller(compiled: bool) -> None:
+    """Nobody's datagrams are dropped, another payload type (telephone-event), a short one and
+    an RTP header with a CSRC go back; the member's plain audio is pushed."""
+    columns = JitterColumns(compiled=compiled)
+    slot = columns.new_slot(1, 3)
+    audio = datagram(5, 800, 9, bytes(160))
+    sent = [audio, datagram(6, 960, 9, bytes(4), pt=101), audio[:8], b"\x81" + audio[1:], audio]
+    rows = np.zeros((len(sent), 200), np.uint8)
+    for i, data in enumerate(sent):
+        rows[i, : len(data)] = np.frombuffer(data, np.uint8)
+    others = columns.deliver(
+        rows, np.array([len(d) for d in sent]), np.array([0, 0, 0, 0, -1]),
+        np.array([0], np.int16), np.array([slot]), np.zeros(len(sent)),
+    )  # fmt: skip
+    assert others.tolist() == [False, True, True, True, False]
+    assert int(columns.packets_in[slot]) == 1 and columns.stats(slot).received == 1
 
 
 def test_the_random_streams_reach_every_rule() -> None:

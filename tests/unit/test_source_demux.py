@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+import socket
+from collections.abc import Iterator
 
-from bridge.net.mmsg import ipv4
+import numpy as np
+import pytest
+
+from bridge.net.mmsg import SOCKADDR_IN, ipv4
 from bridge.rtp.source_demux import LATCH_GRACE_S, UNMATCHED, SourceDemux, address_key
 
 
@@ -14,9 +18,28 @@ def sources(*addresses: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
     return ips, ports
 
 
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def route_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every rule holds both ways: `route` (numpy) and `route_names` (the compiled match the
+    shared port uses when built)."""
+    global COMPILED
+    COMPILED = request.param == "compiled"
+    yield
+    COMPILED = False
+
+
+COMPILED = False
+
+
 def routed(demux: SourceDemux, *addresses: tuple[str, int], now: float = 1.0) -> list[str | None]:
     """Where each source's datagram goes (by default past every call's LATCH_GRACE_S)."""
-    index, slots = demux.route(*sources(*addresses), now)
+    ips, ports = sources(*addresses)
+    if COMPILED:  # as recvmmsg leaves them: struct sockaddr_in rows
+        names = np.zeros(len(addresses), SOCKADDR_IN)
+        names["family"], names["port"], names["addr"] = socket.AF_INET, ports, ips
+        index, slots = demux.route_names(names, now)
+    else:
+        index, slots = demux.route(ips, ports, now)
     return [slots[i] if i != UNMATCHED else None for i in index.tolist()]
 
 

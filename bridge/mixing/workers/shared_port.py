@@ -110,9 +110,11 @@ class SharedRtpPort:
                 return
 
     def _deliver(self, count: int, now: float, to_loop_clock: float) -> None:
-        io = self.io
-        ips, ports = io.sources(count)
-        index, slots = self.demux.route(ips, ports, now)
+        io, columns = self.io, self.columns
+        if columns.compiled:
+            index, slots = self.demux.route_names(io.rx.names[:count], now)
+        else:
+            index, slots = self.demux.route(*io.sources(count), now)
         if slots is not self._slots:
             self._slots = slots
             self._parts = [self.members.get(leg) for leg in slots]
@@ -133,30 +135,14 @@ class SharedRtpPort:
             if participant is not None:
                 participant.latched = self.demux.latched(leg)
                 self._aim(participant)
-        parts = self._parts
-        lengths = io.lengths(count)
+        lengths = io.lengths(count).astype(np.int64)
         rows = io.rx.data[:count]
         arrivals = io.arrivals(count) + to_loop_clock
         arrivals = np.where(np.isnan(arrivals), time.time() + to_loop_clock, arrivals)
-        # the array path: a plain RTP header (no CSRC, extension, padding) in the member's codec
-        fast = (lengths >= 12) & (rows[:, 0] == 0x80) & (rows[:, 1] == self._fast_type[index])
-        chosen = np.flatnonzero(fast)
-        if chosen.size:
-            # a G.711 packet's header and payload: no need to copy the rest of the buffer rows
-            kept = 12 + self.columns.width
-            head = rows[chosen] if lengths[chosen].max() > kept else rows[chosen, :kept]
-            fields = head[:, 4:12].copy().view(">u4")
-            self.columns.push_batch(
-                self._column[index[chosen]],
-                (head[:, 2].astype(np.int64) << 8) | head[:, 3],
-                fields[:, 0],
-                fields[:, 1],
-                head[:, 12:],
-                lengths[chosen] - 12,
-                arrivals[chosen],
-            )
+        others = columns.deliver(rows, lengths, index, self._fast_type, self._column, arrivals)
         # the rest, as on a call's own socket: RTCP, malformed, telephone-event, SRTP
-        for i in np.flatnonzero(~fast & (index >= 0)).tolist():
+        parts = self._parts
+        for i in np.flatnonzero(others).tolist():
             participant = parts[int(index[i])]
             if participant is None:
                 continue  # its leg was removed since the slots were made
