@@ -42,12 +42,13 @@ from bridge.mixing.backend import (
 )
 from bridge.mixing.engine import EndedTotals, new_participant
 from bridge.mixing.local import LocalMedia
+from bridge.mixing.participant import MediaCounters
 from bridge.mixing.workers.handoff import pack
 from bridge.mixing.workers.pool import WorkerHandle, WorkerPool
 from bridge.mixing.workers.protocol import (
     HandOver,
     ParticipantRemoved,
-    ParticipantStats,
+    StatsTable,
     WorkerReady,
     WorkerStats,
 )
@@ -64,10 +65,21 @@ class Placed:
     worker: int
     room: str
     on_hold: bool
-    stats: MediaStats
+    first_stats: MediaStats  # as handed over, until its worker reports
     last_rtp: float
     known_at: float = float("-inf")  # time of the worker report the figures come from
     shared: bool = False  # on the worker's shared RTP port
+    table: StatsTable | None = None  # the worker's last report, and this leg's row of it
+    row: int = 0
+
+    @property
+    def stats(self) -> MediaStats:
+        if self.table is None:
+            return self.first_stats
+        counts = self.table.counts[self.row].tolist()
+        return MediaStats(
+            MediaCounters(*counts[:-1]), counts[-1], float(self.table.jitter_ms[self.row])
+        )
 
 
 class WorkerMedia:
@@ -280,8 +292,7 @@ class WorkerMedia:
         self.local.tick(now, deadline)
         for report in self.pool.take_inbox():
             if isinstance(report, WorkerStats):
-                for stats in report.participants_stats:
-                    self._mirror(stats, report.at)
+                self._mirror(report.participants_stats, report.at)
             elif isinstance(report, ParticipantRemoved):
                 self.ended.add(report.stats.counters, report.stats.lost)
             elif isinstance(report, RecordingEnded):
@@ -290,11 +301,15 @@ class WorkerMedia:
             elif not isinstance(report, WorkerReady) and report.leg in self.placed:
                 self.reports.append(report)
 
-    def _mirror(self, stats: ParticipantStats, at: float) -> None:
-        placed = self.placed.get(stats.call_key)
-        if placed is not None:
-            placed.stats = MediaStats(stats.counters, stats.lost, stats.jitter_ms)
-            placed.last_rtp, placed.known_at = stats.last_rtp, at
+    def _mirror(self, table: StatsTable, at: float) -> None:
+        """The legs' figures as of `at`: each keeps its row of the table, no objects made."""
+        placed_by_leg = self.placed
+        last_rtp = table.last_rtp.tolist()
+        for row, leg in enumerate(table.call_keys):
+            placed = placed_by_leg.get(leg)
+            if placed is not None:
+                placed.table, placed.row = table, row
+                placed.last_rtp, placed.known_at = last_rtp[row], at
 
     def check(self, now: float, rtp_timeout_s: float) -> None:
         self.local.check(now, rtp_timeout_s)
@@ -339,10 +354,11 @@ class WorkerMedia:
         packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
         srtp_rejected = ended.srtp_rejected
         for placed in self.placed.values():
-            packets_in += placed.stats.counters.packets_in
-            packets_out += placed.stats.counters.packets_out
-            lost += placed.stats.lost
-            srtp_rejected += placed.stats.counters.srtp_rejected
+            stats = placed.stats
+            packets_in += stats.counters.packets_in
+            packets_out += stats.counters.packets_out
+            lost += stats.lost
+            srtp_rejected += stats.counters.srtp_rejected
         lateness = self.pool.lateness
         return MediaTotals(
             local.packets_in + packets_in,

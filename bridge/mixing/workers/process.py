@@ -31,6 +31,7 @@ from bridge.mixing.workers.protocol import (
     ParticipantRemoved,
     ParticipantStats,
     Report,
+    StatsTable,
     WorkerReady,
     WorkerStats,
     decode,
@@ -182,7 +183,7 @@ class Worker:
                     participants=len(engine.members),
                     lateness=engine.lateness,
                     cpu_seconds=time.process_time(),
-                    participants_stats=tuple(stats_of(p) for p in engine.members.values()),
+                    participants_stats=StatsTable.of(map(stats_of, engine.members.values())),
                     unmatched=shared.unmatched if shared is not None else 0,
                 )
             )
