@@ -19,8 +19,11 @@ import ctypes
 import errno
 import socket
 import sys
+import time
 
 import numpy as np
+
+from bridge.rtp import native
 
 if sys.platform != "linux" or ctypes.sizeof(ctypes.c_void_p) != 8:  # pragma: no cover
     raise ImportError("bridge.net.mmsg needs 64-bit Linux (recvmmsg/sendmmsg)")
@@ -287,6 +290,22 @@ class BatchSocket:
             & (controls["type"] == SO_TIMESTAMPNS)
         )
         return np.where(stamped, seconds, np.nan)
+
+    def stamps(self, count: int, to_clock: float) -> tuple[np.ndarray, np.ndarray]:
+        """The last `receive`'s lengths (int64) and arrival times moved to another clock
+        (`to_clock` added; where the kernel gave none, now on that clock): one compiled call
+        when built (`bridge.rtp.native`), else as `lengths` and `arrivals`."""
+        fallback = time.time() + to_clock
+        if native.wanted():
+            lengths = np.empty(count, np.int64)
+            arrivals = np.empty(count, np.float64)
+            native.module().stamps(
+                count, self.rx.headers, self.rx.controls, to_clock, fallback, lengths, arrivals
+            )
+            return lengths, arrivals
+        arrivals = self.arrivals(count) + to_clock
+        arrivals = np.where(np.isnan(arrivals), fallback, arrivals)
+        return self.lengths(count).astype(np.int64), arrivals
 
     def close(self) -> None:
         self.sock.close()

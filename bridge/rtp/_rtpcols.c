@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define NONE (-1)
 
@@ -313,7 +314,49 @@ static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(LL)", (long long)absent, (long long)unlatched);
 }
 
+/* stamps(count, headers, controls, to_clock, fallback, lengths, arrivals): of the datagrams
+ * of a recvmmsg batch (struct mmsghdr rows of 64 bytes, each with a 64-byte control area), the
+ * length of each and its kernel arrival time (SCM_TIMESTAMPNS) plus `to_clock`, or `fallback`
+ * where there is none; as bridge/net/mmsg.py's numpy `lengths` and `arrivals` compute them. */
+static PyObject *stamps(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyFloat_Check(args[3]) || !PyFloat_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "stamps(count, headers, controls, float, float, ...)");
+        return NULL;
+    }
+    double to_clock = PyFloat_AS_DOUBLE(args[3]), fallback = PyFloat_AS_DOUBLE(args[4]);
+    PyObject *rest[5] = {args[0], args[1], args[2], args[5], args[6]};
+    int64_t a[5];
+    if (read_words(rest, 5, 5, a) < 0)
+        return NULL;
+    int64_t count = a[0];
+    const uint8_t *headers = (const uint8_t *)(uintptr_t)a[1];
+    const uint8_t *controls = (const uint8_t *)(uintptr_t)a[2];
+    int64_t *lengths = (int64_t *)(uintptr_t)a[3];
+    double *arrivals = (double *)(uintptr_t)a[4];
+    for (int64_t i = 0; i < count; i++) {
+        const uint8_t *header = headers + 64 * i, *control = controls + 64 * i;
+        uint64_t control_length;
+        uint32_t length;
+        int32_t level, type;
+        int64_t sec, nsec;
+        memcpy(&control_length, header + 40, 8);
+        memcpy(&length, header + 56, 4);
+        memcpy(&level, control + 8, 4);
+        memcpy(&type, control + 12, 4);
+        memcpy(&sec, control + 16, 8);
+        memcpy(&nsec, control + 24, 8);
+        lengths[i] = length;
+        if (control_length >= 32 && level == SOL_SOCKET && type == SO_TIMESTAMPNS)
+            arrivals[i] = ((double)sec + (double)nsec * 1e-9) + to_clock;
+        else
+            arrivals[i] = fallback;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"stamps", (PyCFunction)(void (*)(void))stamps, METH_FASTCALL, "lengths and arrivals"},
     {"deliver", (PyCFunction)(void (*)(void))deliver, METH_FASTCALL, "push a receive batch"},
     {"pop_hits", (PyCFunction)(void (*)(void))pop_hits, METH_FASTCALL, "pop the usual frames"},
     {"take_rows", (PyCFunction)(void (*)(void))take_rows, METH_FASTCALL, "copy popped frames"},

@@ -82,6 +82,11 @@ class JitterBuffer:
         self._last_timestamp = 0
 
     @property
+    def jitter_ms(self) -> float:
+        """`stats.jitter_ms` (as `ColumnJitter.jitter_ms`)."""
+        return self.stats.jitter_ms
+
+    @property
     def playing(self) -> bool:
         return self._next is not None
 

@@ -788,6 +788,9 @@ class ColumnJitter:
         """A copy: read it, do not change it."""
         return self.columns.stats(self.slot)
 
+    jitter_ms = RowField("jitter_ms", float, read_only=True)
+    """`stats.jitter_ms` without the copy (a worker's stats report reads it each second)."""
+
     @property
     def playing(self) -> bool:
         return bool(self.columns.next[self.slot] != NONE)

@@ -4,8 +4,10 @@ sources and destinations; refused destinations and a full buffer never raise."""
 from __future__ import annotations
 
 import socket
+import time
 
 import numpy as np
+import pytest
 
 from bridge.net.mmsg import BatchSocket, ipv4, set_buffers
 
@@ -132,3 +134,33 @@ def test_sends_from_a_callers_buffer_then_from_its_own_rows() -> None:
     assert [peer.recv(64) for _ in range(3)] == [b"\x01\x02", b"\x03\x04", b"\x05\x06"]
     batch.close()
     peer.close()
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_stamps_compiled_are_numpys_lengths_and_arrivals(
+    timestamps: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stamps` (the shared port's lengths and arrival times) reads the kernel's structs in C
+    when built: the same figures, bit for bit, as numpy's `lengths` and `arrivals`; with no
+    time stamp, the fallback (now) for every datagram."""
+    batch = BatchSocket(udp(), batch=64, size=256, timestamps=timestamps)
+    peer = udp()
+    for k in range(20):
+        peer.sendto(bytes(12 + k), batch.sock.getsockname())
+    count = 0
+    for _ in range(100):
+        count = batch.receive()
+        if count:
+            break
+    assert count > 0
+    lengths, arrivals = batch.stamps(count, 123.25)
+    monkeypatch.setenv("CONFBRIDGE_NATIVE_RTP", "0")
+    plain_lengths, plain_arrivals = batch.stamps(count, 123.25)
+    assert lengths.tolist() == plain_lengths.tolist() == list(range(12, 12 + count))
+    if timestamps:
+        assert arrivals.tolist() == plain_arrivals.tolist()
+        assert (arrivals - 123.25 <= time.time()).all()
+    else:  # now, each call's own
+        assert len(set(arrivals.tolist())) == 1 and arrivals[0] <= plain_arrivals[0]
+    peer.close()
+    batch.close()

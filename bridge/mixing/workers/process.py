@@ -48,12 +48,11 @@ STATS_EVERY_TICKS = 50  # one WorkerStats a second
 
 
 def stats_of(participant: Participant) -> ParticipantStats:
-    jitter = participant.jitter.stats
     return ParticipantStats(
         participant.call_key,
         participant.counters,
         participant.loss.lost,
-        jitter.jitter_ms,
+        participant.jitter.jitter_ms,
         participant.last_rtp,
     )
 

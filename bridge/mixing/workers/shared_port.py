@@ -135,10 +135,8 @@ class SharedRtpPort:
             if participant is not None:
                 participant.latched = self.demux.latched(leg)
                 self._aim(participant)
-        lengths = io.lengths(count).astype(np.int64)
+        lengths, arrivals = io.stamps(count, to_loop_clock)
         rows = io.rx.data[:count]
-        arrivals = io.arrivals(count) + to_loop_clock
-        arrivals = np.where(np.isnan(arrivals), time.time() + to_loop_clock, arrivals)
         others = columns.deliver(rows, lengths, index, self._fast_type, self._column, arrivals)
         # the rest, as on a call's own socket: RTCP, malformed, telephone-event, SRTP
         parts = self._parts
