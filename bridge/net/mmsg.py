@@ -145,6 +145,7 @@ class BatchSocket:
         self.tx = _Batch(batch, size)
         self.tx.names["family"] = socket.AF_INET
         self.timestamps = timestamps
+        self.compiled = native.wanted()  # `stamps` in C (`bridge.rtp.native`)
         if timestamps:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.pktinfo = False  # `with_pktinfo`: per-datagram local addresses both ways
@@ -296,7 +297,7 @@ class BatchSocket:
         (`to_clock` added; where the kernel gave none, now on that clock): one compiled call
         when built (`bridge.rtp.native`), else as `lengths` and `arrivals`."""
         fallback = time.time() + to_clock
-        if native.wanted():
+        if self.compiled:
             lengths = np.empty(count, np.int64)
             arrivals = np.empty(count, np.float64)
             native.module().stamps(

@@ -246,20 +246,31 @@ static PyObject *pop_hits(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return PyLong_FromLongLong(missing);
 }
 
-/* take_rows(columns, count, slots, rows, lengths, payloads): for each member with a ring row
- * to play, its payload into row i of `payloads` (width bytes) and the concealer's copy
- * (`last_good`, `last_len`, `fresh`); `lengths[i]` its length, or -1 when it has none. */
+/* take_rows(columns, count, slots, rows, lengths, payloads, frames, frame_rows, tables,
+ *           table_of, samples): for each member with a ring row to play, its payload into
+ * row i of `payloads` (width bytes) and the concealer's copy (`last_good`, `last_len`,
+ * `fresh`); `lengths[i]` its length, or -1 when it has none. A payload of exactly `samples`
+ * bytes (a whole G.711 frame) is also decoded into row `frame_rows[i]` of `frames` (int16,
+ * `samples` wide) through the 256-entry table `tables[table_of[i]]`. */
 static PyObject *take_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    int64_t a[6];
-    if (read_words(args, nargs, 6, a) < 0)
+    int64_t a[11];
+    if (read_words(args, nargs, 11, a) < 0)
         return NULL;
     const Columns *c = (const Columns *)(uintptr_t)a[0];
-    int64_t count = a[1], width = c->width;
+    int64_t count = a[1], width = c->width, samples = a[10];
     const int64_t *slots = (const int64_t *)(uintptr_t)a[2];
     const int64_t *rows = (const int64_t *)(uintptr_t)a[3];
     int64_t *lengths = (int64_t *)(uintptr_t)a[4];
     uint8_t *payloads = (uint8_t *)(uintptr_t)a[5];
+    int16_t *frames = (int16_t *)(uintptr_t)a[6];
+    const int64_t *frame_rows = (const int64_t *)(uintptr_t)a[7];
+    const int16_t *tables = (const int16_t *)(uintptr_t)a[8];
+    const int64_t *table_of = (const int64_t *)(uintptr_t)a[9];
+    if (samples > width) {
+        PyErr_SetString(PyExc_ValueError, "take_rows: a frame wider than a ring row");
+        return NULL;
+    }
     for (int64_t i = 0; i < count; i++) {
         int64_t m = slots[i], r = rows[i];
         if (r < 0) {
@@ -272,6 +283,12 @@ static PyObject *take_rows(PyObject *self, PyObject *const *args, Py_ssize_t nar
         memcpy(c->last_good + m * width, payload, (size_t)width);
         lengths[i] = c->last_len[m] = c->ring_len[at];
         c->fresh[m] = 1;
+        if (lengths[i] == samples) {
+            const int16_t *table = tables + 256 * table_of[i];
+            int16_t *frame = frames + frame_rows[i] * samples;
+            for (int64_t k = 0; k < samples; k++)
+                frame[k] = table[payload[k]];
+        }
     }
     Py_RETURN_NONE;
 }

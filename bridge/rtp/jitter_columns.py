@@ -720,7 +720,34 @@ class JitterColumns:
         return payloads, lengths
 
 
-    def _pop_compiled(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pop_decoded(
+        self,
+        slots: np.ndarray,
+        frames: np.ndarray,
+        frame_rows: np.ndarray,
+        tables: np.ndarray,
+        table_of: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`pop_batch`, and each whole frame (a payload of `frames.shape[1]` bytes, G.711)
+        decoded into row `frame_rows[i]` of `frames` through `tables[table_of[i]]` (256 int16
+        values each): in the same compiled pass when built. The rest is the caller's."""
+        if self.compiled:
+            return self._pop_compiled(
+                np.ascontiguousarray(slots, np.int64), frames, frame_rows, tables, table_of
+            )
+        payloads, lengths = self.pop_batch(slots)
+        full = np.flatnonzero(lengths == frames.shape[1])
+        frames[frame_rows[full]] = tables[table_of[full, None], payloads[full]]
+        return payloads, lengths
+
+    def _pop_compiled(
+        self,
+        m: np.ndarray,
+        frames: np.ndarray | None = None,
+        frame_rows: np.ndarray | None = None,
+        tables: np.ndarray | None = None,
+        table_of: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         count = m.size
         rows = np.empty(count, np.int64)
         if self._native.pop_hits(self._table, count, m, rows):
@@ -728,7 +755,17 @@ class JitterColumns:
                 rows[i] = self.pop_one(int(m[i]))
         lengths = np.empty(count, np.int64)
         payloads = np.empty((count, self.width), np.uint8)
-        self._native.take_rows(self._table, count, m, rows, lengths, payloads)
+        if frames is None:  # nothing to decode: no frame is -1 bytes long
+            frames, samples = _NO_FRAMES, -1
+            frame_rows = table_of = np.zeros(count, np.int64)
+            tables = _NO_TABLES
+        else:
+            assert frame_rows is not None and table_of is not None and tables is not None
+            samples = frames.shape[1]
+        self._native.take_rows(
+            self._table, count, m, rows, lengths, payloads, frames, frame_rows, tables,
+            table_of, samples,
+        )  # fmt: skip
         for i in np.flatnonzero(lengths > self.width).tolist():
             self._last_odd[int(m[i])] = self.odd[(int(m[i]), int(rows[i]))]
         return payloads, lengths
@@ -736,6 +773,8 @@ class JitterColumns:
 
 _ONE_BY_ONE, _OTHER = 1, 2  # what `_rtpcols.deliver` says of a datagram it did not push
 _MISSING = -2  # `_rtpcols.pop_hits`: playing, and its frame is not next in the ring
+_NO_FRAMES = np.zeros((1, 1), np.int16)
+_NO_TABLES = np.zeros((1, 256), np.int16)
 
 
 def _rank_within(slots: np.ndarray) -> np.ndarray:

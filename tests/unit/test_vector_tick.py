@@ -42,9 +42,9 @@ KINDS_P = [0.1, 0.1, 0.1, 0.3, 0.1, 0.1, 0.1, 0.1]
 class World:
     """Rooms by name, their members and the wire each member's packets go out on."""
 
-    def __init__(self, vectorised: bool, columns: bool = False) -> None:
+    def __init__(self, vectorised: bool, columns: bool = False, compiled: bool = True) -> None:
         self.vector = VectorTick() if vectorised else None
-        self.columns = JitterColumns(capacity=2) if columns else None
+        self.columns = JitterColumns(capacity=2, compiled=compiled) if columns else None
         self.rooms: dict[str, Room] = {}
         self.wires: dict[str, Wire] = {}
         self.digits: list[tuple[str, str, str, str]] = []
@@ -73,29 +73,30 @@ class World:
         return member
 
     def deliver(self, packets: list[tuple[str, bytes]], now: float) -> None:
-        """The tick's packets, in order: a columnar member's plain audio in one batch, as the
-        shared port's array path takes it, the rest one by one."""
-        batch: list[tuple[int, bytes]] = []
+        """The tick's packets, in order: a columnar member's in one batch, as the shared port
+        hands them over (`JitterColumns.deliver`: its plain audio pushed, the rest back), the
+        rest one by one."""
+        batch: list[tuple[Participant, int, bytes]] = []
         for member_id, data in packets:
             _, member = self.find(member_id)
             view = columnar.column_of(member)
-            if view is not None and data[0] == 0x80 and data[1] == member.codec.payload_type:
-                batch.append((view.slot, data))
+            if view is not None:
+                batch.append((member, view.slot, data))
             else:
                 member.receive_rtp(data, member.remote, now)
-        if batch and self.columns is not None:
-            head = np.array([list(data[:12]) for _, data in batch], np.uint8)
-            rows = np.zeros((len(batch), 200), np.uint8)
-            for i, (_, data) in enumerate(batch):
-                rows[i, : len(data) - 12] = np.frombuffer(data[12:], np.uint8)
-            fields = head[:, 4:12].copy().view(">u4")
-            self.columns.push_batch(
-                np.array([slot for slot, _ in batch]),
-                (head[:, 2].astype(np.int64) << 8) | head[:, 3],
-                fields[:, 0], fields[:, 1], rows,
-                np.array([len(data) - 12 for _, data in batch]),
-                np.full(len(batch), now),
-            )  # fmt: skip
+        if not batch or self.columns is None:
+            return
+        rows = np.zeros((len(batch), 12 + 200), np.uint8)
+        for i, (_, _, data) in enumerate(batch):
+            rows[i, : len(data)] = np.frombuffer(data, np.uint8)
+        others = self.columns.deliver(
+            rows, np.array([len(data) for _, _, data in batch]), np.arange(len(batch)),
+            np.array([member.codec.payload_type for member, _, _ in batch], np.int16),
+            np.array([slot for _, slot, _ in batch]), np.full(len(batch), now),
+        )  # fmt: skip
+        for i in np.flatnonzero(others).tolist():
+            member, _, data = batch[i]
+            member.receive_rtp(data, member.remote, now)
 
     def tick(self) -> None:
         rooms = list(self.rooms.values())
@@ -143,6 +144,7 @@ def test_the_vectorised_tick_sends_what_the_reference_sends(seed: int) -> None:
     worlds = [
         World(vectorised=False),
         World(vectorised=True, columns=True),
+        World(vectorised=True, columns=True, compiled=False),
         World(vectorised=False, columns=True),
     ]
     callers: dict[str, Caller] = {}

@@ -27,7 +27,7 @@ another codec or sample rate are left to the reference tick (`takes`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,7 +119,9 @@ class _ColumnGroup:
     slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     by_codec: dict[str, tuple[Codec, np.ndarray]] = field(default_factory=dict)
     member_at: dict[int, int] = field(default_factory=dict)  # slot -> index in `members`
-    span: tuple[int, int] | None = None  # `rows` when they are one run of the frames
+    tables: np.ndarray = field(default_factory=lambda: np.zeros((1, 256), np.int16))
+    table_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """The codecs' decode tables (in `by_codec` order) and each member's."""
     _rows: list[int] = field(default_factory=list)
     _slots: list[int] = field(default_factory=list)
 
@@ -129,18 +131,20 @@ class _ColumnGroup:
         self.members.append(participant)
         self.room_of.append(room)
 
-    def freeze(self) -> None:
+    def freeze(self, table: Callable[[Codec], np.ndarray]) -> None:
         self.rows = np.array(self._rows, np.int64)
         self.slots = np.array(self._slots, np.int64)
         self.member_at = {slot: j for j, slot in enumerate(self._slots)}
-        first = self._rows[0] if self._rows else 0
-        if self._rows == list(range(first, first + len(self._rows))):
-            self.span = (first, first + len(self._rows))
         names: dict[str, tuple[Codec, list[int]]] = {}
         for j, participant in enumerate(self.members):
             codec = participant.codec
             names.setdefault(codec.name, (codec, []))[1].append(j)  # type: ignore[arg-type]
         self.by_codec = {n: (c, np.array(js, np.int64)) for n, (c, js) in names.items()}
+        self.table_of = np.zeros(len(self.members), np.int64)
+        for t, (_, members) in enumerate(self.by_codec.values()):
+            self.table_of[members] = t
+        if self.by_codec:
+            self.tables = np.stack([table(codec) for codec, _ in self.by_codec.values()])
 
 
 @dataclass
@@ -359,7 +363,7 @@ class VectorTick:
                 row += 1
         layout.generations = list(generations.values())
         for group in layout.columnar.values():
-            group.freeze()
+            group.freeze(self._table)
         self._layout = layout
         return layout
 
@@ -378,21 +382,13 @@ class VectorTick:
         silent = []
         for group in layout.columnar.values():
             columns = group.columns
-            payloads, lengths = columns.pop_batch(group.slots)
+            payloads, lengths = columns.pop_decoded(
+                group.slots, frames, group.rows, group.tables, group.table_of
+            )  # whole frames decoded into their rows: the rest is below
+            for name, (codec, _) in group.by_codec.items():
+                codecs.setdefault(name, codec)
             full = lengths == samples
-            everyone = bool(full.all())
-            if everyone and group.span is not None and len(group.by_codec) == 1:
-                # the usual tick: one codec, every frame there, the members' rows one run
-                ((name, (codec, _)),) = group.by_codec.items()
-                codecs.setdefault(name, codec)
-                self._table(codec).take(payloads, out=frames[group.span[0] : group.span[1]])
-                continue
-            for name, (codec, members) in group.by_codec.items():
-                codecs.setdefault(name, codec)
-                chosen = members[full[members]]
-                if chosen.size:
-                    frames[group.rows[chosen]] = self._table(codec).take(payloads[chosen])
-            if everyone:
+            if full.all():
                 continue
             for j in np.flatnonzero(~full).tolist():
                 participant, row, slot = group.members[j], int(group.rows[j]), int(group.slots[j])
