@@ -372,7 +372,63 @@ static PyObject *stamps(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+static inline int16_t saturated(int32_t value)
+{
+    return (int16_t)(value > 32767 ? 32767 : value < -32768 ? -32768 : value);
+}
+
+/* mix(frames, samples, contributors, contributor_room, count, room_count, totals, mixed,
+ *     tables, codecs, encoded): the vector tick's mix-minus (bridge/mixing/vector/tick.py,
+ * `_mix` and `_encode`): each room's sum of its contributors' frames (int32 `totals`,
+ * room_count rows, scratch), then into `mixed` (int16) each contributor's own row (its room's
+ * total less its frame), then each room's total, saturated; and `mixed` encoded through each
+ * of the `codecs` 65,536-entry tables (`tables`, uint8, indexed by the sample as uint16) into
+ * `encoded` (codecs x rows x samples). Integer sums: the same, bit for bit, in any order. */
+static PyObject *mix(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t a[11];
+    if (read_words(args, nargs, 11, a) < 0)
+        return NULL;
+    const int16_t *frames = (const int16_t *)(uintptr_t)a[0];
+    int64_t samples = a[1], count = a[4], room_count = a[5], codecs = a[9];
+    const int64_t *contributors = (const int64_t *)(uintptr_t)a[2];
+    const int64_t *contributor_room = (const int64_t *)(uintptr_t)a[3];
+    int32_t *totals = (int32_t *)(uintptr_t)a[6];
+    int16_t *mixed = (int16_t *)(uintptr_t)a[7];
+    const uint8_t *tables = (const uint8_t *)(uintptr_t)a[8];
+    uint8_t *encoded = (uint8_t *)(uintptr_t)a[10];
+    int64_t rows = count + room_count;
+    memset(totals, 0, (size_t)(room_count * samples) * sizeof(int32_t));
+    for (int64_t i = 0; i < count; i++) {
+        int32_t *total = totals + contributor_room[i] * samples;
+        const int16_t *frame = frames + contributors[i] * samples;
+        for (int64_t k = 0; k < samples; k++)
+            total[k] += frame[k];
+    }
+    for (int64_t i = 0; i < count; i++) {
+        const int32_t *total = totals + contributor_room[i] * samples;
+        const int16_t *frame = frames + contributors[i] * samples;
+        int16_t *out = mixed + i * samples;
+        for (int64_t k = 0; k < samples; k++)
+            out[k] = saturated(total[k] - frame[k]);
+    }
+    for (int64_t r = 0; r < room_count; r++) {
+        const int32_t *total = totals + r * samples;
+        int16_t *out = mixed + (count + r) * samples;
+        for (int64_t k = 0; k < samples; k++)
+            out[k] = saturated(total[k]);
+    }
+    for (int64_t c = 0; c < codecs; c++) {
+        const uint8_t *table = tables + c * 65536;
+        uint8_t *out = encoded + c * rows * samples;
+        for (int64_t k = 0; k < rows * samples; k++)
+            out[k] = table[(uint16_t)mixed[k]];
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"mix", (PyCFunction)(void (*)(void))mix, METH_FASTCALL, "mix-minus and encode"},
     {"stamps", (PyCFunction)(void (*)(void))stamps, METH_FASTCALL, "lengths and arrivals"},
     {"deliver", (PyCFunction)(void (*)(void))deliver, METH_FASTCALL, "push a receive batch"},
     {"pop_hits", (PyCFunction)(void (*)(void))pop_hits, METH_FASTCALL, "pop the usual frames"},

@@ -43,7 +43,7 @@ class World:
     """Rooms by name, their members and the wire each member's packets go out on."""
 
     def __init__(self, vectorised: bool, columns: bool = False, compiled: bool = True) -> None:
-        self.vector = VectorTick() if vectorised else None
+        self.vector = VectorTick(compiled=compiled) if vectorised else None
         self.columns = JitterColumns(capacity=2, compiled=compiled) if columns else None
         self.rooms: dict[str, Room] = {}
         self.wires: dict[str, Wire] = {}

@@ -38,6 +38,7 @@ from bridge.mixing.columnar import column_of
 from bridge.mixing.participant import Participant
 from bridge.mixing.room import VOICE_POWER, Digit, Room, _scaled, gather_frames
 from bridge.mixing.voice import ColumnVoice, VoiceColumns
+from bridge.rtp import native
 from bridge.rtp.jitter_columns import ColumnJitter, JitterColumns
 from bridge.rtp.sender_columns import ColumnSender, SenderColumns
 
@@ -165,7 +166,7 @@ class VectorTick:
     digits, as `Room.tick` would have.
     """
 
-    def __init__(self, rate: int = G711_RATE) -> None:
+    def __init__(self, rate: int = G711_RATE, compiled: bool | None = None) -> None:
         self.rate = rate
         self.samples = rate // 50
         self._frames = np.zeros((0, self.samples), np.int16)
@@ -174,6 +175,10 @@ class VectorTick:
         self._layout: _Layout | None = None
         self._takes: dict[Room, tuple[list[Participant], bool]] = {}
         self._members: _Members | None = None
+        self.compiled = native.wanted() if compiled is None else compiled
+        """Mix and encode in `_rtpcols.c` (else numpy: `_mix`, `_encode`)."""
+        self._encode_tables: dict[tuple[str, ...], np.ndarray] = {}
+        self._totals = np.zeros((0, self.samples), np.int32)
 
     def takes(self, room: Room) -> bool:
         """True when every member is G.711 at this tick's rate (an empty room is skipped)."""
@@ -200,8 +205,11 @@ class VectorTick:
         np.multiply(wide, wide, out=wide)
         energies = wide.sum(axis=1)  # what DtmfDetector computes per room, bit for bit
         plan = self._plan(rooms, frames, energies, digits)
-        mixed = self._mix(frames, plan, len(rooms))
-        encoded = self._encode(mixed, codecs)
+        if self.compiled:
+            mixed, encoded = self._mix_compiled(frames, plan, len(rooms), codecs)
+        else:
+            mixed = self._mix(frames, plan, len(rooms))
+            encoded = self._encode(mixed, codecs)
         return self._send(rooms, plan, mixed, encoded, digits)
 
     def _plan(
@@ -450,6 +458,28 @@ class VectorTick:
         np.maximum(wide, _INT16_MIN, out=wide)
         np.minimum(wide, _INT16_MAX, out=wide)
         return wide.astype(np.int16)
+
+    def _mix_compiled(
+        self, frames: np.ndarray, plan: _Plan, room_count: int, codecs: dict[str, Codec]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`_mix` and `_encode` in one compiled pass (`_rtpcols.mix`), the same bytes."""
+        count, samples = len(plan.contributors), self.samples
+        names = tuple(codecs)
+        tables = self._encode_tables.get(names)
+        if tables is None:
+            tables = np.stack(
+                [codecs[n].encode_table for n in names] or [np.zeros(65536, np.uint8)]
+            )
+            self._encode_tables[names] = tables
+        if self._totals.shape[0] < room_count:
+            self._totals = np.zeros((max(room_count, 2 * self._totals.shape[0]), samples), np.int32)
+        mixed = np.empty((count + room_count, samples), np.int16)
+        encoded = np.empty((len(names), count + room_count, samples), np.uint8)
+        native.module().mix(
+            frames, samples, plan.contributors, plan.contributor_room, count, room_count,
+            self._totals, mixed, tables, len(names), encoded,
+        )  # fmt: skip
+        return mixed, dict(zip(names, encoded, strict=True))
 
     @staticmethod
     def _encode(mixed: np.ndarray, codecs: dict[str, Codec]) -> dict[str, np.ndarray]:
