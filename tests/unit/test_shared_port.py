@@ -135,6 +135,23 @@ def test_a_key_on_the_shared_port_reaches_the_vector_ticks_digits(port: SharedRt
         p.close()
 
 
+def test_a_call_handed_over_while_its_first_packet_waits_gets_it(port: SharedRtpPort) -> None:
+    """The race a worker had: commands read, then the hand-over written, the 200 OK sent and
+    the call's first RTP arriving, then the read. Commands now run between the read and the
+    routing (`before_routing`): the packet is the new call's, not a stranger's."""
+    caller = phone()
+    m = member("late", caller.getsockname())
+    caller.sendto(rtp(1), ("127.0.0.1", port.port))
+    time.sleep(0.05)  # (loopback: there by now)
+    port.receive(
+        100.0, before_routing=lambda: None if m.call_key in port.members else port.add(m, 100.0)
+    )
+    assert port.unmatched == 0
+    port.fold()
+    assert m.counters.packets_in == 1
+    caller.close()
+
+
 def test_sends_leave_in_batches_from_the_shared_port(port: SharedRtpPort) -> None:
     phones = [phone() for _ in range(3)]
     members = [member(f"m{i}", p.getsockname()) for i, p in enumerate(phones)]

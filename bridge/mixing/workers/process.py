@@ -161,11 +161,12 @@ class Worker:
     def _tick(self, now: float, deadline: float) -> None:
         engine, shared = self.engine, self.shared
         if shared is not None:
-            # commands first: the loop runs a due timer before it polls the channel, and a
-            # call's first RTP, sent on our 200 OK, must not find its worker not knowing it
-            # yet (the main process writes the hand-over before it sends the 200 OK)
-            self._on_commands()
-            shared.receive(now)
+            # commands after each read and before its datagrams are routed: the loop runs a
+            # due timer before it polls the channel, and a call's first RTP, sent on our
+            # 200 OK, must not find its worker not knowing it yet (the main process writes
+            # the hand-over before it sends the 200 OK; read first, the RTP could come in
+            # between)
+            shared.receive(now, self._on_commands)
         engine.tick(now, deadline)
         if shared is not None:
             shared.flush()

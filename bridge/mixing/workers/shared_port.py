@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -97,12 +98,19 @@ class SharedRtpPort:
 
     # --- receive ----------------------------------------------------------------------------
 
-    def receive(self, now: float) -> None:
+    def receive(self, now: float, before_routing: Callable[[], None] | None = None) -> None:
         """Take every waiting datagram to its call's jitter buffer. `now` is the loop's
-        (monotonic) clock; the kernel's arrival times are moved onto it."""
+        (monotonic) clock; the kernel's arrival times are moved onto it.
+
+        `before_routing` runs after each read and before its datagrams are routed: the worker
+        reads its commands there. A call is handed over before its 200 OK is sent, so any of
+        its packets just read was sent after its hand-over was written: reading commands
+        before the datagrams (not before the read) leaves no first packet unmatched."""
         io = self.io
         for _ in range(MAX_READS):
             count = io.receive()
+            if before_routing is not None:
+                before_routing()
             if count == 0:
                 return
             self._deliver(count, now, now - time.time())
