@@ -521,6 +521,8 @@ class JitterColumns:
     ) -> np.ndarray:
         count = len(index)
         rows = np.ascontiguousarray(rows, np.uint8)
+        if rows.ndim != 2 or rows.shape[1] < 12 + self.width or len(lengths) != count:
+            raise ValueError("deliver: rows must be (datagrams, >= 12 + width) bytes, one each")
         lengths = np.ascontiguousarray(lengths, np.int64)
         index = np.ascontiguousarray(index, np.int64)
         fast_type = np.ascontiguousarray(fast_type, np.int16)

@@ -275,3 +275,16 @@ def test_a_participant_attached_twice_keeps_its_slot() -> None:
     assert not columns.used[slot]
     columnar.detach(member)
     assert isinstance(member.jitter, JitterBuffer) and member.jitter.queued == 1
+
+
+def test_the_compiled_push_refuses_rows_narrower_than_a_frame() -> None:
+    """The C code copies a whole row's frame: rows too narrow for it are refused, not read
+    past their end."""
+    columns = JitterColumns(compiled=True)
+    slot = columns.new_slot(1, 3)
+    narrow = np.zeros((1, 12 + 100), np.uint8)
+    with pytest.raises(ValueError, match="12 \\+ width"):
+        columns.deliver(
+            narrow, np.array([112]), np.array([0]), np.array([0], np.int16), np.array([slot]),
+            np.zeros(1),
+        )  # fmt: skip
