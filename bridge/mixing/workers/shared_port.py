@@ -134,7 +134,7 @@ class SharedRtpPort:
                     -1 if p is None or v is None or p.srtp is not None else p.codec.payload_type
                     for p, v in zip(self._parts, views, strict=True)
                 ]
-                + [-2],  # (index -1: unmatched)
+                + [-2],  # (and one more: never empty, even with no member yet)
                 np.int16,
             )
             self._column = np.array([0 if v is None else v.slot for v in views] + [0], np.int64)
