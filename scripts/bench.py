@@ -43,6 +43,7 @@ HEADERS = (
     "delay p50 ms",
     "delay p99 ms",
     "bursts heard %",
+    "audio ok",
     "bridge CPU %",
     "CPU % / part",
     "CPU ms / part-s",
@@ -64,14 +65,18 @@ class Step:
 
 def held(summary: dict[str, Any]) -> bool:
     """The step's pass rule: every call up, p99 tick lateness at most 5 ms, nothing lost in
-    the bridge (what it received equals what the generator sent)."""
+    the bridge (what it received equals what the generator sent), and every participant's
+    audio right by FFT (its room's tones heard, no other room's)."""
     bridge = summary["bridge"]
     p99 = bridge.get("tick_lateness", {}).get("p99_ms")
+    audio = summary.get("audio", {})
     return (
         summary["calls"]["failed"] == 0
         and p99 is not None
         and p99 <= 5.0
         and bridge.get("rx_missing") == 0
+        and audio.get("checked", 0) > 0
+        and audio.get("ok") == audio.get("checked")
     )
 
 
@@ -96,6 +101,7 @@ def row(step: Step, summary: dict[str, Any]) -> tuple[object, ...]:
             _round(delay["p50"]),
             _round(delay["p99"]),
             _round(heard),
+            f"{summary['audio'].get('ok', 0)}/{summary['audio'].get('checked', 0)}",
             _round(cpu.get("bridge_percent")),
             _round(cpu.get("bridge_percent_per_participant"), 3),
             _round(cpu.get("bridge_ms_per_participant_second"), 3),
