@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+compiled: ModuleType | None
 try:
     from bridge.rtp import _rtpcols as compiled
 except ImportError:  # pragma: no cover - no C compiler at install: numpy's path runs
     compiled = None
 
-_module: ModuleType | None = compiled
 COLUMNS = (
     "target", "max_frames", "clock_rate", "ssrc", "next", "last_played", "empty_pops",
     "waiting", "queued", "probation_seq", "jitter", "last_arrival", "last_ts", "jitter_ms",
@@ -32,14 +32,14 @@ COLUMNS = (
 
 def wanted() -> bool:
     """Whether new columns take the compiled path: built, and not turned off."""
-    return _module is not None and os.environ.get("CONFBRIDGE_NATIVE_RTP", "1") != "0"
+    return compiled is not None and os.environ.get("CONFBRIDGE_NATIVE_RTP", "1") != "0"
 
 
 def module() -> Any:
     """The compiled module (only when `wanted()`)."""
-    if _module is None:
+    if compiled is None:
         raise RuntimeError("bridge.rtp._rtpcols is not built: run scripts/setup.sh")
-    return _module
+    return compiled
 
 
 def table(owner: object, constants: tuple[int, ...]) -> np.ndarray:
