@@ -6,6 +6,8 @@ of every new parameter in the dialect's own answer shape (XML and JSON)."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from pathlib import Path
 
 import httpx
@@ -114,6 +116,7 @@ async def test_maximum_duration_is_capped_by_the_two_hour_rule(tmp_path: Path) -
     try:
         async with http(running) as client:
             key = await app_key(client)
+            created = time.monotonic()  # the caps count down from the conferences' creation
             long = await ok(client, "createConference", id=key, duration="120")
             short = await ok(client, "createConference", id=key, duration="10")
             for conference, asked, expected in (
@@ -132,7 +135,9 @@ async def test_maximum_duration_is_capped_by_the_two_hour_rule(tmp_path: Path) -
                     **{"from": GUEST},
                 )
                 got = int(answer.payload["call"]["max_duration"])
-                assert expected - 2 <= got <= expected, (asked, got)
+                # less the whole seconds gone since (a loaded CI machine took 3 s here once)
+                gone = math.ceil(time.monotonic() - created)
+                assert expected - gone - 1 <= got <= expected, (asked, got, gone)
     finally:
         await running.stop()
 
