@@ -45,7 +45,7 @@ from bridge.tools.loadplan import (
     Member,
     PlanSpec,
     amplitude,
-    burst_frames,
+    burst_samples,
     members,
     next_burst,
     tone_frames,
@@ -382,8 +382,8 @@ class Worker:
         else:
             assert member.tone_hz is not None
             frames = tone_frames(member.tone_hz, level, spec.codec)
-        bursts = burst_frames(level, spec.codec) if member.role == MARKER else []
-        row = self.streams.add(frames, bursts)
+        burst = burst_samples(level) if member.role == MARKER else None
+        row = self.streams.add(frames, burst)
         return LoadCall(member, self.agent, spec.codec, self.streams, row, self.orders.start)
 
     async def _dial(self, call: LoadCall) -> None:

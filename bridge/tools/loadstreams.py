@@ -44,7 +44,7 @@ monotonic = time.monotonic
 class Marker:
     """A call that sends the delay bursts: its burst schedule (a few per room: Python)."""
 
-    payloads: list[np.ndarray]
+    burst: np.ndarray  # linear samples, a frame per row, added to the call's own frames
     next_burst: float
     left: int = 0
     sent_at: list[float] = field(default_factory=list)
@@ -153,6 +153,7 @@ class Streams:
         self._wall_to_monotonic = time.monotonic() - time.time()
         self.port: int = sock.getsockname()[1]
         self.codec = CODECS[codec]
+        self._decode_table = DECODE_TABLES[codec]
         self.capacity = capacity
         self.count = 0
         self.host = np.zeros(capacity, np.uint32)
@@ -188,8 +189,9 @@ class Streams:
 
     # --- calls ----------------------------------------------------------------------------
 
-    def add(self, frames: list[bytes], bursts: list[bytes]) -> int:
-        """A call's row; `frames` (looped) and `bursts` (a marker's) are encoded payloads."""
+    def add(self, frames: list[bytes], burst: np.ndarray | None = None) -> int:
+        """A call's row; `frames` (looped) are encoded payloads, `burst` a marker's frames as
+        linear samples (`loadplan.burst_samples`), added to its frames as they leave."""
         row = self.count
         if row >= self.capacity:
             raise ValueError("more calls than this process was sized for")
@@ -198,9 +200,8 @@ class Streams:
         self._bank.append(np.frombuffer(b"".join(frames), np.uint8).reshape(-1, FRAME_SAMPLES))
         self._banked += len(frames)
         self.frame_start[row], self.frame_count[row] = start, len(frames)
-        if bursts:
-            payloads = [np.frombuffer(b, np.uint8) for b in bursts]
-            self.markers[row] = Marker(payloads, float("inf"))
+        if burst is not None:
+            self.markers[row] = Marker(burst, float("inf"))
             self.is_marker[row] = True
         self.onsets[row] = []
         return row
@@ -250,7 +251,7 @@ class Streams:
         out["payload"] = self.bank[self.frame_start[rows] + position % self.frame_count[rows]]
         for i in np.flatnonzero(self.is_marker[rows]).tolist():
             row = int(rows[i])
-            self._marker_payload(self.markers[row], float(self.next_time[row]), out, i)
+            self._marker_payload(self.markers[row], float(self.next_time[row]), out["payload"][i])
         sources = CALL_ADDRESSES + 1 + rows.astype(np.uint32) if self.per_call_address else None
         self.io.send(count, self.host[rows], self.remote_port[rows], PACKET_BYTES, sources)
         self.seq[rows] += 1
@@ -259,14 +260,16 @@ class Streams:
         self.sent[rows] += 1
         self.next_time[rows] += FRAME_SECONDS
 
-    @staticmethod
-    def _marker_payload(marker: Marker, frame_time: float, out: np.ndarray, i: int) -> None:
+    def _marker_payload(self, marker: Marker, frame_time: float, payload: np.ndarray) -> None:
+        """Add the burst's next frame to `payload` (in place) while a burst is due or on."""
         if marker.left == 0 and frame_time >= marker.next_burst:
             marker.next_burst += BURST_PERIOD
             marker.left = BURST_FRAMES
             marker.sent_at.append(monotonic())
         if marker.left:
-            out["payload"][i] = marker.payloads[BURST_FRAMES - marker.left]
+            own = self._decode_table[payload].astype(np.int32)
+            mixed = np.clip(own + marker.burst[BURST_FRAMES - marker.left], -32768, 32767)
+            payload[:] = np.frombuffer(self.codec.encode(mixed.astype(np.int16)), np.uint8)
             marker.left -= 1
 
     # --- receiving --------------------------------------------------------------------------

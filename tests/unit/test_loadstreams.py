@@ -76,3 +76,37 @@ def test_calls_get_addresses_of_their_own_only_for_a_shared_port_bridge() -> Non
         assert streams.io.sock.getsockname()[0] == "127.0.0.1" and not streams.per_call_address
     finally:
         streams.io.close()
+
+
+def test_a_markers_burst_is_added_to_its_tone_not_sent_instead() -> None:
+    """2 s of a marker's stream, one burst in it, through a real socket: the burst is there and
+    the tone runs on under it, so nothing shows 13 Hz away (the next room's tone at 100 rooms;
+    a 60 ms gap in the tone put -48 dBFS there and the FFT check called it a leak)."""
+    import socket
+
+    from bridge.media.g711 import ulaw_decode
+    from bridge.tools.loadplan import BURST_HZ, amplitude, burst_samples, tone_frames
+    from bridge.tools.loadrtp import BURST_DB, frame_levels, levels_at
+    from bridge.tools.loadstreams import Streams
+
+    tone, level = 528, amplitude(2)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2.0)
+    streams = Streams(1, "PCMU")
+    try:
+        row = streams.add(tone_frames(tone, level, "PCMU"), burst_samples(level))
+        streams.start(row, peer.getsockname(), first=0.0, first_burst=1.0)
+        frames = []
+        for k in range(100):
+            streams.send_due(np.array([row]), due=k * 0.02 + 0.001)
+            frames.append(ulaw_decode(peer.recv(2048)[12:]))
+    finally:
+        streams.close()
+        peer.close()
+    audio = np.concatenate(frames)
+    bursts = np.flatnonzero(frame_levels(np.stack(frames), BURST_HZ) > BURST_DB)
+    assert bursts.tolist() == [50, 51, 52]  # frame k leaves at 0.02 k: the burst from 1.0 s
+    own, burst, beside = levels_at(audio, np.array([tone, BURST_HZ, tone - 13])).tolist()
+    assert own > -25.0 and burst > -45.0
+    assert beside < -60.0
