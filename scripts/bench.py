@@ -155,7 +155,8 @@ async def run(args: argparse.Namespace) -> int:
                 break
             best = (participants, summary)
             participants += args.step
-        verdicts.append(f"{workers} media worker(s): {verdict(best, args)}")
+        if args.start <= args.max_participants:
+            verdicts.append(f"{workers} media worker(s): {verdict(best, args)}")
         if not args.no_big_room:
             size = args.big_room
             print(f"scenario 2, {workers} media worker(s): one room of {size}, 3 talkers")
