@@ -92,6 +92,8 @@ class ParticipantView:
     jitter_ms: float
     srtp: bool = False  # its media is SRTP (SDES keys)
     srtp_rejected: int = 0  # SRTP packets dropped: forged, replayed, or plain RTP
+    frames_concealed: int = 0  # ticks its jitter buffer had no frame for (concealed)
+    frames_trimmed: int = 0  # frames its jitter buffer dropped to bound the delay
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ class BridgeStats:
     flood_limited: int = 0  # new-dialog requests over a source's limit (503 or dropped)
     flood_sources: int = 0  # times a source went over its limit
     rtp_unmatched: int = 0  # datagrams on shared RTP ports from no call's address (dropped)
+    frames_concealed: int = 0  # every leg's `ParticipantView.frames_concealed`, since start
+    frames_trimmed: int = 0  # every leg's `ParticipantView.frames_trimmed`, since start
     srtp_rejected: int = 0  # SRTP packets dropped: forged, replayed, or plain RTP
 
 

@@ -222,6 +222,8 @@ class ServerControl:
             packets_out=totals.packets_out,
             packets_lost=totals.packets_lost,
             rtp_unmatched=totals.unmatched,
+            frames_concealed=totals.frames_concealed,
+            frames_trimmed=totals.frames_trimmed,
             srtp_rejected=totals.srtp_rejected,
             lateness_counts=totals.lateness_counts,
             lateness_total_s=totals.lateness_total_s,
@@ -260,4 +262,6 @@ class ServerControl:
             jitter_ms=round(stats.jitter_ms, 2) if stats else 0.0,
             srtp=leg.srtp is not None,
             srtp_rejected=stats.counters.srtp_rejected if stats else 0,
+            frames_concealed=stats.concealed if stats else 0,
+            frames_trimmed=stats.trimmed if stats else 0,
         )

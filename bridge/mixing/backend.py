@@ -201,8 +201,10 @@ class MediaStats:
     """A leg's counters for the API (at most a second old on a worker)."""
 
     counters: MediaCounters
-    lost: int
+    lost: int  # RTP sequence gaps: packets the network lost
     jitter_ms: float
+    concealed: int = 0  # ticks its jitter buffer had no frame for (the mixer concealed them)
+    trimmed: int = 0  # frames its jitter buffer dropped to bound the delay
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,8 @@ class MediaTotals:
     lateness_total_s: float
     unmatched: int = 0  # datagrams on shared RTP ports from no call's address (dropped)
     srtp_rejected: int = 0  # SRTP packets dropped: forged, replayed, or plain RTP
+    frames_concealed: int = 0  # `MediaStats.concealed`, summed
+    frames_trimmed: int = 0  # `MediaStats.trimmed`, summed
 
 
 class MediaBackend(Protocol):

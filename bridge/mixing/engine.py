@@ -88,6 +88,15 @@ def apply_media(participant: Participant, media: NegotiatedMedia) -> None:
         participant.srtp = SrtpSession(media.srtp)  # new keys (a re-INVITE): new contexts
 
 
+def media_stats(participant: Participant) -> MediaStats:
+    """A leg's figures for the API, as of now."""
+    jitter = participant.jitter
+    return MediaStats(
+        participant.counters, participant.loss.lost, jitter.jitter_ms, jitter.concealed,
+        jitter.trimmed,
+    )  # fmt: skip
+
+
 @dataclass
 class EndedTotals:
     """Packet counts of the legs that have left, for /metrics' totals since start."""
@@ -96,12 +105,16 @@ class EndedTotals:
     packets_out: int = 0
     lost: int = 0
     srtp_rejected: int = 0
+    concealed: int = 0
+    trimmed: int = 0
 
-    def add(self, counters: MediaCounters, lost: int) -> None:
+    def add(self, counters: MediaCounters, lost: int, concealed: int, trimmed: int) -> None:
         self.packets_in += counters.packets_in
         self.packets_out += counters.packets_out
         self.lost += lost
         self.srtp_rejected += counters.srtp_rejected
+        self.concealed += concealed
+        self.trimmed += trimmed
 
 
 @dataclass
@@ -140,7 +153,8 @@ class MediaEngine:
         if isinstance(command, RemoveParticipant):
             removed = self.remove(command.leg)
             if removed is not None:
-                self.ended.add(removed.counters, removed.loss.lost)
+                stats = media_stats(removed)
+                self.ended.add(stats.counters, stats.lost, stats.concealed, stats.trimmed)
             return removed
         if isinstance(command, SetRoomMixing):
             self.mixing[command.room] = command.mixing
@@ -295,8 +309,7 @@ class MediaEngine:
         participant = self.members.get(leg)
         if participant is None:
             return None
-        jitter = participant.jitter.stats
-        return MediaStats(participant.counters, participant.loss.lost, jitter.jitter_ms)
+        return media_stats(participant)
 
     def log_tick_stats(self) -> None:
         for room in self.rooms.values():

@@ -114,13 +114,15 @@ def totals_of(engine: MediaEngine, lateness: LatenessHistogram) -> MediaTotals:
     """The engine's ended legs plus its legs up now."""
     ended = engine.ended
     packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
-    srtp_rejected = ended.srtp_rejected
+    srtp_rejected, concealed, trimmed = ended.srtp_rejected, ended.concealed, ended.trimmed
     for p in engine.members.values():
         packets_in += p.counters.packets_in
         packets_out += p.counters.packets_out
         lost += p.loss.lost
         srtp_rejected += p.counters.srtp_rejected
+        concealed += p.jitter.concealed
+        trimmed += p.jitter.trimmed
     return MediaTotals(
         packets_in, packets_out, lost, tuple(lateness.counts), lateness.total_s,
-        srtp_rejected=srtp_rejected,
+        srtp_rejected=srtp_rejected, frames_concealed=concealed, frames_trimmed=trimmed,
     )  # fmt: skip

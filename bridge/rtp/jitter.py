@@ -87,6 +87,16 @@ class JitterBuffer:
         return self.stats.jitter_ms
 
     @property
+    def concealed(self) -> int:
+        """Ticks that found no frame to play (`stats.lost`): the mixer concealed them."""
+        return self.stats.lost
+
+    @property
+    def trimmed(self) -> int:
+        """Queued frames dropped to bound the delay (`stats.overflow`): skips in the audio."""
+        return self.stats.overflow
+
+    @property
     def playing(self) -> bool:
         return self._next is not None
 

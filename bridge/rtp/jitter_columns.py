@@ -831,6 +831,10 @@ class ColumnJitter:
 
     jitter_ms = RowField("jitter_ms", float, read_only=True)
     """`stats.jitter_ms` without the copy (a worker's stats report reads it each second)."""
+    concealed = RowField("lost", int, read_only=True)
+    """`JitterBuffer.concealed`: ticks that found no frame."""
+    trimmed = RowField("overflow", int, read_only=True)
+    """`JitterBuffer.trimmed`: queued frames dropped to bound the delay."""
 
     @property
     def playing(self) -> bool:

@@ -25,6 +25,8 @@ SPEECH_DB = -50.0  # WAV mode: a listener whose audio is over this hears the tal
 MAX_DELAY = 1.0  # s: an onset later than this after the last burst belongs to no burst
 PACKETS_IN = "confbridge_rtp_packets_in_total"
 PACKETS_LOST = "confbridge_rtp_packets_lost_total"
+FRAMES_CONCEALED = "confbridge_rtp_frames_concealed_total"
+FRAMES_TRIMMED = "confbridge_rtp_frames_trimmed_total"
 UNMATCHED = "confbridge_rtp_unmatched_total"
 PARTICIPANTS = "confbridge_participants"
 
@@ -257,9 +259,12 @@ def _bridge(record: RunRecord) -> dict[str, Any]:
         # coming before its worker knew the call would land here)
         result["rtp_unmatched"] = int(drained.get(UNMATCHED))
     if first is not None and last is not None:  # at the window's end: streams still running
-        # sequence numbers that never came in (RFC 3550 loss as the bridge counts it); what its
-        # jitter buffers concealed or trimmed on top of that is not exported yet
+        # sequence numbers that never came in (RFC 3550 loss as the bridge counts it), and what
+        # its jitter buffers did: ticks with no frame to play (concealed: late or lost) and
+        # frames dropped to bound the delay (trimmed: a burst came); either is a glitch heard
         result["seq_gaps"] = int(last.get(PACKETS_LOST) - first.get(PACKETS_LOST))
+        result["concealed"] = int(last.get(FRAMES_CONCEALED) - first.get(FRAMES_CONCEALED))
+        result["trimmed"] = int(last.get(FRAMES_TRIMMED) - first.get(FRAMES_TRIMMED))
         # the window's counts on both sides (the loss check above needs whole-run totals: a
         # window's edges catch packets in flight)
         result["window_rtp_in"] = int(last.get(PACKETS_IN) - first.get(PACKETS_IN))
@@ -470,6 +475,8 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("bridge datagrams from no call (shared ports)", _fmt(bridge.get("rtp_unmatched"))),
         ("bridge sequence gaps in (RTP loss)", _fmt(bridge.get("seq_gaps"))),
+        ("bridge jitter buffers: frames concealed", _fmt(bridge.get("concealed"))),
+        ("bridge jitter buffers: frames trimmed", _fmt(bridge.get("trimmed"))),
         ("bridge CPU %", _fmt(cpu.get("bridge_percent"))),
         ("bridge CPU s per participant-minute", _fmt(cpu.get("bridge_s_per_participant_minute"))),
         ("load generator CPU %", _fmt(cpu.get("generator_percent"))),

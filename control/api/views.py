@@ -59,6 +59,8 @@ def participant_view(participant: ParticipantView) -> dict[str, Any]:
         "packets_out": participant.packets_out,
         "packets_lost": participant.packets_lost,
         "jitter_ms": participant.jitter_ms,
+        "frames_concealed": participant.frames_concealed,
+        "frames_trimmed": participant.frames_trimmed,
         "srtp": participant.srtp,
         "srtp_rejected": participant.srtp_rejected,
     }

@@ -454,6 +454,8 @@ async def test_metrics_and_live_events(runtime: Runtime) -> None:
         assert "confbridge_participants 1.0" in metrics
         assert "confbridge_tick_lateness_seconds_count" in metrics
         assert "confbridge_srtp_rejected_total 0.0" in metrics
+        assert "confbridge_rtp_frames_concealed_total" in metrics
+        assert "confbridge_rtp_frames_trimmed_total" in metrics
         assert "process_cpu_seconds_total" in metrics
         assert 'confbridge_api_requests_total{method="POST",status="201"}' in metrics
         await caller.hangup()

@@ -166,8 +166,10 @@ def _run(seed: int, members: int, ticks: int, compiled: bool) -> None:
             assert columns.stats(m) == buffers[k].stats, (seed, tick, k)
             assert ColumnLoss(columns, m).lost == losses[k].lost, (seed, tick, k)
             assert int(columns.packets_in[m]) == packets_in[k]
-            assert ColumnJitter(columns, m).upcoming() == buffers[k].upcoming()
-            assert ColumnJitter(columns, m).queued == buffers[k].queued
+            view, buffer = ColumnJitter(columns, m), buffers[k]
+            assert view.upcoming() == buffer.upcoming()
+            assert view.queued == buffer.queued
+            assert (view.concealed, view.trimmed) == (buffer.concealed, buffer.trimmed)
         if rng.random() < 0.05:  # a member leaves the columns and comes back mid-stream
             k = int(rng.integers(0, members))
             jitter, loss = columns.detach(slots[k])

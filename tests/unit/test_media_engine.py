@@ -214,3 +214,29 @@ def test_loss_counts_the_whole_stream_so_key_presses_are_not_lost_audio() -> Non
     assert stats is not None and stats.lost == 2
     engine.apply(RemoveParticipant(talker.key))
     assert engine.ended.lost == 2
+
+
+def test_a_gap_is_counted_concealed_and_a_burst_trimmed_up_to_metrics_totals() -> None:
+    """What a leg's jitter buffer did to its audio reaches the API and /metrics' totals: ticks
+    it had no frame for (a talker silent for 3 ticks) and frames it dropped to bound the delay
+    (the 3 late frames and 3 more arriving at once), kept once the leg has left."""
+    from bridge.mixing.local import totals_of
+
+    engine = MediaEngine()
+    talker, listener = Call(engine, "a"), Call(engine, "b")
+    run(engine, [talker, listener], 20)
+    run(engine, [listener], 3, start=20)  # the talker's packets are held up...
+    for _ in range(6):  # ...and come at once, with the next 3
+        talker.speak(23 * 0.02)
+    run(engine, [talker, listener], 20, start=23)
+    stats = engine.stats(talker.key)
+    assert stats is not None and stats.concealed >= 2 and stats.trimmed >= 3, stats
+    assert stats.lost == 0  # no sequence number went missing: nothing was lost on the way
+    quiet = engine.stats(listener.key)
+    assert quiet is not None and (quiet.concealed, quiet.trimmed) == (0, 0)
+    totals = totals_of(engine, engine.lateness)
+    assert (totals.frames_concealed, totals.frames_trimmed) == (stats.concealed, stats.trimmed)
+    engine.apply(RemoveParticipant(talker.key))
+    assert (engine.ended.concealed, engine.ended.trimmed) == (stats.concealed, stats.trimmed)
+    totals = totals_of(engine, engine.lateness)
+    assert (totals.frames_concealed, totals.frames_trimmed) == (stats.concealed, stats.trimmed)

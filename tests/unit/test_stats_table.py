@@ -26,6 +26,8 @@ def some_stats(count: int) -> list[ParticipantStats]:
             i % 3,
             0.25 * i,
             1000.0 + i / 7,
+            2 * i,
+            i % 5,
         )
         for i in range(count)
     ]
@@ -38,12 +40,12 @@ def test_a_table_pickles_to_the_same_figures() -> None:
     table = back.participants_stats
     assert [table.row(i) for i in range(len(stats))] == stats
     # a few arrays, not a thousand objects: nothing for the other end's collector to scan
-    assert table.counts.shape == (500, 7) and table.last_rtp.dtype == np.float64
+    assert table.counts.shape == (500, 9) and table.last_rtp.dtype == np.float64
 
 
 def test_no_participants_make_an_empty_table() -> None:
     table = StatsTable.of([])
-    assert table.call_keys == () and table.counts.shape == (0, 7)
+    assert table.call_keys == () and table.counts.shape == (0, 9)
 
 
 def test_a_placed_leg_reads_its_row_of_the_last_report() -> None:
@@ -52,4 +54,8 @@ def test_a_placed_leg_reads_its_row_of_the_last_report() -> None:
     assert placed.stats == first  # until its worker reports
     stats = some_stats(3)
     placed.table, placed.row = StatsTable.of(stats), 2
-    assert placed.stats == MediaStats(stats[2].counters, stats[2].lost, stats[2].jitter_ms)
+    row = stats[2]
+    assert placed.stats == MediaStats(
+        row.counters, row.lost, row.jitter_ms, row.concealed, row.trimmed
+    )
+    assert (placed.stats.concealed, placed.stats.trimmed) == (4, 2)

@@ -40,9 +40,8 @@ from bridge.mixing.backend import (
     StopRecording,
     UpdateMedia,
 )
-from bridge.mixing.engine import EndedTotals, new_participant
+from bridge.mixing.engine import EndedTotals, media_stats, new_participant
 from bridge.mixing.local import LocalMedia
-from bridge.mixing.participant import MediaCounters
 from bridge.mixing.workers.handoff import pack
 from bridge.mixing.workers.pool import WorkerHandle, WorkerPool
 from bridge.mixing.workers.protocol import (
@@ -76,10 +75,7 @@ class Placed:
     def stats(self) -> MediaStats:
         if self.table is None:
             return self.first_stats
-        counts = self.table.counts[self.row].tolist()
-        return MediaStats(
-            MediaCounters(*counts[:-1]), counts[-1], float(self.table.jitter_ms[self.row])
-        )
+        return self.table.media_stats(self.row)
 
 
 class WorkerMedia:
@@ -197,13 +193,8 @@ class WorkerMedia:
         handover = HandOver(room, mixing, pack(participant), sequence)
         self.pool.add(worker, handover, rtp.sock.fileno())
         rtp.detach()
-        jitter = participant.jitter.stats
         self.placed[leg] = Placed(
-            worker,
-            room,
-            participant.on_hold,
-            MediaStats(participant.counters, participant.loss.lost, jitter.jitter_ms),
-            participant.last_rtp,
+            worker, room, participant.on_hold, media_stats(participant), participant.last_rtp
         )
         self.room_legs.setdefault(room, set()).add(leg)
 
@@ -294,7 +285,8 @@ class WorkerMedia:
             if isinstance(report, WorkerStats):
                 self._mirror(report.participants_stats, report.at)
             elif isinstance(report, ParticipantRemoved):
-                self.ended.add(report.stats.counters, report.stats.lost)
+                stats = report.stats
+                self.ended.add(stats.counters, stats.lost, stats.concealed, stats.trimmed)
             elif isinstance(report, RecordingEnded):
                 self.recordings.pop(report.room, None)
                 self.reports.append(report)
@@ -352,13 +344,15 @@ class WorkerMedia:
         local = self.local.totals()
         ended = self.ended
         packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
-        srtp_rejected = ended.srtp_rejected
+        srtp_rejected, concealed, trimmed = ended.srtp_rejected, ended.concealed, ended.trimmed
         for placed in self.placed.values():
             stats = placed.stats
             packets_in += stats.counters.packets_in
             packets_out += stats.counters.packets_out
             lost += stats.lost
             srtp_rejected += stats.counters.srtp_rejected
+            concealed += stats.concealed
+            trimmed += stats.trimmed
         lateness = self.pool.lateness
         return MediaTotals(
             local.packets_in + packets_in,
@@ -368,6 +362,8 @@ class WorkerMedia:
             lateness.total_s,
             sum(w.last_stats.unmatched for w in self.pool.workers if w.last_stats),
             local.srtp_rejected + srtp_rejected,
+            local.frames_concealed + concealed,
+            local.frames_trimmed + trimmed,
         )
 
     @property

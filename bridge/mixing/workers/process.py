@@ -48,12 +48,15 @@ STATS_EVERY_TICKS = 50  # one WorkerStats a second
 
 
 def stats_of(participant: Participant) -> ParticipantStats:
+    jitter = participant.jitter
     return ParticipantStats(
         participant.call_key,
         participant.counters,
         participant.loss.lost,
-        participant.jitter.jitter_ms,
+        jitter.jitter_ms,
         participant.last_rtp,
+        jitter.concealed,
+        jitter.trimmed,
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from bridge.mixing.backend import (
     ClearPrompts,
     DigitPressed,
+    MediaStats,
     PlayPrompt,
     PromptsIdle,
     RecordingEnded,
@@ -89,6 +90,8 @@ class ParticipantStats:
     lost: int
     jitter_ms: float
     last_rtp: float  # monotonic: the same clock in every process of the machine
+    concealed: int = 0  # `MediaStats.concealed`
+    trimmed: int = 0  # `MediaStats.trimmed`
 
 
 COUNTERS = tuple(f.name for f in fields(MediaCounters))
@@ -103,7 +106,8 @@ class StatsTable:
     keeps a member's row (`row`) rather than objects of its own."""
 
     call_keys: tuple[str, ...]
-    counts: np.ndarray  # (participants, len(COUNTERS) + 1) int64: the counters, then lost
+    counts: np.ndarray  # (participants, len(COUNTERS) + 3) int64: the counters, then lost,
+    # concealed and trimmed
     jitter_ms: np.ndarray
     last_rtp: np.ndarray
 
@@ -111,8 +115,9 @@ class StatsTable:
     def of(cls, stats: Iterable[ParticipantStats]) -> StatsTable:
         rows = list(stats)
         counts = np.array(
-            [(*_read_counters(s.counters), s.lost) for s in rows], np.int64
-        ).reshape(len(rows), len(COUNTERS) + 1)
+            [(*_read_counters(s.counters), s.lost, s.concealed, s.trimmed) for s in rows],
+            np.int64,
+        ).reshape(len(rows), len(COUNTERS) + 3)
         return cls(
             tuple(s.call_key for s in rows), counts,
             np.array([s.jitter_ms for s in rows], np.float64),
@@ -120,11 +125,18 @@ class StatsTable:
         )  # fmt: skip
 
     def row(self, i: int) -> ParticipantStats:
-        *counters, lost = self.counts[i].tolist()
+        *counters, lost, concealed, trimmed = self.counts[i].tolist()
         return ParticipantStats(
             self.call_keys[i], MediaCounters(*counters), lost, float(self.jitter_ms[i]),
-            float(self.last_rtp[i]),
+            float(self.last_rtp[i]), concealed, trimmed,
         )  # fmt: skip
+
+    def media_stats(self, i: int) -> MediaStats:
+        """Row `i` as the API's figures."""
+        *counters, lost, concealed, trimmed = self.counts[i].tolist()
+        return MediaStats(
+            MediaCounters(*counters), lost, float(self.jitter_ms[i]), concealed, trimmed
+        )
 
 
 @dataclass(frozen=True)
