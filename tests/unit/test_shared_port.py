@@ -246,3 +246,29 @@ def test_row_sends_and_one_by_one_sends_leave_together_in_order(port: SharedRtpP
     assert [m.counters.packets_out for m in members] == [rounds + k for k in one_by_one]
     for p in phones:
         p.close()
+
+
+@pytest.mark.parametrize("ticks_due", [1, 3])
+def test_a_late_worker_keeps_the_frames_its_catch_up_ticks_play(
+    port: SharedRtpPort, ticks_due: int
+) -> None:
+    """A worker that wakes two ticks late finds three ticks' packets on top of its margin and
+    runs three ticks before it reads again: those frames must wait for them, not be trimmed to
+    the usual bound on the way in (the ticks after would then find nothing and conceal)."""
+    sender = phone()
+    caller = member("m", sender.getsockname())
+    port.add(caller, 0.0)
+    for sequence in range(2):  # playing, one frame of margin
+        sender.sendto(rtp(sequence), ("127.0.0.1", port.port))
+    drain(port, 2)
+    for sequence in range(2, 5):  # the worker was asleep for these
+        sender.sendto(rtp(sequence), ("127.0.0.1", port.port))
+    time.sleep(0.05)
+    port.receive(100.0, ticks_due=ticks_due)
+    jitter = caller.jitter
+    assert jitter.stats.received == 5 and jitter.max_frames == 3  # the bound is back
+    played = [jitter.pop() for _ in range(3)]
+    if ticks_due == 3:
+        assert jitter.trimmed == 0 and None not in played and jitter.queued == 2
+    else:  # read as for one tick: two trimmed on the way in
+        assert jitter.trimmed == 2

@@ -39,7 +39,7 @@ from bridge.mixing.workers.protocol import (
     receive,
 )
 from bridge.mixing.workers.shared_port import SharedRtpPort
-from bridge.net.mixer_clock import LatenessHistogram, MixerClock
+from bridge.net.mixer_clock import TICK_SECONDS, LatenessHistogram, MixerClock
 from bridge.net.rtp_port import RtpSocket
 
 log = structlog.get_logger()
@@ -169,7 +169,9 @@ class Worker:
             # 200 OK, must not find its worker not knowing it yet (the main process writes
             # the hand-over before it sends the 200 OK; read first, the RTP could come in
             # between)
-            shared.receive(now, self._on_commands)
+            # (woken late, this and the next ticks run back to back before the next read)
+            ticks_due = 1 + int((now - deadline) / TICK_SECONDS)
+            shared.receive(now, self._on_commands, ticks_due)
         engine.tick(now, deadline)
         if shared is not None:
             shared.flush()

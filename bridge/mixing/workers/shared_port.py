@@ -98,14 +98,22 @@ class SharedRtpPort:
 
     # --- receive ----------------------------------------------------------------------------
 
-    def receive(self, now: float, before_routing: Callable[[], None] | None = None) -> None:
+    def receive(
+        self, now: float, before_routing: Callable[[], None] | None = None, ticks_due: int = 1
+    ) -> None:
         """Take every waiting datagram to its call's jitter buffer. `now` is the loop's
         (monotonic) clock; the kernel's arrival times are moved onto it.
 
         `before_routing` runs after each read and before its datagrams are routed: the worker
         reads its commands there. A call is handed over before its 200 OK is sent, so any of
         its packets just read was sent after its hand-over was written: reading commands
-        before the datagrams (not before the read) leaves no first packet unmatched."""
+        before the datagrams (not before the read) leaves no first packet unmatched.
+
+        `ticks_due`: how many ticks the worker will run before it reads again (more than one
+        when it woke late). Each buffer may then hold that many frames more than its bound
+        while they go in: a worker late by 40 ms finds three ticks' packets waiting and has
+        three ticks to play them, and trimming them on the way in (then concealing the ticks
+        they would have filled) made two glitches for every caller on the worker."""
         io = self.io
         for _ in range(MAX_READS):
             count = io.receive()
@@ -113,11 +121,11 @@ class SharedRtpPort:
                 before_routing()
             if count == 0:
                 return
-            self._deliver(count, now, now - time.time())
+            self._deliver(count, now, now - time.time(), ticks_due - 1)
             if count < io.batch:
                 return
 
-    def _deliver(self, count: int, now: float, to_loop_clock: float) -> None:
+    def _deliver(self, count: int, now: float, to_loop_clock: float, slack: int = 0) -> None:
         io, columns = self.io, self.columns
         if columns.compiled:
             index, slots = self.demux.route_names(io.rx.names[:count], now)
@@ -145,15 +153,23 @@ class SharedRtpPort:
                 self._aim(participant)
         lengths, arrivals = io.stamps(count, to_loop_clock)
         rows = io.rx.data[:count]
-        others = columns.deliver(rows, lengths, index, self._fast_type, self._column, arrivals)
-        # the rest, as on a call's own socket: RTCP, malformed, telephone-event, SRTP
-        parts = self._parts
-        for i in np.flatnonzero(others).tolist():
-            participant = parts[int(index[i])]
-            if participant is None:
-                continue  # its leg was removed since the slots were made
-            data = rows[i, : int(lengths[i])].tobytes()
-            participant.receive_rtp(data, participant.latched, float(arrivals[i]))  # type: ignore[arg-type]
+        if slack > 0:  # every slot's bound, for this batch only (see `receive`)
+            columns.max_frames += slack
+        try:
+            others = columns.deliver(
+                rows, lengths, index, self._fast_type, self._column, arrivals
+            )
+            # the rest, as on a call's own socket: RTCP, malformed, telephone-event, SRTP
+            parts = self._parts
+            for i in np.flatnonzero(others).tolist():
+                participant = parts[int(index[i])]
+                if participant is None:
+                    continue  # its leg was removed since the slots were made
+                data = rows[i, : int(lengths[i])].tobytes()
+                participant.receive_rtp(data, participant.latched, float(arrivals[i]))  # type: ignore[arg-type]
+        finally:
+            if slack > 0:
+                columns.max_frames -= slack
 
     # --- send -------------------------------------------------------------------------------
 
