@@ -279,7 +279,7 @@ class Pacer:
         self._rows = [np.zeros(0, np.int64) for _ in range(SLOTS)]
         self.origin = monotonic()
         self.running = True
-        self.wakes = 0
+        self.wakes = 0  # since `measure` (the analysis window's start), as the two below
         self.late_wakes = 0  # wakes over 5 ms late: the generator itself added jitter
         self.max_late = 0.0
 
@@ -417,6 +417,8 @@ class Worker:
         """Keep the analysis window's audio; at `end` stop sending, drain, report what went."""
         self.streams.window = (float(command["window"][0]), float(command["window"][1]))
         self.cpu_at_measure = cpu_seconds()
+        self.pacer.wakes = self.pacer.late_wakes = 0  # the window's, not the ramp's
+        self.pacer.max_late = 0.0
         sent_before = int(self.streams.sent.sum())
         await asyncio.sleep(max(0.0, float(command["end"]) - monotonic()))
         self.pacer.running = False

@@ -486,7 +486,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             f"{_fmt(cpu.get('generator_ms_per_participant_second'))}",
         ),
         (
-            "generator send wakes >5 ms late / max ms",
+            "generator send wakes >5 ms late / max ms (window)",
             f"{cpu['generator_late_wakes']} of {cpu['generator_wakes']} / "
             f"{_fmt(cpu['generator_max_late_ms'])}",
         ),
