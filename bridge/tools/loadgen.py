@@ -59,7 +59,7 @@ LOCAL = "127.0.0.1"
 SLOTS = 10  # pacer slots per 20 ms: packets leave spread over the frame, as from real phones
 SLOT_SECONDS = FRAME_SECONDS / SLOTS
 RECEIVE_EVERY = 5  # pacer wakes per read of what came back: 100 reads a second, see `Pacer`
-DIGEST_SECONDS = 0.1  # one tenth of the calls is digested per wake: short, even stalls
+DIGEST_SECONDS = 0.02  # what came since the last digest, every 20 ms: a short stall each
 DRAIN_SECONDS = 0.3  # after the last frame, wait this long for the bridge's last packets
 monotonic = time.monotonic
 
