@@ -34,7 +34,7 @@ from bridge.mixing.backend import (
     UpdateControls,
     UpdateMedia,
 )
-from bridge.mixing.participant import MediaCounters, Participant, SendFunction
+from bridge.mixing.participant import Participant, SendFunction
 from bridge.mixing.recording import ROOM_CLOSED, STOPPED, RoomRecording
 from bridge.mixing.room import Digit, Room
 from bridge.mixing.vector.tick import VectorTick
@@ -99,7 +99,8 @@ def media_stats(participant: Participant) -> MediaStats:
 
 @dataclass
 class EndedTotals:
-    """Packet counts of the legs that have left, for /metrics' totals since start."""
+    """Packet counts of the legs that have left, for /metrics' totals since start (a copy,
+    with the legs up now added, is the totals)."""
 
     packets_in: int = 0
     packets_out: int = 0
@@ -108,13 +109,13 @@ class EndedTotals:
     concealed: int = 0
     trimmed: int = 0
 
-    def add(self, counters: MediaCounters, lost: int, concealed: int, trimmed: int) -> None:
-        self.packets_in += counters.packets_in
-        self.packets_out += counters.packets_out
-        self.lost += lost
-        self.srtp_rejected += counters.srtp_rejected
-        self.concealed += concealed
-        self.trimmed += trimmed
+    def add(self, stats: MediaStats) -> None:
+        self.packets_in += stats.counters.packets_in
+        self.packets_out += stats.counters.packets_out
+        self.lost += stats.lost
+        self.srtp_rejected += stats.counters.srtp_rejected
+        self.concealed += stats.concealed
+        self.trimmed += stats.trimmed
 
 
 @dataclass
@@ -153,8 +154,7 @@ class MediaEngine:
         if isinstance(command, RemoveParticipant):
             removed = self.remove(command.leg)
             if removed is not None:
-                stats = media_stats(removed)
-                self.ended.add(stats.counters, stats.lost, stats.concealed, stats.trimmed)
+                self.ended.add(media_stats(removed))
             return removed
         if isinstance(command, SetRoomMixing):
             self.mixing[command.room] = command.mixing

@@ -5,6 +5,7 @@ leg's RTP socket is read here. What a 1-core machine runs, and what `media.worke
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from bridge.config import RtpConfig
 from bridge.mixing.backend import (
@@ -17,7 +18,7 @@ from bridge.mixing.backend import (
     ParticipantLost,
     RemoveParticipant,
 )
-from bridge.mixing.engine import MediaEngine, new_participant
+from bridge.mixing.engine import MediaEngine, media_stats, new_participant
 from bridge.mixing.vector.tick import VectorTick
 from bridge.net.mixer_clock import LatenessHistogram
 from bridge.net.rtp_port import PortRangeExhausted, RtpPortPool, RtpSocket
@@ -112,17 +113,11 @@ class LocalMedia:
 
 def totals_of(engine: MediaEngine, lateness: LatenessHistogram) -> MediaTotals:
     """The engine's ended legs plus its legs up now."""
-    ended = engine.ended
-    packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
-    srtp_rejected, concealed, trimmed = ended.srtp_rejected, ended.concealed, ended.trimmed
-    for p in engine.members.values():
-        packets_in += p.counters.packets_in
-        packets_out += p.counters.packets_out
-        lost += p.loss.lost
-        srtp_rejected += p.counters.srtp_rejected
-        concealed += p.jitter.concealed
-        trimmed += p.jitter.trimmed
+    sums = replace(engine.ended)
+    for participant in engine.members.values():
+        sums.add(media_stats(participant))
     return MediaTotals(
-        packets_in, packets_out, lost, tuple(lateness.counts), lateness.total_s,
-        srtp_rejected=srtp_rejected, frames_concealed=concealed, frames_trimmed=trimmed,
+        sums.packets_in, sums.packets_out, sums.lost, tuple(lateness.counts), lateness.total_s,
+        srtp_rejected=sums.srtp_rejected, frames_concealed=sums.concealed,
+        frames_trimmed=sums.trimmed,
     )  # fmt: skip

@@ -75,7 +75,7 @@ class Placed:
     def stats(self) -> MediaStats:
         if self.table is None:
             return self.first_stats
-        return self.table.media_stats(self.row)
+        return self.table.row(self.row).media
 
 
 class WorkerMedia:
@@ -285,8 +285,7 @@ class WorkerMedia:
             if isinstance(report, WorkerStats):
                 self._mirror(report.participants_stats, report.at)
             elif isinstance(report, ParticipantRemoved):
-                stats = report.stats
-                self.ended.add(stats.counters, stats.lost, stats.concealed, stats.trimmed)
+                self.ended.add(report.stats.media)
             elif isinstance(report, RecordingEnded):
                 self.recordings.pop(report.room, None)
                 self.reports.append(report)
@@ -342,28 +341,20 @@ class WorkerMedia:
 
     def totals(self) -> MediaTotals:
         local = self.local.totals()
-        ended = self.ended
-        packets_in, packets_out, lost = ended.packets_in, ended.packets_out, ended.lost
-        srtp_rejected, concealed, trimmed = ended.srtp_rejected, ended.concealed, ended.trimmed
+        sums = replace(self.ended)
         for placed in self.placed.values():
-            stats = placed.stats
-            packets_in += stats.counters.packets_in
-            packets_out += stats.counters.packets_out
-            lost += stats.lost
-            srtp_rejected += stats.counters.srtp_rejected
-            concealed += stats.concealed
-            trimmed += stats.trimmed
+            sums.add(placed.stats)
         lateness = self.pool.lateness
         return MediaTotals(
-            local.packets_in + packets_in,
-            local.packets_out + packets_out,
-            local.packets_lost + lost,
+            local.packets_in + sums.packets_in,
+            local.packets_out + sums.packets_out,
+            local.packets_lost + sums.lost,
             tuple(lateness.counts),
             lateness.total_s,
             sum(w.last_stats.unmatched for w in self.pool.workers if w.last_stats),
-            local.srtp_rejected + srtp_rejected,
-            local.frames_concealed + concealed,
-            local.frames_trimmed + trimmed,
+            local.srtp_rejected + sums.srtp_rejected,
+            local.frames_concealed + sums.concealed,
+            local.frames_trimmed + sums.trimmed,
         )
 
     @property

@@ -93,6 +93,11 @@ class ParticipantStats:
     concealed: int = 0  # `MediaStats.concealed`
     trimmed: int = 0  # `MediaStats.trimmed`
 
+    @property
+    def media(self) -> MediaStats:
+        """These figures as the API's."""
+        return MediaStats(self.counters, self.lost, self.jitter_ms, self.concealed, self.trimmed)
+
 
 COUNTERS = tuple(f.name for f in fields(MediaCounters))
 _read_counters = attrgetter(*COUNTERS)
@@ -130,13 +135,6 @@ class StatsTable:
             self.call_keys[i], MediaCounters(*counters), lost, float(self.jitter_ms[i]),
             float(self.last_rtp[i]), concealed, trimmed,
         )  # fmt: skip
-
-    def media_stats(self, i: int) -> MediaStats:
-        """Row `i` as the API's figures."""
-        *counters, lost, concealed, trimmed = self.counts[i].tolist()
-        return MediaStats(
-            MediaCounters(*counters), lost, float(self.jitter_ms[i]), concealed, trimmed
-        )
 
 
 @dataclass(frozen=True)
