@@ -46,7 +46,6 @@ HEADERS = (
     "delay p99 ms",
     "bursts heard %",
     "audio ok",
-    "glitched windows",
     "bridge CPU %",
     "CPU % / part",
     "CPU ms / part-s",
@@ -70,8 +69,8 @@ def held(summary: dict[str, Any]) -> bool:
     """The step's pass rule: every call up, p99 tick lateness at most 5 ms, nothing lost in
     the bridge (what it received equals what the generator sent), and every participant's
     audio right by FFT (its room's tones heard, no other room's tone standing out of the
-    spectrum around it). A window with a concealed or skipped frame is counted apart
-    ("glitched windows", with the bridge's concealed and trimmed frames): it is not a leak."""
+    spectrum around it: a concealed or skipped frame is not a leak; the bridge counts those,
+    "concealed" and "trimmed")."""
     bridge = summary["bridge"]
     p99 = bridge.get("tick_lateness", {}).get("p99_ms")
     audio = summary.get("audio", {})
@@ -109,7 +108,6 @@ def row(step: Step, summary: dict[str, Any]) -> tuple[object, ...]:
             _round(delay["p99"]),
             _round(heard),
             f"{summary['audio'].get('ok', 0)}/{summary['audio'].get('checked', 0)}",
-            summary["audio"].get("glitched"),
             _round(cpu.get("bridge_percent")),
             _round(cpu.get("bridge_percent_per_participant"), 3),
             _round(cpu.get("bridge_ms_per_participant_second"), 3),

@@ -21,7 +21,6 @@ from bridge.tools.loadplan import BURST_HZ, MARKER, PlanSpec, tone_plan
 
 HEARD_DB = -30.0  # a room-mate's tone reads about -20 dBFS through G.711 and the mix
 ABSENT_DB = -50.0  # own tone and other rooms' tones: G.711 noise and distortion stay under
-GLITCH_DB = -65.0  # between the plan's tones: over this, a concealed or skipped frame (roughly)
 SPEECH_DB = -50.0  # WAV mode: a listener whose audio is over this hears the talkers
 MAX_DELAY = 1.0  # s: an onset later than this after the last burst belongs to no burst
 PACKETS_IN = "confbridge_rtp_packets_in_total"
@@ -224,18 +223,14 @@ def _audio(record: RunRecord, answered: list[dict[str, Any]]) -> dict[str, Any]:
         for db in (p["audio"].get("own_db"), p["audio"].get("other_room_db"))
         if db is not None
     ]
-    skirts = [p["audio"]["skirt_db"] for p in answered if "skirt_db" in p["audio"]]
     return {
         "mode": "speech" if speech else "tones",
         "checked": len(answered),
         "ok": sum(1 for found in problems.values() if not found),
         "quietest_heard_db": min(heard, default=None),
         "loudest_absent_db": max(absent, default=None),
-        "loudest_skirt_db": max(skirts, default=None),
-        "glitched": sum(1 for db in skirts if db > GLITCH_DB),
         "heard_threshold_db": HEARD_DB,
         "absent_threshold_db": ABSENT_DB,
-        "glitch_threshold_db": GLITCH_DB,
         "problems": [text for found in problems.values() for text in found][:50],
     }
 
@@ -465,10 +460,6 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "quietest heard / loudest absent dBFS",
             f"{_fmt(audio['quietest_heard_db'])} / {_fmt(audio['loudest_absent_db'])}",
-        ),
-        (
-            f"windows with a glitch (skirt > {GLITCH_DB:.0f} dBFS)",
-            f"{audio.get('glitched', '-')} (loudest {_fmt(audio.get('loudest_skirt_db'))})",
         ),
         (
             "tick lateness ms p50 / p99",

@@ -171,9 +171,8 @@ def tone_report(
     -50 dBFS 13 Hz away, -44 dBFS 4 Hz away, where other rooms' tones lie at 100 and 350 rooms.
     The price: a leak much shorter than the window is a skirt too, and a weak leak on a loud
     skirt is missed (a -45 dBFS leak 4 Hz from a skipped tone is caught ~9 times in 10).
-    `skirt_db`, the loudest level midway between the plan's tones, shows such a frame (a clean
-    window stays under -70 dBFS); `floor_db` is their median. The audio is analysed over whole
-    seconds so that every (integer) tone falls on a bin."""
+    `floor_db` is the median level midway between the plan's tones. The audio is analysed over
+    whole seconds so that every (integer) tone falls on a bin."""
     audio = whole_seconds(audio)
     spectrum = spectrum_db(audio)
     mates = tones[room]
@@ -190,9 +189,7 @@ def tone_report(
     heard = peaks(spectrum, bins_of(wanted, audio.size)).tolist()
     report: dict[str, Any] = {"heard_db": dict(zip(map(str, wanted), heard, strict=True))}
     report["own_db"] = float(peaks(spectrum, bins_of([own], audio.size))[0]) if own else None
-    around = peaks(spectrum, bins_of(probes, audio.size))
-    report["floor_db"] = float(np.median(around))
-    report["skirt_db"] = float(around.max())
+    report["floor_db"] = float(np.median(peaks(spectrum, bins_of(probes, audio.size))))
     if others:
         centres = bins_of(others, audio.size)
         on_bin = spectrum[centres]

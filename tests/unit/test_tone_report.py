@@ -9,7 +9,7 @@ import pytest
 
 from bridge.media.g711 import CODECS, FRAME_SAMPLES
 from bridge.tools.loadplan import RATE, amplitude, tone_plan
-from bridge.tools.loadreport import ABSENT_DB, GLITCH_DB, audio_problems
+from bridge.tools.loadreport import ABSENT_DB, audio_problems
 from bridge.tools.loadrtp import levels_at, tone_report
 
 SECONDS = 2
@@ -57,9 +57,8 @@ def test_a_room_mates_concealed_and_skipped_frame_is_a_glitch_not_a_leak(rooms: 
     others = [f for r, freqs in enumerate(plan) if r != room for f in freqs]
     # the old check, a level over -50 dBFS at another room's tone, fails this window
     assert levels_at(audio, np.array(others)).max() > ABSENT_DB
-    report, problems = check(audio, plan, room)
+    _, problems = check(audio, plan, room)
     assert problems == []
-    assert report["skirt_db"] > GLITCH_DB
 
 
 @pytest.mark.parametrize("rooms", [10, 100, 350])
@@ -81,7 +80,7 @@ def test_another_rooms_tone_at_minus_45_dbfs_is_a_leak_glitch_or_not(
     assert len(problems) == 1 and f"another room's {leaked} Hz" in problems[0]
 
 
-def test_a_clean_window_is_neither_leak_nor_glitch_whatever_its_length() -> None:
+def test_a_clean_window_shows_no_leak_whatever_its_length() -> None:
     plan = tone_plan(200, TALKERS)
     first, second = plan[7]
     for frames in (99, 100, 101):  # what a 2 s window by arrival time holds
@@ -89,4 +88,4 @@ def test_a_clean_window_is_neither_leak_nor_glitch_whatever_its_length() -> None
         audio = np.resize(audio, frames * FRAME_SAMPLES) if frames > 100 else audio
         report, problems = check(audio[: frames * FRAME_SAMPLES], plan, 7)
         assert problems == []
-        assert report["skirt_db"] < GLITCH_DB and report["other_room_db"] < -70
+        assert report["other_room_db"] < -70
