@@ -38,7 +38,7 @@ from bridge.mixing.participant import Participant, SendFunction
 from bridge.mixing.recording import ROOM_CLOSED, STOPPED, RoomRecording
 from bridge.mixing.room import Digit, Room
 from bridge.mixing.vector.tick import VectorTick
-from bridge.net.mixer_clock import LatenessHistogram
+from bridge.net.mixer_clock import TICK_SECONDS, LatenessHistogram
 from bridge.rtp.jitter import JitterBuffer
 
 log = structlog.get_logger()
@@ -136,6 +136,7 @@ class MediaEngine:
     reports: list[MediaReport] = field(default_factory=list)
     _recordings_ending: list[tuple[str, RoomRecording]] = field(default_factory=list)
     vector: VectorTick | None = field(default_factory=VectorTick)
+    last_deadline: float | None = None
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -245,6 +246,7 @@ class MediaEngine:
     def tick(self, now: float, deadline: float) -> None:
         """Mix every room once; digits, talking changes and prompts played become reports."""
         late_s = now - deadline
+        self._skip_missed(deadline)
         self.ticks += 1
         self.lateness.observe(late_s)
         reports = self.reports
@@ -273,6 +275,20 @@ class MediaEngine:
             if not self.members[leg].prompts.busy:
                 reports.append(PromptsIdle(leg, sequence))
                 del self.prompt_sequence[leg]
+
+    def _skip_missed(self, deadline: float) -> None:
+        """After ticks the clock skipped (a stall past its backlog), every stream's timestamp
+        jumps the time they would have covered, as after silence not sent: left behind, every
+        later packet reads that much late to its receiver for the rest of the call (RFC 3550:
+        the timestamp follows the sampling clock; the load test's runs whose clock had skipped
+        ticks counted most of their packets over 40 ms late)."""
+        last, self.last_deadline = self.last_deadline, deadline
+        if last is None:
+            return
+        missed = round((deadline - last) / TICK_SECONDS) - 1
+        if missed > 0:
+            for participant in self.members.values():
+                participant.sender.skip(missed * participant.codec.clock_rate // 50)
 
     def _report_recordings(self) -> None:
         """Recordings whose writer finished (stopped, room closed, disk failed) are reported."""

@@ -29,7 +29,7 @@ from bridge.mixing.workers.handoff import pack, unpack
 from bridge.mixing.workers.protocol import decode, encode
 from bridge.net.mixer_clock import LATENESS_BUCKETS, LatenessHistogram
 from bridge.rtp.jitter import JitterBuffer
-from bridge.rtp.packet import RtpSender, build_rtp
+from bridge.rtp.packet import RtpSender, build_rtp, parse_rtp
 from tests.unit.test_room import TONES, Wire
 
 HEARD_DB = -30.0
@@ -240,3 +240,24 @@ def test_a_gap_is_counted_concealed_and_a_burst_trimmed_up_to_metrics_totals() -
     assert (engine.ended.concealed, engine.ended.trimmed) == (stats.concealed, stats.trimmed)
     totals = totals_of(engine, engine.lateness)
     assert (totals.frames_concealed, totals.frames_trimmed) == (stats.concealed, stats.trimmed)
+
+
+def test_ticks_the_clock_skipped_move_every_streams_timestamp_on() -> None:
+    """After a stall past the clock's backlog the skipped ticks send nothing, and each stream's
+    timestamp jumps the time they covered: a receiver reads the next packets on time, not
+    340 ms late for the rest of the call."""
+    engine = MediaEngine()
+    calls = [Call(engine, name) for name in ("a", "b")]
+    sent: list[tuple[int, int]] = []  # (tick, timestamp) of what "a" is sent
+    tick = 0
+
+    def record(data: bytes, address: tuple[str, int]) -> None:
+        sent.append((tick, parse_rtp(data).timestamp))
+
+    calls[0].joined.send = record
+    for tick in [*range(10), *range(27, 35)]:  # ticks 10-26 skipped: the clock's jump
+        for call in calls:
+            call.speak(tick * 0.02)
+        engine.tick(tick * 0.02 + 0.0001, tick * 0.02)
+    assert {t for t, _ in sent} >= {8, 9, 27, 28}
+    assert len({(stamp - 160 * t) & 0xFFFF_FFFF for t, stamp in sent}) == 1, sent
