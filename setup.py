@@ -1,20 +1,22 @@
-"""The one compiled part (bridge/rtp/_rtpcols.c): the shared RTP port's per-packet path and the
-vectorised tick's mix.
+"""The compiled parts: bridge/rtp/_rtpcols.c (the shared RTP port's per-packet path and the
+vectorised tick's mix) and bridge/tools/_loadcols.c (the load generator's per-packet work).
 
 Everything else is in pyproject.toml. `optional`: without a C compiler the bridge still
-installs and runs that path in numpy (`bridge/rtp/native.py` says which one runs).
+installs and runs those paths in numpy (`bridge/rtp/native.py`, `bridge/tools/loadnative.py`
+say which one runs).
 """
 
 from setuptools import Extension, setup
 
+# IEEE arithmetic as numpy does it: the jitter figures must match to the bit
+FLAGS = ["-O2", "-fno-fast-math", "-ffp-contract=off"]
+
 setup(
     ext_modules=[
-        Extension(
-            "bridge.rtp._rtpcols",
-            ["bridge/rtp/_rtpcols.c"],
-            # IEEE arithmetic as numpy does it: the jitter figures must match to the bit
-            extra_compile_args=["-O2", "-fno-fast-math", "-ffp-contract=off"],
-            optional=True,
+        Extension(name, [source], extra_compile_args=FLAGS, optional=True)
+        for name, source in (
+            ("bridge.rtp._rtpcols", "bridge/rtp/_rtpcols.c"),
+            ("bridge.tools._loadcols", "bridge/tools/_loadcols.c"),
         )
     ]
 )

@@ -1,12 +1,14 @@
 """The load generator's array accounting against the per-packet `RtpStats` it replaced: the
 same loss, reordering, jitter and lateness figures for random streams (loss, reordering,
-duplicates, sequence wrap, delay spikes), packets of many calls interleaved in batches."""
+duplicates, sequence wrap, delay spikes), packets of many calls interleaved in batches, by
+numpy's path and the compiled one (`bridge/tools/_loadcols.c`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from bridge.tools.loadnative import compiled
 from bridge.tools.loadrtp import RtpStats
 from bridge.tools.loadstreams import ReceiveStats
 
@@ -29,15 +31,22 @@ def streams(rng: np.random.Generator, calls: int) -> list[tuple[int, int, int, f
     return packets
 
 
+@pytest.mark.parametrize(
+    "native",
+    [
+        False,
+        pytest.param(True, marks=pytest.mark.skipif(not compiled, reason="_loadcols not built")),
+    ],
+)
 @pytest.mark.parametrize("seed", range(6))
-def test_array_stats_match_the_per_packet_stats(seed: int) -> None:
+def test_array_stats_match_the_per_packet_stats(seed: int, native: bool) -> None:
     rng = np.random.default_rng(seed)
     calls = int(rng.integers(1, 40))
     packets = streams(rng, calls)
     reference = [RtpStats() for _ in range(calls)]
     for call, seq, ts, arrival in packets:
         reference[call].receive(seq, ts, arrival)
-    stats = ReceiveStats(calls)
+    stats = ReceiveStats(calls, native=native)
     position = 0
     while position < len(packets):  # batches of random size, as recvmmsg returns them
         size = int(rng.integers(1, 200))
