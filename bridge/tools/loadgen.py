@@ -420,10 +420,13 @@ class Worker:
         self.pacer.wakes = self.pacer.late_wakes = 0  # the window's, not the ramp's
         self.pacer.max_late = 0.0
         sent_before = int(self.streams.sent.sum())
+        counts_before = self.streams.stats.counts()
         await asyncio.sleep(max(0.0, float(command["end"]) - monotonic()))
         self.pacer.running = False
         cpu = cpu_seconds() - self.cpu_at_measure
         window_sent = int(self.streams.sent.sum()) - sent_before
+        self.streams.receive()
+        received, expected, late = (self.streams.stats.counts() - counts_before).sum(axis=1)
         for _ in range(int(DRAIN_SECONDS / 0.01)):  # the pacer has stopped: read on
             await asyncio.sleep(0.01)
             self.streams.receive()
@@ -435,6 +438,9 @@ class Worker:
             sent_by_call=by_call,
             cpu_s=cpu,
             window_sent=window_sent,
+            window_received=int(received),
+            window_lost=max(0, int(expected - received)),
+            window_late=int(late),
             pacer_wakes=self.pacer.wakes,
             pacer_late_wakes=self.pacer.late_wakes,
             pacer_max_late_ms=self.pacer.max_late * 1000.0,

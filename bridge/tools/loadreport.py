@@ -22,6 +22,7 @@ from bridge.tools.loadplan import BURST_HZ, MARKER, PlanSpec, tone_plan
 HEARD_DB = -30.0  # a room-mate's tone reads about -20 dBFS through G.711 and the mix
 ABSENT_DB = -50.0  # own tone and other rooms' tones: G.711 noise and distortion stay under
 SPEECH_DB = -50.0  # WAV mode: a listener whose audio is over this hears the talkers
+WINDOW_RTP = ("received", "lost", "late")  # the generator's counts over the window
 MAX_DELAY = 1.0  # s: an onset later than this after the last burst belongs to no burst
 PACKETS_IN = "confbridge_rtp_packets_in_total"
 PACKETS_LOST = "confbridge_rtp_packets_lost_total"
@@ -74,7 +75,7 @@ def summarise(record: RunRecord) -> dict[str, Any]:
             "analysis_seconds": record.window[1] - record.window[0],
         },
         "calls": _calls(record),
-        "rtp": _rtp(answered),
+        "rtp": _rtp(answered, record.stopped),
         "delay_ms": _delay_summary(record, delays, answered),
         "audio": _audio(record, answered),
         "bridge": _bridge(record),
@@ -168,9 +169,14 @@ def _calls(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def _rtp(answered: list[dict[str, Any]]) -> dict[str, Any]:
+def _rtp(answered: list[dict[str, Any]], stopped: list[dict[str, Any]]) -> dict[str, Any]:
+    """The calls' own receive figures: since each began (the loss check needs whole calls),
+    and over the window (`window`: what the table shows, beside the bridge's window)."""
+
     def total(key: str) -> int:
         return int(sum(p[key] for p in answered))
+
+    window = {key: sum(s.get(f"window_{key}", 0) for s in stopped) for key in WINDOW_RTP}
 
     expected = total("expected")
     jitters = [p["jitter_ms"] for p in answered]
@@ -185,6 +191,7 @@ def _rtp(answered: list[dict[str, Any]]) -> dict[str, Any]:
         "odd": total("odd"),
         "jitter_ms_mean": float(np.mean(jitters)) if jitters else None,
         "jitter_ms_max": max((p["max_jitter_ms"] for p in answered), default=None),
+        "window": window,
     }
 
 
@@ -448,8 +455,14 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             "set-up ms p50 / max",
             f"{_fmt(calls['setup_ms']['p50'])} / {_fmt(calls['setup_ms']['max'])}",
         ),
-        ("RTP sent / received", f"{rtp['sent']} / {rtp['received']}"),
-        ("RTP lost / late (>40 ms)", f"{rtp['lost']} / {rtp['late']}"),
+        (
+            "RTP received / lost / late (>40 ms), window",
+            f"{rtp['window']['received']} / {rtp['window']['lost']} / {rtp['window']['late']}",
+        ),
+        (
+            "RTP sent / received / lost / late, whole calls",
+            f"{rtp['sent']} / {rtp['received']} / {rtp['lost']} / {rtp['late']}",
+        ),
         ("jitter ms mean / max", f"{_fmt(rtp['jitter_ms_mean'])} / {_fmt(rtp['jitter_ms_max'])}"),
         (
             "delay ms p50 / p99 / max",

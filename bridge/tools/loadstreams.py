@@ -133,6 +133,12 @@ class ReceiveStats:
     def lost(self, row: int) -> int:
         return max(0, self.expected(row) - int(self.received[row]))
 
+    def counts(self) -> np.ndarray:
+        """Every call's packets received, expected and late so far (rows of a copy): two of
+        them taken at a window's edges give the window's."""
+        expected = np.where(self.received > 0, self.cycles + self.max_seq - self.base_seq + 1, 0)
+        return np.stack([self.received, expected, self.late])
+
 
 class Stash:
     """What the compiled `receive` took since the last digest (each packet's call, arrival and

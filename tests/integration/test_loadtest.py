@@ -48,6 +48,10 @@ def test_every_call_streams_without_loss(loadtest: dict) -> None:
     assert 0 < calls["setup_ms"]["p50"] <= calls["setup_ms"]["max"] < 5000
     assert rtp["lost"] == 0 and rtp["sent"] > 10 * 450  # 10 s at 50 packets/s, each
     assert bridge["rx_missing"] == 0 and bridge["rtp_in"] == bridge["generator_sent"]
+    # the calls' counts over the window alone: 10 s of 50 packets a second each, nothing lost
+    window = rtp["window"]
+    assert 10 * 450 < window["received"] <= 10 * 510 and window["lost"] == 0, window
+    assert window["received"] < rtp["received"] and window["late"] <= rtp["late"]
     for p in loadtest["participants"]:
         assert p["status"] == 200 and p["lost"] == 0, p
         assert p["received"] > 450 and p["sent"] > 450, p

@@ -67,6 +67,10 @@ def test_array_stats_match_the_per_packet_stats(seed: int, native: bool) -> None
         assert stats.jitter[call] == pytest.approx(expected.jitter, rel=1e-9, abs=1e-12)
         assert stats.max_jitter[call] == pytest.approx(expected.max_jitter, rel=1e-9, abs=1e-12)
     assert sum(s.late for s in reference) > 0 and sum(s.reordered for s in reference) > 0
+    received, expected_counts, late = stats.counts()
+    assert received.tolist() == [s.received for s in reference]
+    assert expected_counts.tolist() == [s.expected for s in reference]
+    assert late.tolist() == [s.late for s in reference]
 
 
 def test_calls_get_addresses_of_their_own_only_for_a_shared_port_bridge() -> None:
