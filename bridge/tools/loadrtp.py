@@ -153,9 +153,16 @@ def peaks(spectrum: np.ndarray, centres: np.ndarray, reach: int = 2) -> np.ndarr
     return spectrum[bins].max(axis=1)
 
 
-LEAK_SURROUNDINGS = np.array([-4, -3, -2, 2, 3, 4])
-"""Bins around a tone's own where a pure tone on a bin leaves nothing (Hann: only the bins
-next to its own), but a skirt is as loud as on the tone's bin: 1 to 2 Hz away in 2 s."""
+LEAK_SURROUNDINGS_HZ = (1.0, 1.5, 2.0)
+"""Either side of a tone, where a pure tone on a bin leaves nothing (Hann: only the bins next
+to its own, so at least 2 bins away), but a skirt is as loud as on the tone's bin; within half
+the plan's smallest step (4 Hz), so no other tone's bins."""
+
+
+def leak_surroundings(size: int, rate: int = RATE) -> np.ndarray:
+    """`LEAK_SURROUNDINGS_HZ` as bin offsets, both sides, for an analysis of `size` samples."""
+    bins = sorted({max(2, round(hz * size / rate)) for hz in LEAK_SURROUNDINGS_HZ})
+    return np.array([-b for b in reversed(bins)] + bins)
 
 
 def tone_report(
@@ -165,7 +172,7 @@ def tone_report(
     absent.
 
     Another room's tone counts for what stands out of the spectrum around it (`other_room_db`:
-    the power on its bin less that of the loudest of `LEAK_SURROUNDINGS`), because a leak is a
+    the power on its bin less that of the loudest of its surroundings), because a leak is a
     pure tone, a peak, while a room-mate's concealed or skipped frame spreads that room-mate's
     tone into a smooth skirt as loud beside a tone as on it: one such frame in a 2 s window reads
     -50 dBFS 13 Hz away, -44 dBFS 4 Hz away, where other rooms' tones lie at 100 and 350 rooms.
@@ -193,7 +200,8 @@ def tone_report(
     if others:
         centres = bins_of(others, audio.size)
         on_bin = spectrum[centres]
-        surroundings = np.clip(centres[:, None] + LEAK_SURROUNDINGS, 0, spectrum.size - 1)
+        offsets = leak_surroundings(audio.size)
+        surroundings = np.clip(centres[:, None] + offsets, 0, spectrum.size - 1)
         standing = _less_power(on_bin, spectrum[surroundings].max(axis=1))
         loudest = int(np.argmax(standing))
         report["other_room_db"] = float(standing[loudest])

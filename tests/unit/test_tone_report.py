@@ -10,7 +10,7 @@ import pytest
 from bridge.media.g711 import CODECS, FRAME_SAMPLES
 from bridge.tools.loadplan import RATE, amplitude, tone_plan
 from bridge.tools.loadreport import ABSENT_DB, audio_problems
-from bridge.tools.loadrtp import levels_at, tone_report
+from bridge.tools.loadrtp import leak_surroundings, levels_at, tone_report
 
 SECONDS = 2
 TALKERS = 2
@@ -42,7 +42,8 @@ def tone(freq: float, dbfs: float) -> np.ndarray:
 
 def check(audio: np.ndarray, plan: list[list[int]], room: int) -> tuple[dict, list[str]]:
     report = {"samples": int(audio.size), **tone_report(audio, plan, room, None)}
-    problems = audio_problems({"index": 0, "room": f"r{room}", "audio": report}, SECONDS, False)
+    seconds = audio.size / RATE
+    problems = audio_problems({"index": 0, "room": f"r{room}", "audio": report}, seconds, False)
     return report, problems
 
 
@@ -89,3 +90,19 @@ def test_a_clean_window_shows_no_leak_whatever_its_length() -> None:
         report, problems = check(audio[: frames * FRAME_SAMPLES], plan, 7)
         assert problems == []
         assert report["other_room_db"] < -70
+
+
+def test_a_leak_is_told_from_its_surroundings_in_a_one_second_window_too() -> None:
+    """A short run's window (half its duration) can be 1 s: 1 Hz bins, the surroundings 2 bins
+    away, still clear of the next tone's bins 4 Hz away."""
+    assert leak_surroundings(2 * RATE).tolist() == [-4, -3, -2, 2, 3, 4]
+    assert leak_surroundings(RATE).tolist() == [-2, 2]
+    plan = tone_plan(350, TALKERS)
+    first, second = plan[100]
+    leaked = plan[101][1]
+    mix = (talker(first) + talker(second) + tone(leaked, -45.0))[:RATE]
+    report, problems = check(through_g711(mix), plan, 100)
+    assert report["other_room_hz"] == leaked and -46.5 < report["other_room_db"] < -44.0
+    assert len(problems) == 1
+    _, problems = check(through_g711(talker(first) + talker(second))[:RATE], plan, 100)
+    assert problems == []
