@@ -24,8 +24,9 @@ STRANGER = 29999  # a bridge port no call was answered from
 
 
 def test_the_set_up_built_the_compiled_path() -> None:
-    """`scripts/setup.sh` (pip's build of setup.py) compiles `_loadcols.c`; without it every
-    comparison below would fail on the import, not be skipped: the suite must test both."""
+    """`scripts/setup.sh` (pip's build of setup.py) compiles `_loadcols.c`; without it the
+    comparisons below fail (`loadnative.module()` raises) rather than being skipped, and this
+    test says why: the suite must test both paths."""
     assert loadnative.compiled is not None
     streams = Streams(1, "PCMU")
     streams.close()
