@@ -142,7 +142,7 @@ class MediaEngine:
 
     def add(self, participant: Participant, room: str | None) -> None:
         """Take a member whose media state is ready (new, or handed over by another process)."""
-        self._changed()
+        self._changed(participant)
         self.members[participant.call_key] = participant
         self._room(room).add(participant)
         if participant.prompts.busy:
@@ -151,12 +151,13 @@ class MediaEngine:
     def apply(self, command: MediaCommand) -> Participant | None:
         """Apply any command but AddParticipant; returns the member a RemoveParticipant took
         out (its socket is the caller's to close)."""
-        self._changed()
         if isinstance(command, RemoveParticipant):
             removed = self.remove(command.leg)
             if removed is not None:
                 self.ended.add(media_stats(removed))
             return removed
+        if isinstance(command, SetRoomMixing | StartRecording | StopRecording):
+            self._changed()  # a room's: every room is sorted again (rare)
         if isinstance(command, SetRoomMixing):
             self.mixing[command.room] = command.mixing
             if command.room in self.rooms:
@@ -168,6 +169,7 @@ class MediaEngine:
         participant = self.members.get(command.leg)  # type: ignore[union-attr]
         if participant is None:
             return None  # already gone: commands and removals cross
+        self._changed(participant)
         if isinstance(command, MoveParticipant):
             self._leave_room(participant)
             self._room(command.room).add(participant)
@@ -190,9 +192,9 @@ class MediaEngine:
             self.prompt_sequence[command.leg] = command.sequence
         return None
 
-    def _changed(self) -> None:
+    def _changed(self, participant: Participant | None = None) -> None:
         if self.vector is not None:
-            self.vector.changed()  # who it sends to as rows is sorted again
+            self.vector.changed(participant)  # its room (or every room) is sorted again
 
     def _record(self, command: StartRecording | StopRecording) -> None:
         room = self.rooms.get(command.room)
@@ -211,8 +213,9 @@ class MediaEngine:
 
     def remove(self, leg: str) -> Participant | None:
         """Take a member out (for good, or to hand it to another process)."""
-        self._changed()
         participant = self.members.pop(leg, None)
+        if participant is not None:
+            self._changed(participant)
         self.prompt_sequence.pop(leg, None)
         if participant is not None:
             self._leave_room(participant)

@@ -40,16 +40,42 @@ class VoiceActivity:
 
 
 class VoiceColumns:
-    """`VoiceActivity` of `count` members as two arrays: `step` feeds each one frame at once."""
+    """`VoiceActivity` of many members as two arrays: `step` feeds each one frame at once.
 
-    def __init__(self, count: int) -> None:
+    Either `count` rows used as they are, or slots handed out (`attach`) and given back
+    (`detach`), so a member keeps its row while others join and leave around it."""
+
+    def __init__(self, count: int = 0) -> None:
         self.talking = np.zeros(count, np.bool_)
         self.run = np.zeros(count, np.int32)
+        self._free: list[int] = []
 
-    def step(self, loud: np.ndarray) -> np.ndarray:
-        """Feed each member one frame (`loud`, bool per row); the rows whose `talking` changed,
-        in order. The same rule as `VoiceActivity.update`, row by row."""
-        talking, run = self.talking, self.run
+    def attach(self, voice: VoiceActivity | ColumnVoice) -> ColumnVoice:
+        """A free row holding `voice`'s state from now on, and its view."""
+        if not self._free:
+            size = self.talking.size
+            grown = max(64, 2 * size)
+            self.talking = np.concatenate([self.talking, np.zeros(grown - size, np.bool_)])
+            self.run = np.concatenate([self.run, np.zeros(grown - size, np.int32)])
+            self._free = list(range(grown - 1, size - 1, -1))  # the lowest first
+        row = self._free.pop()
+        self.talking[row], self.run[row] = voice.talking, voice.run
+        return ColumnVoice(self, row)
+
+    def detach(self, view: ColumnVoice) -> VoiceActivity:
+        """The view's state as a plain `VoiceActivity`; its row is free again."""
+        plain = view.plain()
+        self._free.append(view.row)
+        return plain
+
+    def step(self, loud: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Feed each member one frame (`loud`, bool per row, or per member of `rows`); the
+        positions in `loud` whose `talking` changed, in order. The same rule as
+        `VoiceActivity.update`, row by row."""
+        if rows is None:
+            talking, run = self.talking, self.run
+        else:
+            talking, run = self.talking[rows], self.run[rows]
         disagree = loud != talking
         np.add(run, 1, out=run)
         np.multiply(run, disagree, out=run)  # agreeing rows start again from 0
@@ -58,6 +84,10 @@ class VoiceColumns:
         if changed.size:
             talking[changed] ^= True
             run[changed] = 0
+        if rows is not None:
+            self.run[rows] = run
+            if changed.size:
+                self.talking[rows[changed]] = talking[changed]
         return changed
 
 

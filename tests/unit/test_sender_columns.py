@@ -152,7 +152,7 @@ def other_change(rng: np.random.Generator, worlds: list[PortWorld], member_id: s
             member.sender = world.port.detach(member.sender)
             world.attach(member)
         assert world.vector is not None
-        world.vector.changed()
+        world.vector.changed(member)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -233,11 +233,12 @@ def test_the_common_case_goes_as_rows() -> None:
     members[3].prompts.play(np.full(480, 3000, np.int16))  # three frames
     world.tick()
     assert world.vector is not None
-    sends = world.vector._sends
+    sends = world.vector.layouts.current
     assert sends is not None
-    (row_sends,) = sends.rows
+    (row_sends,) = sends.row_sends
     assert row_sends[3].tolist() == [0, 1, 2] and sends.slow == [[3]]
     for _ in range(3):
         world.tick()
-    assert world.vector._sends is not None and world.vector._sends.slow == [[]]
+    sends = world.vector.layouts.current
+    assert sends is not None and sends.slow == [[]]
     assert all(len(world.received[address_key(*m.remote)]) == 4 for m in members)

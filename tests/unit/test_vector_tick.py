@@ -58,6 +58,17 @@ class World:
         self.rooms[room].add(member)
         self.wires[member.id] = wire
 
+    def flip_columns(self, member_id: str) -> None:
+        """The member's jitter buffer into the columns or out, with no command (as the shared
+        port's own bookkeeping may): the tick must see it by the columns' slots alone."""
+        if self.columns is None:
+            return
+        _, member = self.find(member_id)
+        if columnar.column_of(member) is None:
+            columnar.attach(self.columns, member)
+        else:
+            columnar.detach(member)
+
     def find(self, member_id: str) -> tuple[Room, Participant]:
         for room in self.rooms.values():
             member = room.find(member_id)
@@ -134,8 +145,8 @@ def change(rng: np.random.Generator, worlds: list[World], member_id: str) -> Non
             room.mixing = not room.mixing
         else:
             member.prompts.clear()
-        if world.vector is not None:
-            world.vector.changed()  # as the engine does on every command
+        if world.vector is not None:  # as the engine does on every command: the member's, or
+            world.vector.changed(None if kind == 6 else member)  # a room's (every room)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -194,6 +205,10 @@ def test_the_vectorised_tick_sends_what_the_reference_sends(seed: int) -> None:
             for world in worlds:
                 member = world.leave(moving)
                 world.join(target, member, world.wires[moving], in_columns=True)
+        if tick > 4 and rng.random() < 0.1:
+            flipping = str(rng.choice(sorted(callers)))
+            for world in worlds:
+                world.flip_columns(flipping)
         for world in worlds:
             world.tick()
     reference = worlds[0]

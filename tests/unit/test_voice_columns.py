@@ -39,6 +39,35 @@ def test_columns_step_as_each_member_updates_alone() -> None:
         assert columns.run.tolist() == [v.run for v in plain]
 
 
+def test_rows_handed_out_step_as_their_members_and_others_stay() -> None:
+    """Slots (`attach`) stepped through `rows` in any order: each as its member's own
+    `VoiceActivity`; rows not named, and rows given back, are left as they were."""
+    rng = np.random.default_rng(2)
+    columns = VoiceColumns()
+    views = [columns.attach(VoiceActivity(bool(i % 2), i % 3)) for i in range(100)]  # grows
+    plain = [view.plain() for view in views]
+    assert [view.row for view in views] == list(range(100))
+    gone = views.pop(40)
+    assert columns.detach(gone) == plain.pop(40)
+    again = columns.attach(VoiceActivity(True, 1))
+    assert again.row == 40  # a row given back is handed out again
+    views.append(again)
+    plain.append(VoiceActivity(True, 1))
+    for _ in range(300):
+        order = rng.permutation(len(views))[: int(rng.integers(1, len(views)))]
+        rows = np.array([views[i].row for i in order], np.int64)
+        loud = rng.random(order.size) < 0.5
+        others = set(range(len(views))) - set(order.tolist())
+        untouched = {i: (views[i].talking, views[i].run) for i in others}
+        expected = [n for n, i in enumerate(order) if plain[i].update(bool(loud[n]))]
+        assert columns.step(loud, rows).tolist() == expected
+        for i, view in enumerate(views):
+            if i in untouched:
+                assert (view.talking, view.run) == untouched[i]
+            else:
+                assert view.plain() == plain[i]
+
+
 def test_a_view_reads_writes_updates_and_pickles_as_its_row() -> None:
     columns = VoiceColumns(3)
     view = ColumnVoice(columns, 1)
@@ -102,9 +131,9 @@ class World:
             del self.rooms[room.name]
         return member
 
-    def changed(self) -> None:
+    def changed(self, member: Participant | None = None) -> None:
         if self.vector is not None:
-            self.vector.changed()
+            self.vector.changed(member)
 
     def tick(self) -> None:
         rooms = list(self.rooms.values())
@@ -171,9 +200,10 @@ def test_talking_changes_and_voice_state_match_the_reference(seed: int) -> None:
                     member.on_hold = not member.on_hold
                 else:
                     room.mixing = not room.mixing
-                world.changed()
+                world.changed(None if kind == 3 else member)
         elif roll < 0.3:
-            worlds[1].changed()  # a command that changes nothing here
+            touched = None if member_id in away else worlds[1].find(member_id)[1]
+            worlds[1].changed(touched)  # a command that changes nothing here
         elif roll < 0.36:
             join(f"room{int(rng.integers(room_count + 1))}")
         elif roll < 0.42 and member_id not in away and len(talkers) > 1:  # leaves for a while

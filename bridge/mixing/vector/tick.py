@@ -5,8 +5,8 @@ room of ten, whatever the room's size; with hundreds of small rooms per worker t
 arithmetic, is the tick. Here the rooms' frames sit in one matrix, room after room, and each
 step is one numpy call for the whole process: one table lookup per codec to decode, one pass
 for the frames' energies (talking detection and who contributes: the members' talking state
-lives in `VoiceColumns`, their flags in arrays kept until a command, `changed`), one gather of the
-contributors' rows, one segment sum per room (`np.add.reduceat`), one subtraction for the
+lives in `VoiceColumns`, their flags in arrays kept until a command, `changed`), one gather of
+the contributors' rows, one segment sum per room (`np.add.reduceat`), one subtraction for the
 contributors' mix-minus rows, one saturation, one table lookup per codec to encode. A room's
 listeners who contribute nothing share its total, encoded once per codec, as in the reference.
 
@@ -17,7 +17,8 @@ before, but for a shared RTP port's members: their buffers live in `JitterColumn
 one call, payloads straight to the decode lookup; their streams live in `SenderColumns`, and
 those who hear their room's total or their own mix-minus row as is (no prompt, volume, hold,
 deafness or SRTP: `sends_as_rows`) get it as rows of one buffer, headers built from the
-columns (`_send`). Who goes which way is sorted once per change (`changed`), not per tick.
+columns (`_send`). Who goes which way is sorted once per change, not per tick, and only in
+the room that changed (`layout.py`: a join or a command costs its room, not the process).
 
 The output is the reference tick's, bit for bit (`tests/unit/test_vector_tick.py` runs random
 rooms through both): same payloads to the same members in the same order per member, same
@@ -27,23 +28,20 @@ another codec or sample rate are left to the reference tick (`takes`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from bridge.media.g711 import Codec
 from bridge.media.prompt import overlay
-from bridge.mixing.columnar import column_of
 from bridge.mixing.participant import Participant
 from bridge.mixing.room import VOICE_POWER, Digit, Room, _scaled, gather_frames
-from bridge.mixing.voice import ColumnVoice, VoiceColumns
+from bridge.mixing.vector.layout import G711_NAMES, Layout, Layouts
 from bridge.rtp import native
-from bridge.rtp.jitter_columns import ColumnJitter, JitterColumns
-from bridge.rtp.sender_columns import ColumnSender, SenderColumns
+from bridge.rtp.jitter_columns import ColumnJitter
 
 G711_RATE = 8000
-G711_NAMES = frozenset({"PCMU", "PCMA"})
 _INT16_MIN = np.int32(-32768)
 _INT16_MAX = np.int32(32767)
 
@@ -68,97 +66,6 @@ class _Plan:
     rooms_with: np.ndarray
 
 
-@dataclass
-class _Flags:
-    """Of the members, row after row: who is not held (heard by talking detection), who may
-    contribute (room mixing; not muted, on hold or held); the rooms where someone keys in band."""
-
-    not_held: np.ndarray
-    may_contribute: np.ndarray
-    keying_in_band: list[int]
-
-
-@dataclass
-class _Members:
-    """The rooms' members as last seen (`key`), row after row (`people`), their talking state
-    (`voice`), each row's room, each room's first row and size, and their flags while no
-    command changed them."""
-
-    key: list[list[Participant]]
-    people: list[Participant]
-    voice: VoiceColumns
-    rows_room: np.ndarray
-    room_rows: list[tuple[int, int]]
-    flags: _Flags | None = None
-
-
-_RowSends = tuple[SenderColumns, str, int, np.ndarray, np.ndarray]
-"""Stream columns, codec name, payload type, members' positions, their stream slots."""
-
-
-@dataclass
-class _Sends:
-    """How the tick sends to the members of `rooms` (`members`: each room's, when sorted):
-    per stream columns and codec, the members' positions (room after room) and stream slots
-    sent as rows; per room, the members sent one by one."""
-
-    rooms: list[Room]
-    members: list[list[Participant]]
-    rows: list[_RowSends] = field(default_factory=list)
-    slow: list[list[int]] = field(default_factory=list)
-
-
-@dataclass
-class _ColumnGroup:
-    """The members of one `JitterColumns` in a tick: their rows of the frames, their slots,
-    and which of them are in each codec."""
-
-    columns: JitterColumns
-    members: list[Participant] = field(default_factory=list)
-    room_of: list[int] = field(default_factory=list)
-    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    by_codec: dict[str, tuple[Codec, np.ndarray]] = field(default_factory=dict)
-    member_at: dict[int, int] = field(default_factory=dict)  # slot -> index in `members`
-    tables: np.ndarray = field(default_factory=lambda: np.zeros((1, 256), np.int16))
-    table_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    """The codecs' decode tables (in `by_codec` order) and each member's."""
-    _rows: list[int] = field(default_factory=list)
-    _slots: list[int] = field(default_factory=list)
-
-    def add(self, row: int, slot: int, participant: Participant, room: int) -> None:
-        self._rows.append(row)
-        self._slots.append(slot)
-        self.members.append(participant)
-        self.room_of.append(room)
-
-    def freeze(self, table: Callable[[Codec], np.ndarray]) -> None:
-        self.rows = np.array(self._rows, np.int64)
-        self.slots = np.array(self._slots, np.int64)
-        self.member_at = {slot: j for j, slot in enumerate(self._slots)}
-        names: dict[str, tuple[Codec, list[int]]] = {}
-        for j, participant in enumerate(self.members):
-            codec = participant.codec
-            names.setdefault(codec.name, (codec, []))[1].append(j)  # type: ignore[arg-type]
-        self.by_codec = {n: (c, np.array(js, np.int64)) for n, (c, js) in names.items()}
-        self.table_of = np.zeros(len(self.members), np.int64)
-        for t, (_, members) in enumerate(self.by_codec.values()):
-            self.table_of[members] = t
-        if self.by_codec:
-            self.tables = np.stack([table(codec) for codec, _ in self.by_codec.values()])
-
-
-@dataclass
-class _Layout:
-    """The rooms' members as last seen: those popping from columns, by columns, and the rest
-    (room, row, participant)."""
-
-    key: list[list[Participant]]
-    others: list[tuple[int, int, Participant]] = field(default_factory=list)
-    columnar: dict[int, _ColumnGroup] = field(default_factory=dict)
-    generations: list[tuple[JitterColumns, int]] = field(default_factory=list)
-
-
 class VectorTick:
     """Buffers for one process' tick over many rooms at `rate` (G.711: 8000 Hz, 160 samples).
 
@@ -171,10 +78,9 @@ class VectorTick:
         self.samples = rate // 50
         self._frames = np.zeros((0, self.samples), np.int16)
         self._tables: dict[str, np.ndarray] = {}
-        self._sends: _Sends | None = None
-        self._layout: _Layout | None = None
         self._takes: dict[Room, tuple[list[Participant], bool]] = {}
-        self._members: _Members | None = None
+        self.layouts = Layouts(self._table)
+        """Who is where, room by room (`layout.py`), and every member's talking state."""
         self.compiled = native.wanted() if compiled is None else compiled
         """Mix and encode in `_rtpcols.c` (else numpy: `_mix`, `_encode`)."""
         self._encode_tables: dict[tuple[str, ...], np.ndarray] = {}
@@ -200,21 +106,23 @@ class VectorTick:
         if count == 0:
             return [[] for _ in rooms]
         frames = self._slots(count)
-        digits, codecs = self._decode(rooms, frames)
+        layout = self.layouts.of(rooms)
+        digits, codecs = self._decode(rooms, frames, layout)
         wide = frames.astype(np.float32)
         np.multiply(wide, wide, out=wide)
         energies = wide.sum(axis=1)  # what DtmfDetector computes per room, bit for bit
-        plan = self._plan(rooms, frames, energies, digits)
+        plan = self._plan(rooms, layout, frames, energies, digits)
         if self.compiled:
             mixed, encoded = self._mix_compiled(frames, plan, len(rooms), codecs)
         else:
             mixed = self._mix(frames, plan, len(rooms))
             encoded = self._encode(mixed, codecs)
-        return self._send(rooms, plan, mixed, encoded, digits)
+        return self._send(rooms, layout, plan, mixed, encoded, digits)
 
     def _plan(
         self,
         rooms: Sequence[Room],
+        members: Layout,
         frames: np.ndarray,
         energies: np.ndarray,
         digits: list[list[Digit]],
@@ -222,18 +130,16 @@ class VectorTick:
         """Who talks (voice activity, talking changes), who contributes to its room's mix,
         and which row of the mix each member hears; in-band keys where someone keys in-band.
         All as arrays over the members, but for the rooms keying in band (their detector)."""
-        members = self._members_of(rooms)
-        flags = members.flags or self._flags_of(rooms, members)
         loud = energies > VOICE_POWER * self.samples
-        np.logical_and(loud, flags.not_held, out=loud)
-        changed = members.voice.step(loud)
+        np.logical_and(loud, members.not_held, out=loud)
+        changed = self.layouts.voice.step(loud, members.voice_rows)
         if changed.size:  # rare: in row order, so each room's in its members' order
             people = members.people
             for i, k in zip(changed.tolist(), members.rows_room[changed].tolist(), strict=True):
                 rooms[k].talk_changes.append(people[i])
         contributing = energies > 0
-        np.logical_and(contributing, flags.may_contribute, out=contributing)
-        for k in flags.keying_in_band:
+        np.logical_and(contributing, members.may_contribute, out=contributing)
+        for k in members.keying_in_band:
             room = rooms[k]
             people = room.participants
             first, n = members.room_rows[k]
@@ -254,63 +160,19 @@ class VectorTick:
             contributor_room[starts],
         )  # fmt: skip
 
-    def _members_of(self, rooms: Sequence[Room]) -> _Members:
-        """The rooms' members row after row, with their talking state in columns (each one's
-        `voice` a view of its row); kept while the rooms' members stay the same. Members who
-        were in the columns and are no longer get a plain `VoiceActivity` with their state."""
-        key = [room.participants for room in rooms]
-        known = self._members
-        if known is not None and known.key == key:
-            return known
-        people = [participant for members in key for participant in members]
-        voices = [participant.voice for participant in people]
-        voice = VoiceColumns(len(people))
-        voice.talking[:] = [v.talking for v in voices]
-        voice.run[:] = [v.run for v in voices]
-        for row, participant in enumerate(people):
-            participant.voice = ColumnVoice(voice, row)
-        if known is not None:
-            for participant in known.people:
-                left = participant.voice
-                if isinstance(left, ColumnVoice) and left.columns is known.voice:
-                    participant.voice = left.plain()
-        sizes = [len(members) for members in key]
-        firsts = np.cumsum([0, *sizes[:-1]]).tolist()
-        rows_room = np.repeat(np.arange(len(key), dtype=np.int64), sizes)
-        self._members = _Members(
-            [list(members) for members in key], people, voice, rows_room,
-            list(zip(firsts, sizes, strict=True)),
-        )  # fmt: skip
-        return self._members
-
-    @staticmethod
-    def _flags_of(rooms: Sequence[Room], members: _Members) -> _Flags:
-        """What the plan reads of the members' flags, until a command changes them."""
-        people = members.people
-        held = np.array([p.held for p in people], np.bool_)
-        blocked = np.array([p.muted or p.on_hold for p in people], np.bool_)
-        mixing = np.array([room.mixing for room in rooms], np.bool_)
-        may_contribute = mixing[members.rows_room] & ~blocked & ~held
-        keying = [
-            k for k, room in enumerate(rooms) if any(p.inband_dtmf for p in room.participants)
-        ]
-        members.flags = _Flags(~held, may_contribute, keying)
-        return members.flags
-
     def _slots(self, count: int) -> np.ndarray:
         if count > self._frames.shape[0]:
             self._frames = np.zeros((max(count, 2 * self._frames.shape[0]), self.samples), np.int16)
         return self._frames[:count]
 
     def _decode(
-        self, rooms: Sequence[Room], frames: np.ndarray
+        self, rooms: Sequence[Room], frames: np.ndarray, layout: Layout
     ) -> tuple[list[list[Digit]], dict[str, Codec]]:
         """Each member's frame for this tick into `frames` (room after room): the usual full
         frames in one table lookup per codec, a loss being faded or an odd-sized payload on
         its own. Members whose jitter buffers live in `JitterColumns` (a shared port's) pop
         in one call per columns and their rows go straight to the lookup. Returns each room's
         digits received and the codecs in use."""
-        layout = self._layout_of(rooms)
         if layout.columnar:
             return self._decode_with_columns(rooms, frames, layout)
         samples = self.samples
@@ -344,39 +206,8 @@ class VectorTick:
             else:
                 frames[rows] = table.take(codes).reshape(len(rows), self.samples)
 
-    def _layout_of(self, rooms: Sequence[Room]) -> _Layout:
-        """Which members pop from columns (cached while the rooms' members and the columns'
-        attachments stay the same)."""
-        key = [room.participants for room in rooms]
-        layout = self._layout
-        if (
-            layout is not None
-            and layout.key == key
-            and all(c.generation == g for c, g in layout.generations)
-        ):
-            return layout
-        layout = _Layout([list(members) for members in key])
-        row = 0
-        generations: dict[int, tuple[JitterColumns, int]] = {}
-        for k, members in enumerate(key):
-            for participant in members:
-                view = column_of(participant)
-                if view is None or participant.codec.name not in G711_NAMES:
-                    layout.others.append((k, row, participant))
-                else:
-                    columns = view.columns
-                    generations[id(columns)] = (columns, columns.generation)
-                    group = layout.columnar.setdefault(id(columns), _ColumnGroup(columns))
-                    group.add(row, view.slot, participant, k)
-                row += 1
-        layout.generations = list(generations.values())
-        for group in layout.columnar.values():
-            group.freeze(self._table)
-        self._layout = layout
-        return layout
-
     def _decode_with_columns(
-        self, rooms: Sequence[Room], frames: np.ndarray, layout: _Layout
+        self, rooms: Sequence[Room], frames: np.ndarray, layout: Layout
     ) -> tuple[list[list[Digit]], dict[str, Codec]]:
         samples = self.samples
         codecs: dict[str, Codec] = {}
@@ -487,56 +318,23 @@ class VectorTick:
         as_index = mixed.view(np.uint16)
         return {name: codec.encode_table.take(as_index) for name, codec in codecs.items()}
 
-    def changed(self) -> None:
-        """A member's flags, prompts, media (codec) or sender changed, or who is in which room: the
-        next tick sorts its members again into row sends and one-by-one sends. The engine
-        calls it on every command; who changes members otherwise must call it too."""
-        self._sends = None
-        self._takes.clear()
-        if self._members is not None:
-            self._members.flags = None
-
-    def _sorted(self, rooms: Sequence[Room]) -> _Sends:
-        """Who gets the tick's packet as a row (`sends_as_rows`), by stream columns and
-        codec, and who one by one; kept while nothing changes."""
-        sends = self._sends
-        if (
-            sends is not None
-            and sends.rooms == list(rooms)
-            and all(
-                room.participants == members
-                for room, members in zip(rooms, sends.members, strict=True)
-            )
-        ):
-            return sends
-        sends = _Sends(list(rooms), [list(room.participants) for room in rooms])
-        grouped: dict[tuple[int, str, int], tuple[SenderColumns, list[int], list[int]]] = {}
-        position = 0
-        for room in rooms:
-            slow: list[int] = []
-            for j, participant in enumerate(room.participants):
-                sender = participant.sender
-                if isinstance(sender, ColumnSender) and sends_as_rows(participant):
-                    codec = participant.codec
-                    key = (id(sender.columns), codec.name, codec.payload_type)
-                    group = grouped.get(key)
-                    if group is None:
-                        group = grouped[key] = (sender.columns, [], [])
-                    group[1].append(position + j)
-                    group[2].append(sender.slot)
-                else:
-                    slow.append(j)
-            sends.slow.append(slow)
-            position += len(room.participants)
-        for (_, name, payload_type), (columns, positions, slots) in grouped.items():
-            at = np.array(positions, np.int64)
-            sends.rows.append((columns, name, payload_type, at, np.array(slots, np.int64)))
-        self._sends = sends
-        return sends
+    def changed(self, participant: Participant | None = None) -> None:
+        """A member's flags, prompts, media (codec) or sender changed (`participant`, or
+        anything: None): the next tick sorts its room (or every room) again. The engine calls
+        it on every command; who changes members otherwise must call it too. Who is in which
+        room the tick sees for itself."""
+        self.layouts.changed(participant)
+        if participant is None:
+            self._takes.clear()
+            return
+        for room, (members, _) in list(self._takes.items()):
+            if participant in members:
+                del self._takes[room]
 
     def _send(
         self,
         rooms: Sequence[Room],
+        sends: Layout,
         plan: _Plan,
         mixed: np.ndarray,
         encoded: dict[str, np.ndarray],
@@ -546,10 +344,9 @@ class VectorTick:
         streams' columns, the rest one by one."""
         samples = self.samples
         row_of, shared_base = plan.row_of, len(plan.contributors)
-        sends = self._sorted(rooms)
-        if sends.rows:
+        if sends.row_sends:
             rows = np.where(row_of < 0, shared_base - 1 - row_of, row_of)  # -1 - k: room k's total
-            for columns, name, payload_type, positions, slots in sends.rows:
+            for columns, name, payload_type, positions, slots in sends.row_sends:
                 columns.send_rows(slots, payload_type, encoded[name], rows[positions], samples)
         for k, room in enumerate(rooms):
             slow = sends.slow[k]
@@ -578,7 +375,7 @@ class VectorTick:
                 if prompts.busy:
                     prompt = prompts.next_frame()
                     if not prompts.busy:
-                        self._sends = None  # its prompts are over: it may take the rows now
+                        self.layouts.changed(participant)  # over: it may take the rows now
                 if prompt is None and participant.volume_db == 0:
                     if participant.deaf:
                         participant.send_payload(codec.silence)
@@ -598,17 +395,3 @@ class VectorTick:
                     heard = overlay(heard, frame, replace=replace)
                 participant.send_payload(codec.encode(heard))
         return digits
-
-
-def sends_as_rows(participant: Participant) -> bool:
-    """Whether the tick's packet to this member is its room's total or its own mix-minus row,
-    as is: no prompt, volume, hold, deafness or SRTP, and an address to send to."""
-    return not (
-        participant.on_hold
-        or participant.held
-        or participant.deaf
-        or participant.volume_db
-        or participant.prompts.busy
-        or participant.srtp is not None
-        or participant.remote[1] == 0
-    )
