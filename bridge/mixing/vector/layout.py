@@ -33,6 +33,25 @@ RowSends = tuple[SenderColumns, str, int, np.ndarray, np.ndarray]
 """Stream columns, codec name, payload type, members' positions, their stream slots."""
 
 _SendKey = tuple[int, str, int]  # id(stream columns), codec name, payload type
+_ColumnPart = tuple[JitterColumns, np.ndarray, np.ndarray, list[Participant], list[Codec]]
+
+
+class _Rows:
+    """Rows counted from their room's first row, gathered room by room and joined in one
+    go (a per-room addition is a numpy call per room: the cost this module is there to cut)."""
+
+    def __init__(self) -> None:
+        self._local: list[np.ndarray] = []
+        self._firsts: list[int] = []
+        self._counts: list[int] = []
+
+    def add(self, local: np.ndarray, first: int) -> None:
+        self._local.append(local)
+        self._firsts.append(first)
+        self._counts.append(local.size)
+
+    def joined(self) -> np.ndarray:
+        return np.concatenate(self._local) + np.repeat(np.array(self._firsts), self._counts)
 
 
 @dataclass
@@ -50,20 +69,23 @@ class ColumnGroup:
     tables: np.ndarray = field(default_factory=lambda: np.zeros((1, 256), np.int16))
     table_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """The codecs' decode tables (in `by_codec` order) and each member's."""
-    _rows: list[np.ndarray] = field(default_factory=list)
+    _rows: _Rows = field(default_factory=_Rows)
     _slots: list[np.ndarray] = field(default_factory=list)
+    _codecs: list[Codec] = field(default_factory=list)
 
-    def extend(self, rows: np.ndarray, slots: np.ndarray, members: list[Participant]) -> None:
-        self._rows.append(rows)
+    def extend(self, first: int, part: _ColumnPart) -> None:
+        _, rows, slots, members, codecs = part
+        self._rows.add(rows, first)
         self._slots.append(slots)
         self.members.extend(members)
+        self._codecs.extend(codecs)
 
     def freeze(self, table: Callable[[Codec], np.ndarray], rows_room: np.ndarray) -> None:
-        self.rows = np.concatenate(self._rows)
+        self.rows = self._rows.joined()
         self.slots = np.concatenate(self._slots)
         self.room_of = rows_room[self.rows].tolist()
         self.member_at = dict(zip(self.slots.tolist(), range(self.slots.size), strict=True))
-        codecs = [participant.codec for participant in self.members]
+        codecs = self._codecs
         names = [codec.name for codec in codecs]
         if len(set(names)) == 1:  # the usual case: one codec
             self.by_codec = {names[0]: (codecs[0], np.arange(len(names), dtype=np.int64))}
@@ -113,8 +135,8 @@ class _RoomPiece:
     may_contribute: np.ndarray
     keying_in_band: bool
     others: list[int]
-    columnar: dict[int, tuple[JitterColumns, np.ndarray, np.ndarray, list[Participant]]]
-    """By id(columns): the columns, its members' rows and slots, and those members."""
+    columnar: dict[int, _ColumnPart]
+    """By id(columns): the columns, its members' rows and slots, those members, their codecs."""
     row_sends: dict[_SendKey, tuple[SenderColumns, np.ndarray, np.ndarray]]
     """By stream columns and codec: the columns, its members' positions and slots."""
     slow: list[int]
@@ -231,7 +253,13 @@ class Layouts:
             any(p.inband_dtmf for p in members),
             others,
             {
-                key: (columns, _array(rows), _array(slots), [members[j] for j in rows])
+                key: (
+                    columns,
+                    _array(rows),
+                    _array(slots),
+                    [members[j] for j in rows],
+                    [members[j].codec for j in rows],
+                )
                 for key, (columns, rows, slots) in columnar.items()
             },
             {key: (c, _array(at), _array(slots)) for key, (c, at, slots) in row_sends.items()},
@@ -243,18 +271,20 @@ class Layouts:
         firsts = np.cumsum([0, *sizes[:-1]]).tolist() if pieces else []
         others: list[tuple[int, int, Participant]] = []
         columnar: dict[int, ColumnGroup] = {}
-        sends: dict[_SendKey, tuple[SenderColumns, list[np.ndarray], list[np.ndarray]]] = {}
+        sends: dict[_SendKey, tuple[SenderColumns, _Rows, list[np.ndarray]]] = {}
         for k, (piece, first) in enumerate(zip(pieces, firsts, strict=True)):
-            members = piece.members
-            others.extend((k, first + j, members[j]) for j in piece.others)
-            for key, (columns, rows, slots, in_columns) in piece.columnar.items():
+            if piece.others:
+                others.extend((k, first + j, piece.members[j]) for j in piece.others)
+            for key, part in piece.columnar.items():
                 group = columnar.get(key)
                 if group is None:
-                    group = columnar[key] = ColumnGroup(columns)
-                group.extend(rows + first, slots, in_columns)
+                    group = columnar[key] = ColumnGroup(part[0])
+                group.extend(first, part)
             for key, (stream, positions, slots) in piece.row_sends.items():
-                joined = sends.setdefault(key, (stream, [], []))
-                joined[1].append(positions + first)
+                joined = sends.get(key)
+                if joined is None:
+                    joined = sends[key] = (stream, _Rows(), [])
+                joined[1].add(positions, first)
                 joined[2].append(slots)
         rows_room = np.repeat(np.arange(len(pieces), dtype=np.int64), sizes)
         for group in columnar.values():
@@ -276,7 +306,7 @@ class Layouts:
             others=others,
             columnar=columnar,
             row_sends=[
-                (stream, name, payload_type, np.concatenate(at), np.concatenate(slots))
+                (stream, name, payload_type, at.joined(), np.concatenate(slots))
                 for (_, name, payload_type), (stream, at, slots) in sends.items()
             ],
             slow=[piece.slow for piece in pieces],
