@@ -40,6 +40,7 @@ HEADERS = (
     "bridge seq gaps",
     "concealed",
     "trimmed",
+    "ramp conc / trim",
     "client lost",
     "late >40ms",
     "delay p50 ms",
@@ -86,7 +87,7 @@ def held(summary: dict[str, Any]) -> bool:
 
 def row(step: Step, summary: dict[str, Any]) -> tuple[object, ...]:
     bridge, cpu, delay = summary["bridge"], summary["cpu"], summary["delay_ms"]
-    ticks = bridge.get("tick_lateness", {})
+    ticks, before = bridge.get("tick_lateness", {}), bridge.get("before_window", {})
     over = ticks.get("over_5ms_fraction")
     heard = 100.0 * delay["count"] / delay["expected"] if delay["expected"] else None
     return tuple(
@@ -102,6 +103,7 @@ def row(step: Step, summary: dict[str, Any]) -> tuple[object, ...]:
             bridge.get("seq_gaps"),
             bridge.get("concealed"),
             bridge.get("trimmed"),
+            "{} / {}".format(*(before.get(k, "-") for k in ("concealed", "trimmed"))),
             summary["rtp"]["window"]["lost"],
             summary["rtp"]["window"]["late"],
             _round(delay["p50"]),

@@ -273,6 +273,12 @@ def _bridge(record: RunRecord) -> dict[str, Any]:
         result["seq_gaps"] = int(last.get(PACKETS_LOST) - first.get(PACKETS_LOST))
         result["concealed"] = int(last.get(FRAMES_CONCEALED) - first.get(FRAMES_CONCEALED))
         result["trimmed"] = int(last.get(FRAMES_TRIMMED) - first.get(FRAMES_TRIMMED))
+        # and before the window, since the bridge began: the ramp's glitches (calls joining)
+        # for a bridge of the test's own
+        result["before_window"] = {
+            "concealed": int(first.get(FRAMES_CONCEALED)),
+            "trimmed": int(first.get(FRAMES_TRIMMED)),
+        }
         # the window's counts on both sides (the loss check above needs whole-run totals: a
         # window's edges catch packets in flight)
         result["window_rtp_in"] = int(last.get(PACKETS_IN) - first.get(PACKETS_IN))
@@ -349,6 +355,8 @@ def _tick_timeline(record: RunRecord) -> list[dict[str, Any]]:
                 "p50_ms": late.p50_ms,
                 "p99_ms": late.p99_ms,
                 "participants": b.get(PARTICIPANTS),
+                "concealed": int(b.get(FRAMES_CONCEALED) - a.get(FRAMES_CONCEALED)),
+                "trimmed": int(b.get(FRAMES_TRIMMED) - a.get(FRAMES_TRIMMED)),
                 "bridge_cpu_percent": cpu,
                 "scrape_ms": b.took_ms,
             }
@@ -447,7 +455,7 @@ def _fmt(value: Any, unit: str = "") -> str:
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     calls, rtp, delay = summary["calls"], summary["rtp"], summary["delay_ms"]
     audio, bridge, cpu = summary["audio"], summary["bridge"], summary["cpu"]
-    ticks = bridge.get("tick_lateness", {})
+    ticks, before = bridge.get("tick_lateness", {}), bridge.get("before_window", {})
     return [
         ("participants / rooms", f"{calls['attempted']} / {summary['plan']['rooms']}"),
         ("calls answered", f"{calls['answered']} of {calls['attempted']}"),
@@ -491,6 +499,10 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("bridge sequence gaps in (RTP loss)", _fmt(bridge.get("seq_gaps"))),
         ("bridge jitter buffers: frames concealed", _fmt(bridge.get("concealed"))),
         ("bridge jitter buffers: frames trimmed", _fmt(bridge.get("trimmed"))),
+        (
+            "bridge jitter buffers before the window (the ramp): concealed / trimmed",
+            "{} / {}".format(*(_fmt(before.get(k)) for k in ("concealed", "trimmed"))),
+        ),
         ("bridge CPU %", _fmt(cpu.get("bridge_percent"))),
         ("bridge CPU s per participant-minute", _fmt(cpu.get("bridge_s_per_participant_minute"))),
         ("load generator CPU %", _fmt(cpu.get("generator_percent"))),

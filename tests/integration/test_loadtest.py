@@ -85,7 +85,13 @@ def test_delay_and_bridge_figures_are_measured(loadtest: dict) -> None:
     assert loadtest["bridge"]["tick_stats"]["rooms"] == 2
     cpu = loadtest["cpu"]
     assert 9.5 < cpu["seconds"] < 12 and 0 < cpu["bridge_s_per_participant_minute"] < 10
-    assert len(loadtest["timeline"]["ticks"]) >= 8
+    points = loadtest["timeline"]["ticks"]
+    assert len(points) >= 8
+    # the bridge's glitches second by second, and before the window (the calls joining)
+    assert all(p["concealed"] >= 0 and p["trimmed"] >= 0 for p in points)
+    before = loadtest["bridge"]["before_window"]
+    assert isinstance(before["concealed"], int) and isinstance(before["trimmed"], int)
+    assert before["concealed"] >= 0 and before["trimmed"] >= 0
 
 
 def test_json_and_plots_are_written(loadtest: dict) -> None:
