@@ -214,10 +214,9 @@ class MediaEngine:
     def remove(self, leg: str) -> Participant | None:
         """Take a member out (for good, or to hand it to another process)."""
         participant = self.members.pop(leg, None)
-        if participant is not None:
-            self._changed(participant)
         self.prompt_sequence.pop(leg, None)
         if participant is not None:
+            self._changed(participant)
             self._leave_room(participant)
         return participant
 
