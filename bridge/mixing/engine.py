@@ -6,6 +6,7 @@ member its send function, feeds it RTP and calls `tick` every 20 ms with the tim
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,11 @@ from bridge.mixing.backend import (
     UpdateControls,
     UpdateMedia,
 )
-from bridge.mixing.participant import Participant, SendFunction
+from bridge.mixing.participant import Address, Participant, SendFunction
 from bridge.mixing.recording import ROOM_CLOSED, STOPPED, RoomRecording
 from bridge.mixing.room import Digit, Room
 from bridge.mixing.vector.tick import VectorTick
-from bridge.net.mixer_clock import TICK_SECONDS, LatenessHistogram
+from bridge.net.mixer_clock import MAX_TICK_BACKLOG, TICK_SECONDS, LatenessHistogram
 from bridge.rtp.jitter import JitterBuffer
 
 log = structlog.get_logger()
@@ -137,6 +138,9 @@ class MediaEngine:
     _recordings_ending: list[tuple[str, RoomRecording]] = field(default_factory=list)
     vector: VectorTick | None = field(default_factory=VectorTick)
     last_deadline: float | None = None
+    late_after: float = math.inf
+    """Once the loop's clock passes this, the next tick is a whole tick late: a packet read
+    then will be played by ticks run back to back before the next read (`ticks_behind`)."""
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -285,12 +289,31 @@ class MediaEngine:
         the timestamp follows the sampling clock; the load test's runs whose clock had skipped
         ticks counted most of their packets over 40 ms late)."""
         last, self.last_deadline = self.last_deadline, deadline
+        self.late_after = deadline + 2 * TICK_SECONDS
         if last is None:
             return
         missed = round((deadline - last) / TICK_SECONDS) - 1
         if missed > 0:
             for participant in self.members.values():
                 participant.sender.skip(missed * participant.codec.clock_rate // 50)
+
+    def receive(self, participant: Participant, data: bytes, source: Address, now: float) -> None:
+        """A datagram read at `now` from a member's own RTP socket (the shared port has its own
+        path): as usual, or, while the clock is behind, for the ticks about to run."""
+        if now < self.late_after:
+            participant.receive_rtp(data, source, now)
+        else:
+            participant.receive_late(data, source, now, self.ticks_behind(now))
+
+    def ticks_behind(self, now: float) -> int:
+        """How many ticks beyond the next are due at `now` (0 on time): a process woken late
+        reads the packets of the ticks it slept through before it runs those ticks back to
+        back, so each jitter buffer may hold that many frames more while they go in
+        (`Participant.receive_late`); trimmed on the way in, the ticks after would conceal."""
+        if self.last_deadline is None:
+            return 0
+        behind = int((now - self.last_deadline) / TICK_SECONDS) - 1
+        return min(max(behind, 0), MAX_TICK_BACKLOG)
 
     def _report_recordings(self) -> None:
         """Recordings whose writer finished (stopped, room closed, disk failed) are reported."""

@@ -45,7 +45,7 @@ class LegSockets:
         def on_packet(data: bytes, source: tuple[str, int]) -> None:
             participant = members.get(leg)
             if participant is not None:
-                participant.receive_rtp(data, source, now())
+                engine.receive(participant, data, source, now())
 
         opening = loop.create_task(rtp.open(on_packet))
         self._opening.add(opening)

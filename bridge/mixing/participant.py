@@ -122,6 +122,19 @@ class Participant:
             return
         self._receive_other(data, now)
 
+    def receive_late(self, data: bytes, source: Address, now: float, ticks_behind: int) -> None:
+        """`receive_rtp` while the mixing clock is `ticks_behind` ticks late (woken late, the
+        process reads first, then runs those ticks back to back): the jitter buffer may hold
+        that many frames more than its bound for this packet, so the frames of the ticks about
+        to run are not trimmed on the way in, and those ticks do not conceal. Its next packet
+        on time trims what is still over the bound."""
+        jitter = self.jitter
+        jitter.max_frames += ticks_behind
+        try:
+            self.receive_rtp(data, source, now)
+        finally:
+            jitter.max_frames -= ticks_behind
+
     def _receive_other(self, data: bytes, now: float) -> None:
         """A datagram off the hot path: RTCP, malformed, other payload types or header fields."""
         if len(data) > 1 and is_rtcp(data):

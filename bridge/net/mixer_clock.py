@@ -21,13 +21,29 @@ class MixerClock:
 
     async def run(self, step: Callable[[float, float], None]) -> None:
         """Call `step(now, deadline)` every 20 ms until cancelled; `now - deadline` is how
-        late the tick runs."""
+        late the tick runs.
+
+        Woken a tick or more late (a stall), the clock first lets the loop read once: the
+        packets of the ticks it missed are waiting on the calls' sockets, and the ticks run
+        back to back after, so each must find its frame queued (`MediaEngine.receive`).
+        Whether the loop polls its sockets or runs its due timer first after a stall is the
+        loop's business; ticked first, the missed ticks concealed and the packets then came
+        in over the buffers' bound and were trimmed: two glitches per caller per stall."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TICK_SECONDS
+        catching_up = False
         while True:
             delay = deadline - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+                catching_up = False
+            if not catching_up and loop.time() - deadline >= TICK_SECONDS:
+                catching_up = True
+                # the sockets read before the missed ticks: uvloop polls between two runs of
+                # its ready callbacks; asyncio's reader callbacks queue behind this task's
+                # first wake-up, so they run before its second
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
             step(loop.time(), deadline)
             self.ticks += 1
             deadline += TICK_SECONDS

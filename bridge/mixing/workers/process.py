@@ -156,8 +156,10 @@ class Worker:
         participant.send = rtp.send
         self.sockets[participant.call_key] = rtp
         loop = asyncio.get_running_loop()
-        receive_rtp, now = participant.receive_rtp, loop.time
-        opening = loop.create_task(rtp.open(lambda data, source: receive_rtp(data, source, now())))
+        receive, now = self.engine.receive, loop.time
+        opening = loop.create_task(
+            rtp.open(lambda data, source: receive(participant, data, source, now()))
+        )
         self._opening.add(opening)
         opening.add_done_callback(self._opening.discard)
 
