@@ -12,9 +12,13 @@ may sit over the bound by the ticks due (`MediaEngine.ticks_behind`,
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import struct
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -47,7 +51,7 @@ def test_ticks_behind_counts_the_ticks_due_beyond_the_next() -> None:
 
 @pytest.mark.parametrize("behind", [False, True])
 async def test_a_late_clock_keeps_the_frames_its_catch_up_ticks_play(behind: bool) -> None:
-    media = LocalMedia(RtpConfig(port_min=41000, port_max=41998))
+    media = LocalMedia(RtpConfig(port_min=20000, port_max=20998))
     engine = media.engine
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind(("127.0.0.1", 0))
@@ -136,3 +140,18 @@ def test_woken_late_the_clock_lets_the_loop_read_before_the_ticks_it_missed(
         asyncio.run(_stalled_clock(events))
     assert "late tick" in events and "read" in events, events
     assert events.index("read") < events.index("late tick"), events
+
+
+def test_the_stalls_benchmark_runs() -> None:
+    """`scripts/bench_stalls.py`'s smoke pass: one short stall, four callers."""
+    done = subprocess.run(
+        [sys.executable, "scripts/bench_stalls.py", "--callers", "4", "--stalls", "1"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"1 stalls of 70 ms, 4 callers: concealed (\d+), trimmed (\d+)", done.stdout)
+    assert found, done.stdout
