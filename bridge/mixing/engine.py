@@ -253,6 +253,7 @@ class MediaEngine:
         """Mix every room once; digits, talking changes and prompts played become reports."""
         late_s = now - deadline
         self._skip_missed(deadline)
+        self.late_after = deadline + 2 * TICK_SECONDS  # `receive` reads late from then on
         self.ticks += 1
         self.lateness.observe(late_s)
         reports = self.reports
@@ -289,7 +290,6 @@ class MediaEngine:
         the timestamp follows the sampling clock; the load test's runs whose clock had skipped
         ticks counted most of their packets over 40 ms late)."""
         last, self.last_deadline = self.last_deadline, deadline
-        self.late_after = deadline + 2 * TICK_SECONDS
         if last is None:
             return
         missed = round((deadline - last) / TICK_SECONDS) - 1

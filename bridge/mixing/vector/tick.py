@@ -122,7 +122,7 @@ class VectorTick:
     def _plan(
         self,
         rooms: Sequence[Room],
-        members: Layout,
+        layout: Layout,
         frames: np.ndarray,
         energies: np.ndarray,
         digits: list[list[Digit]],
@@ -131,18 +131,18 @@ class VectorTick:
         and which row of the mix each member hears; in-band keys where someone keys in-band.
         All as arrays over the members, but for the rooms keying in band (their detector)."""
         loud = energies > VOICE_POWER * self.samples
-        np.logical_and(loud, members.not_held, out=loud)
-        changed = self.layouts.voice.step(loud, members.voice_rows)
+        np.logical_and(loud, layout.not_held, out=loud)
+        changed = self.layouts.voice.step(loud, layout.voice_rows)
         if changed.size:  # rare: in row order, so each room's in its members' order
-            people = members.people
-            for i, k in zip(changed.tolist(), members.rows_room[changed].tolist(), strict=True):
+            people = layout.people
+            for i, k in zip(changed.tolist(), layout.rows_room[changed].tolist(), strict=True):
                 rooms[k].talk_changes.append(people[i])
         contributing = energies > 0
-        np.logical_and(contributing, members.may_contribute, out=contributing)
-        for k in members.keying_in_band:
+        np.logical_and(contributing, layout.may_contribute, out=contributing)
+        for k in layout.keying_in_band:
             room = rooms[k]
             people = room.participants
-            first, n = members.room_rows[k]
+            first, n = layout.room_rows[k]
             found = room.detector.process(frames[first : first + n], [p.inband for p in people])
             for participant, digit in zip(people, found, strict=True):
                 if digit is not None and participant.inband_dtmf:
@@ -150,13 +150,13 @@ class VectorTick:
             tones = [p.inband_dtmf and p.inband.tone_present for p in people]  # type: ignore[union-attr]
             contributing[first : first + n] &= ~np.array(tones, np.bool_)
         contributors = np.flatnonzero(contributing)
-        room_of = members.rows_room
+        room_of = layout.rows_room
         row_of = -1 - room_of  # the room's shared row (after the contributors' rows)
         row_of[contributors] = np.arange(contributors.size)
         contributor_room = room_of[contributors]
         starts = np.flatnonzero(np.diff(contributor_room, prepend=-1))
         return _Plan(
-            row_of, contributors, contributor_room, members.room_rows, starts,
+            row_of, contributors, contributor_room, layout.room_rows, starts,
             contributor_room[starts],
         )  # fmt: skip
 
@@ -334,7 +334,7 @@ class VectorTick:
     def _send(
         self,
         rooms: Sequence[Room],
-        sends: Layout,
+        layout: Layout,
         plan: _Plan,
         mixed: np.ndarray,
         encoded: dict[str, np.ndarray],
@@ -344,12 +344,12 @@ class VectorTick:
         streams' columns, the rest one by one."""
         samples = self.samples
         row_of, shared_base = plan.row_of, len(plan.contributors)
-        if sends.row_sends:
+        if layout.row_sends:
             rows = np.where(row_of < 0, shared_base - 1 - row_of, row_of)  # -1 - k: room k's total
-            for columns, name, payload_type, positions, slots in sends.row_sends:
+            for columns, name, payload_type, positions, slots in layout.row_sends:
                 columns.send_rows(slots, payload_type, encoded[name], rows[positions], samples)
         for k, room in enumerate(rooms):
-            slow = sends.slow[k]
+            slow = layout.slow[k]
             if not slow:
                 continue
             first = plan.room_rows[k][0]
