@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import struct
 import threading
 import time
 
@@ -25,25 +24,22 @@ from bridge.config import RtpConfig
 from bridge.mixing.backend import AddParticipant, Controls, Identity, NegotiatedMedia
 from bridge.mixing.local import LocalMedia
 from bridge.net.mixer_clock import TICK_SECONDS, MixerClock
+from bridge.rtp.packet import RtpSender
 
 LOOPBACK = "127.0.0.1"
 SETTLE_SECONDS = 1.0  # ticking before the first stall
 BETWEEN_SECONDS = 0.5  # after each stall
-
-
-def rtp(sequence: int, ssrc: int) -> bytes:
-    header = struct.pack("!BBHII", 0x80, 0, sequence & 0xFFFF, (160 * sequence) & 0xFFFF_FFFF, ssrc)
-    return header + bytes([0xFF] * 160)
+SILENCE = bytes([0xFF] * 160)  # a G.711 frame (PCMU)
 
 
 def send_until(stop: threading.Event, phones: list[socket.socket], ports: list[int]) -> None:
     """Every phone's next packet every 20 ms, on absolute deadlines (a thread: on time while
     the loop is blocked)."""
-    sequence, due = 0, time.monotonic()
+    streams = [RtpSender() for _ in phones]
+    due = time.monotonic()
     while not stop.is_set():
-        for i, phone in enumerate(phones):
-            phone.sendto(rtp(sequence, i + 1), (LOOPBACK, ports[i]))
-        sequence += 1
+        for phone, stream, port in zip(phones, streams, ports, strict=True):
+            phone.sendto(stream.packet(SILENCE), (LOOPBACK, port))
         due += TICK_SECONDS
         time.sleep(max(0.0, due - time.monotonic()))
 

@@ -62,6 +62,10 @@ class VoiceColumns:
         self.talking[row], self.run[row] = voice.talking, voice.run
         return ColumnVoice(self, row)
 
+    def owns(self, voice: VoiceActivity | ColumnVoice) -> bool:
+        """Whether `voice` is a view of one of these rows."""
+        return isinstance(voice, ColumnVoice) and voice.columns is self
+
     def detach(self, view: ColumnVoice) -> VoiceActivity:
         """The view's state as a plain `VoiceActivity`; its row is free again."""
         plain = view.plain()

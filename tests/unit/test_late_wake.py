@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -28,10 +27,8 @@ from bridge.mixing.backend import AddParticipant, Controls, Identity, Negotiated
 from bridge.mixing.local import LocalMedia
 from bridge.net.mixer_clock import MAX_TICK_BACKLOG, TICK_SECONDS, MixerClock
 from bridge.rtp.jitter import JitterBuffer
-
-
-def rtp(sequence: int) -> bytes:
-    return struct.pack("!BBHII", 0x80, 0, sequence, 160 * sequence, 7) + bytes([0xFF] * 160)
+from tests.unit.test_shared_port import phone as a_phone
+from tests.unit.test_shared_port import rtp
 
 
 def test_ticks_behind_counts_the_ticks_due_beyond_the_next() -> None:
@@ -53,8 +50,7 @@ def test_ticks_behind_counts_the_ticks_due_beyond_the_next() -> None:
 async def test_a_late_clock_keeps_the_frames_its_catch_up_ticks_play(behind: bool) -> None:
     media = LocalMedia(RtpConfig(port_min=20000, port_max=20998))
     engine = media.engine
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind(("127.0.0.1", 0))
+    phone = a_phone()
     try:
         port = media.reserve("leg", "127.0.0.1")
         assert port is not None

@@ -23,7 +23,7 @@ from bridge.media.g711 import Codec
 from bridge.mixing.columnar import column_of
 from bridge.mixing.participant import Participant
 from bridge.mixing.room import Room
-from bridge.mixing.voice import ColumnVoice, VoiceColumns
+from bridge.mixing.voice import VoiceColumns
 from bridge.rtp.jitter_columns import JitterColumns
 from bridge.rtp.sender_columns import ColumnSender, SenderColumns
 
@@ -204,8 +204,7 @@ class Layouts:
                 continue
             for participant in piece.members:
                 voice = participant.voice
-                ours = isinstance(voice, ColumnVoice) and voice.columns is self.voice
-                if ours and participant not in staying:
+                if self.voice.owns(voice) and participant not in staying:
                     participant.voice = self.voice.detach(voice)  # type: ignore[arg-type]
         self._pieces = pieces
         self._touched = set()
@@ -217,9 +216,9 @@ class Layouts:
         voice_rows = []
         for participant in members:
             voice = participant.voice
-            if not (isinstance(voice, ColumnVoice) and voice.columns is self.voice):
+            if not self.voice.owns(voice):
                 voice = participant.voice = self.voice.attach(voice)
-            voice_rows.append(voice.row)
+            voice_rows.append(voice.row)  # type: ignore[union-attr]
         others: list[int] = []
         slow: list[int] = []
         columnar: dict[int, tuple[JitterColumns, list[int], list[int]]] = {}
